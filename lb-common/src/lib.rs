@@ -1,0 +1,327 @@
+//! The map ABI shared by the XDP programs (`lb-ebpf`) and the controller (`lb-userspace`).
+//!
+//! Every key and value is `#[repr(C)]`, has explicit padding fields (always written as zero, so
+//! hash keys compare byte-for-byte), holds only integers, and has a compile-time size assertion.
+//! Addresses are stored as `[u32; 4]` whose words hold the raw packet bytes (network byte order in
+//! memory): an IPv4 address fills word 0 and leaves words 1..3 zero. Ports are network byte order.
+#![no_std]
+
+/// Address family tag stored in keys and records: IPv4.
+pub const FAMILY_V4: u8 = 4;
+/// Address family tag stored in keys and records: IPv6.
+pub const FAMILY_V6: u8 = 6;
+
+/// IP protocol number of TCP.
+pub const PROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub const PROTO_UDP: u8 = 17;
+
+/// Forwarding mode of a VIP: destination NAT both ways (replies return through the balancer).
+pub const MODE_NAT: u8 = 0;
+
+/// Map names, as they appear in the object file and under `/sys/fs/bpf/<instance>/`.
+pub mod map_names {
+    /// `HashMap<VipKey, VipMeta>`.
+    pub const VIPS: &str = "LB_VIPS";
+    /// `Array<VipKey>` indexed by vip id: the reverse of `LB_VIPS`, for reply rewriting.
+    pub const VIP_ADDRS: &str = "LB_VIP_ADDRS";
+    /// `Array<Backend>` indexed by backend id.
+    pub const BACKENDS: &str = "LB_BACKENDS";
+    /// `Array<u32>` of backend ids: per VIP two ring buffers of `RING_MAX` slots each.
+    pub const RINGS: &str = "LB_RINGS";
+    /// `LruHashMap<FlowKey, ConnEntry>`: forward and reply directions of every tracked flow.
+    pub const CONNS: &str = "LB_CONNS";
+    /// `PerCpuArray<u64>` indexed by [`crate::Reason`] values.
+    pub const STATS: &str = "LB_STATS";
+    /// `DevMapHash` keyed by ifindex: the interfaces `lb_xdp` may redirect to.
+    pub const TX_PORTS: &str = "LB_TX_PORTS";
+
+    /// Every map the object must define.
+    pub const ALL: [&str; 7] = [VIPS, VIP_ADDRS, BACKENDS, RINGS, CONNS, STATS, TX_PORTS];
+}
+
+/// Program names in the object file.
+pub mod prog_names {
+    /// The balancer program, attached to every interface of the balancer host.
+    pub const LB_XDP: &str = "lb_xdp";
+    /// `return XDP_PASS`: receiver for veth peers in labs, and the benchmark floor.
+    pub const LB_PASS: &str = "lb_pass";
+}
+
+/// Read-only global (`u32`) of `lb_xdp`: the flow hash seed, set at load time. Every balancer
+/// host of a fleet must use the same seed so they all pick the same backend for a flow.
+pub const HASH_SEED_GLOBAL: &str = "LB_HASH_SEED";
+
+/// Capacity of `LB_VIPS` and `LB_VIP_ADDRS`; vip ids are `0..MAX_VIPS`.
+pub const MAX_VIPS: u32 = 64;
+/// Capacity of `LB_BACKENDS`; backend ids are `1..MAX_BACKENDS`, id 0 is reserved for "none".
+pub const MAX_BACKENDS: u32 = 4096;
+/// Backend id meaning "no backend" (an empty ring slot).
+pub const BACKEND_NONE: u32 = 0;
+/// Largest ring (Maglev table) size, in slots; each VIP owns `2 * RING_MAX` slots of `LB_RINGS`.
+pub const RING_MAX: u32 = 65537;
+/// Ring sizes a VIP may use: primes, so Maglev's permutations cover every slot.
+pub const RING_SIZES: [u32; 4] = [65537, 16381, 4093, 1021];
+/// Capacity of `LB_CONNS`, in entries (each flow uses two: forward and reply).
+pub const MAX_CONNS: u32 = 262_144;
+/// Capacity of `LB_TX_PORTS`, in interfaces.
+pub const MAX_TX_PORTS: u32 = 64;
+
+/// `BPF_F_MMAPABLE`: `LB_RINGS` is created mmap-able so the controller writes a whole ring with
+/// plain stores instead of one syscall per slot.
+pub const RINGS_MAP_FLAGS: u32 = 1 << 10;
+/// Bytes between two slots of `LB_RINGS` in its mmap-ed memory (the kernel rounds array values
+/// up to 8 bytes); each slot holds a `u32` backend id, host byte order, in its first 4 bytes.
+pub const RING_SLOT_STRIDE: usize = 8;
+
+/// Bit of [`VipMeta::ring`] that selects which of the VIP's two ring buffers is live.
+pub const RING_BUF_BIT: u32 = 1 << 31;
+
+/// Index of the first slot of buffer `buf` (0 or 1) of VIP `vip_id` in `LB_RINGS`.
+pub const fn ring_base(vip_id: u32, buf: u32) -> u32 {
+    (vip_id * 2 + buf) * RING_MAX
+}
+
+/// Key of `LB_VIPS`: what a client addresses. 20 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct VipKey {
+    /// VIP address, raw network-order words (IPv4 in word 0, words 1..3 zero).
+    pub addr: [u32; 4],
+    /// VIP port, network byte order.
+    pub port: u16,
+    /// IP protocol ([`PROTO_TCP`] or [`PROTO_UDP`]).
+    pub proto: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+}
+const _: () = assert!(core::mem::size_of::<VipKey>() == 20);
+
+/// Value of `LB_VIPS`. 12 bytes, host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct VipMeta {
+    /// Index of this VIP in `LB_VIP_ADDRS` and of its ring buffers in `LB_RINGS`.
+    pub vip_id: u32,
+    /// Live ring: [`RING_BUF_BIT`] selects the buffer, the low 31 bits are the ring size in
+    /// slots (0 = no backends). One 32-bit value, so a ring swap is a single atomic update.
+    pub ring: u32,
+    /// Forwarding mode ([`MODE_NAT`]).
+    pub mode: u8,
+    /// Always zero.
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<VipMeta>() == 12);
+
+/// Value of `LB_BACKENDS`: where a backend listens. 20 bytes. A zero `family` marks a free id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Backend {
+    /// Backend address, raw network-order words (IPv4 in word 0).
+    pub addr: [u32; 4],
+    /// Backend port, network byte order.
+    pub port: u16,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`]; 0 = unused slot.
+    pub family: u8,
+    /// Always zero.
+    pub _pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<Backend>() == 20);
+
+/// Key of `LB_CONNS`: a flow's 5-tuple as seen on the wire in one direction. 40 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct FlowKey {
+    /// Source address, raw network-order words.
+    pub src: [u32; 4],
+    /// Destination address, raw network-order words.
+    pub dst: [u32; 4],
+    /// Source port, network byte order.
+    pub sport: u16,
+    /// Destination port, network byte order.
+    pub dport: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// Always zero.
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+
+/// [`ConnEntry::dir`]: the key is client -> VIP.
+pub const DIR_FORWARD: u8 = 0;
+/// [`ConnEntry::dir`]: the key is backend -> client (a NAT reply).
+pub const DIR_REPLY: u8 = 1;
+
+/// Value of `LB_CONNS`. 12 bytes, host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ConnEntry {
+    /// Backend chosen for the flow.
+    pub backend_id: u32,
+    /// VIP the flow was addressed to (index into `LB_VIP_ADDRS`).
+    pub vip_id: u32,
+    /// [`DIR_FORWARD`] or [`DIR_REPLY`].
+    pub dir: u8,
+    /// Always zero.
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<ConnEntry>() == 12);
+
+/// Why a packet got its verdict: the index of its counter in `LB_STATS`. Each reason implies
+/// exactly one XDP action ([`Reason::action`]), so one counter per packet tells both.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Not IPv4 (ARP, IPv6 until supported, ...): handed to the stack.
+    PassNotIp = 0,
+    /// IPv4 but not TCP/UDP to a VIP, and not a tracked NAT reply: handed to the stack.
+    PassNotVip = 1,
+    /// Frame carries an 802.1Q/802.1ad tag: handed to the stack untouched (VLANs unsupported).
+    PassVlan = 2,
+    /// IPv4 fragment: ports unknown, handed to the stack untouched.
+    PassFragment = 3,
+    /// TTL would expire: handed to the stack, which answers with ICMP time exceeded.
+    PassTtl = 4,
+    /// Rewritten, but the next hop's MAC is not resolved yet: the stack forwards it (and
+    /// resolves the neighbour for the next packets).
+    PassNoNeigh = 5,
+    /// Rewritten, but the egress interface is not one `lb_xdp` redirects to: the stack forwards.
+    PassSlowPath = 6,
+    /// Client -> VIP packet rewritten to its backend and redirected.
+    FwdNat = 7,
+    /// Backend reply rewritten back to VIP:port and redirected.
+    FwdReply = 8,
+    /// Header truncated or invalid (bad version, IHL < 5, total length too small or too large).
+    DropMalformed = 9,
+    /// The VIP has no backend in its ring.
+    DropNoBackend = 10,
+    /// The route to the backend or client is blackholed, unreachable or prohibited.
+    DropNoRoute = 11,
+    /// The connection table refused an insert (should not happen with an LRU map).
+    DropConnTable = 12,
+}
+
+/// Number of counters in `LB_STATS`.
+pub const NUM_REASONS: u32 = 13;
+
+/// XDP action codes (linux/bpf.h `enum xdp_action`).
+pub mod xdp_action {
+    /// Internal error.
+    pub const ABORTED: u32 = 0;
+    /// Drop the frame.
+    pub const DROP: u32 = 1;
+    /// Hand the frame to the kernel stack.
+    pub const PASS: u32 = 2;
+    /// Send the frame back out of the receiving interface.
+    pub const TX: u32 = 3;
+    /// Send the frame out of another interface.
+    pub const REDIRECT: u32 = 4;
+}
+
+impl Reason {
+    /// Every reason, in counter order.
+    pub const ALL: [Reason; NUM_REASONS as usize] = [
+        Reason::PassNotIp,
+        Reason::PassNotVip,
+        Reason::PassVlan,
+        Reason::PassFragment,
+        Reason::PassTtl,
+        Reason::PassNoNeigh,
+        Reason::PassSlowPath,
+        Reason::FwdNat,
+        Reason::FwdReply,
+        Reason::DropMalformed,
+        Reason::DropNoBackend,
+        Reason::DropNoRoute,
+        Reason::DropConnTable,
+    ];
+
+    /// The XDP action this reason implies. Redirect reasons return `REDIRECT` only when the
+    /// redirect helper succeeded; the program then reports exactly this action.
+    pub const fn action(self) -> u32 {
+        match self {
+            Reason::PassNotIp
+            | Reason::PassNotVip
+            | Reason::PassVlan
+            | Reason::PassFragment
+            | Reason::PassTtl
+            | Reason::PassNoNeigh
+            | Reason::PassSlowPath => xdp_action::PASS,
+            Reason::FwdNat | Reason::FwdReply => xdp_action::REDIRECT,
+            Reason::DropMalformed
+            | Reason::DropNoBackend
+            | Reason::DropNoRoute
+            | Reason::DropConnTable => xdp_action::DROP,
+        }
+    }
+
+    /// Stable snake_case name, used in CLI output and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::PassNotIp => "pass_not_ip",
+            Reason::PassNotVip => "pass_not_vip",
+            Reason::PassVlan => "pass_vlan",
+            Reason::PassFragment => "pass_fragment",
+            Reason::PassTtl => "pass_ttl",
+            Reason::PassNoNeigh => "pass_no_neigh",
+            Reason::PassSlowPath => "pass_slow_path",
+            Reason::FwdNat => "fwd_nat",
+            Reason::FwdReply => "fwd_reply",
+            Reason::DropMalformed => "drop_malformed",
+            Reason::DropNoBackend => "drop_no_backend",
+            Reason::DropNoRoute => "drop_no_route",
+            Reason::DropConnTable => "drop_conn_table",
+        }
+    }
+}
+
+/// The flow hash: seeded MurmurHash3 (x86, 32-bit) over the key's ten 32-bit words. Shared by
+/// the data path and the controller so tests and `lbctl plan` predict the data path exactly.
+#[inline(always)]
+pub fn flow_hash(seed: u32, key: &FlowKey) -> u32 {
+    let words = [
+        key.src[0],
+        key.src[1],
+        key.src[2],
+        key.src[3],
+        key.dst[0],
+        key.dst[1],
+        key.dst[2],
+        key.dst[3],
+        (u32::from(key.sport) << 16) | u32::from(key.dport),
+        u32::from(key.proto) | (u32::from(key.family) << 8),
+    ];
+    let mut h = seed;
+    let mut i = 0;
+    while i < words.len() {
+        let mut k = words[i].wrapping_mul(0xcc9e_2d51);
+        k = k.rotate_left(15).wrapping_mul(0x1b87_3593);
+        h ^= k;
+        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+        i += 1;
+    }
+    h ^= 40;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    //! `aya::Pod` for every map type, so the controller can read and write them.
+    // SAFETY: each type is `#[repr(C)]`, made only of integers, with explicit padding fields, so
+    // every bit pattern is valid and there are no uninitialised bytes.
+    unsafe impl aya::Pod for super::VipKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::VipMeta {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Backend {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ConnEntry {}
+}

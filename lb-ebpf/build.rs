@@ -1,0 +1,4 @@
+//! Rebuilds the object when lb-common (the map ABI) changes.
+fn main() {
+    println!("cargo:rerun-if-changed=../lb-common/src");
+}

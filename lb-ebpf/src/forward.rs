@@ -1,0 +1,121 @@
+//! Rewriting and sending: NAT of one address and port with incremental checksums, TTL
+//! decrement, next hop from `bpf_fib_lookup`, and redirect through `LB_TX_PORTS`.
+use aya_ebpf::{
+    bindings::{bpf_fib_lookup, xdp_action},
+    helpers::generated,
+    programs::XdpContext,
+    EbpfContext,
+};
+use lb_common::{Reason, PROTO_UDP};
+
+use crate::{
+    csum,
+    maps::LB_TX_PORTS,
+    packet,
+    parse::{Ipv4Flow, L3},
+};
+
+/// Which end of the packet the NAT rewrites.
+#[derive(Clone, Copy)]
+pub enum Side {
+    /// Destination address and port (client -> VIP becomes client -> backend).
+    Dst,
+    /// Source address and port (backend -> client becomes VIP -> client).
+    Src,
+}
+
+/// `AF_INET`, the family `bpf_fib_lookup` expects for IPv4.
+const AF_INET: u8 = 2;
+/// Offset of the IPv4 header checksum within the header.
+const IP_CHECK: usize = 10;
+/// Offset of the TTL byte (followed by the protocol byte) within the IPv4 header.
+const IP_TTL: usize = 8;
+
+/// Rewrites `side` of the IPv4 packet to `addr:port` (raw network-order values), decrements
+/// the TTL, fixes both checksums, and sends the frame to its next hop. `ok` is the reason to
+/// report when the frame was redirected.
+#[inline(always)]
+pub fn nat_v4(
+    ctx: &XdpContext,
+    pkt: &Ipv4Flow,
+    side: Side,
+    addr: u32,
+    port: u16,
+    ok: Reason,
+) -> Result<Reason, Reason> {
+    let (addr_off, port_off) = match side {
+        Side::Src => (12, 0),
+        Side::Dst => (16, 2),
+    };
+    let ttl_proto: u16 = packet::load(ctx, L3 + IP_TTL)?;
+    let ttl = ttl_proto.to_ne_bytes()[0];
+    if ttl <= 1 {
+        return Err(Reason::PassTtl);
+    }
+    let new_ttl_proto = u16::from_ne_bytes([ttl - 1, pkt.key.proto]);
+    let old_addr: u32 = packet::load(ctx, L3 + addr_off)?;
+    let old_port: u16 = packet::load(ctx, pkt.l4 + port_off)?;
+
+    let ip_check: u16 = packet::load(ctx, L3 + IP_CHECK)?;
+    let ip_check = csum::replace2(ip_check, ttl_proto, new_ttl_proto);
+    let ip_check = csum::replace4(ip_check, old_addr, addr);
+    packet::store(ctx, L3 + IP_CHECK, ip_check)?;
+    packet::store(ctx, L3 + IP_TTL, new_ttl_proto)?;
+    packet::store(ctx, L3 + addr_off, addr)?;
+
+    let l4_check: u16 = packet::load(ctx, pkt.l4 + pkt.l4_check)?;
+    // A zero UDP checksum means "none" (IPv4 only) and stays zero.
+    if !(pkt.key.proto == PROTO_UDP && l4_check == 0) {
+        let mut c = csum::replace4(l4_check, old_addr, addr);
+        c = csum::replace2(c, old_port, port);
+        if pkt.key.proto == PROTO_UDP && c == 0 {
+            c = 0xffff;
+        }
+        packet::store(ctx, pkt.l4 + pkt.l4_check, c)?;
+    }
+    packet::store(ctx, pkt.l4 + port_off, port)?;
+    send_v4(ctx, ok)
+}
+
+/// Looks up the next hop of the (already rewritten) IPv4 packet, fills in the Ethernet
+/// addresses and redirects it. Anything the fast path cannot finish goes to the stack.
+#[inline(always)]
+fn send_v4(ctx: &XdpContext, ok: Reason) -> Result<Reason, Reason> {
+    // SAFETY: `bpf_fib_lookup` is plain data (integers and unions of integers); all-zero is
+    // a valid value and the documented way to start a lookup.
+    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    fib.family = AF_INET;
+    fib.l4_protocol = packet::load(ctx, L3 + 9)?;
+    fib.__bindgen_anon_1.tot_len = u16::from_be(packet::load(ctx, L3 + 2)?);
+    fib.__bindgen_anon_2.tos = packet::load(ctx, L3 + 1)?;
+    fib.__bindgen_anon_3.ipv4_src = packet::load(ctx, L3 + 12)?;
+    fib.__bindgen_anon_4.ipv4_dst = packet::load(ctx, L3 + 16)?;
+    fib.ifindex = ctx.ingress_ifindex() as u32;
+    // SAFETY: `fib` is a live, correctly sized `bpf_fib_lookup` and the context is the
+    // program's own XDP context.
+    let rc = unsafe {
+        generated::bpf_fib_lookup(
+            ctx.as_ptr(),
+            &mut fib,
+            core::mem::size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    match rc as u32 {
+        // BPF_FIB_LKUP_RET_SUCCESS
+        0 => {
+            packet::store(ctx, 0, fib.dmac)?;
+            packet::store(ctx, 6, fib.smac)?;
+            match LB_TX_PORTS.redirect(fib.ifindex, u64::from(xdp_action::XDP_PASS)) {
+                Ok(action) if action == xdp_action::XDP_REDIRECT => Ok(ok),
+                _ => Err(Reason::PassSlowPath),
+            }
+        }
+        // BLACKHOLE, UNREACHABLE, PROHIBIT
+        1..=3 => Err(Reason::DropNoRoute),
+        // NO_NEIGH
+        7 => Err(Reason::PassNoNeigh),
+        // NOT_FWDED, FWD_DISABLED, UNSUPP_LWT, FRAG_NEEDED, NO_SRC_ADDR: the stack knows best.
+        _ => Err(Reason::PassSlowPath),
+    }
+}

@@ -1,0 +1,40 @@
+//! XDP programs of the balancer: `lb_xdp` (the pipeline) and `lb_pass` (receiver stub, bench floor).
+#![no_std]
+#![no_main]
+
+mod csum;
+mod forward;
+mod maps;
+mod packet;
+mod parse;
+mod pipeline;
+mod stats;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+
+/// The balancer: parse -> vip -> conntrack -> select -> rewrite -> forward, counted on every exit.
+#[xdp]
+pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    let reason = match pipeline::run(&ctx) {
+        Ok(r) | Err(r) => r,
+    };
+    stats::count(reason)
+}
+
+/// `return XDP_PASS`: lets veth peers receive redirected frames, and is the benchmark floor.
+#[xdp]
+pub fn lb_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach a panic, so this is never executed.
+    loop {}
+}
+
+/// License the kernel requires for GPL-only helpers such as `bpf_fib_lookup`.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

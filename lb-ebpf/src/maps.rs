@@ -1,0 +1,37 @@
+//! The maps of `lb_xdp`; layouts, units and byte order are documented in `lb-common`.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+};
+use lb_common::{
+    Backend, ConnEntry, FlowKey, VipKey, VipMeta, MAX_BACKENDS, MAX_CONNS, MAX_TX_PORTS, MAX_VIPS,
+    NUM_REASONS, RINGS_MAP_FLAGS, RING_MAX,
+};
+
+/// VIP:port/proto -> VIP metadata and live ring.
+#[map]
+pub static LB_VIPS: HashMap<VipKey, VipMeta> = HashMap::pinned(MAX_VIPS, 0);
+
+/// vip id -> VIP key, to rewrite replies back to the VIP.
+#[map]
+pub static LB_VIP_ADDRS: Array<VipKey> = Array::pinned(MAX_VIPS, 0);
+
+/// backend id -> backend address; id 0 is never used.
+#[map]
+pub static LB_BACKENDS: Array<Backend> = Array::pinned(MAX_BACKENDS, 0);
+
+/// Maglev rings: two buffers per VIP of `RING_MAX` backend ids each.
+#[map]
+pub static LB_RINGS: Array<u32> = Array::pinned(MAX_VIPS * 2 * RING_MAX, RINGS_MAP_FLAGS);
+
+/// Flow table, both directions of every flow; least recently used entries are evicted.
+#[map]
+pub static LB_CONNS: LruHashMap<FlowKey, ConnEntry> = LruHashMap::pinned(MAX_CONNS, 0);
+
+/// Per-CPU packet counters indexed by `lb_common::Reason`.
+#[map]
+pub static LB_STATS: PerCpuArray<u64> = PerCpuArray::pinned(NUM_REASONS, 0);
+
+/// Interfaces (by ifindex) that frames may be redirected to.
+#[map]
+pub static LB_TX_PORTS: DevMapHash = DevMapHash::pinned(MAX_TX_PORTS, 0);

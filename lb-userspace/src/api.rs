@@ -1,0 +1,202 @@
+//! The HTTP/JSON API of `lbd` on a root-only Unix socket, and its wire types (shared with
+//! `lbctl`). Every error is `{"error": "..."}` naming the field and the problem.
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tokio::net::UnixListener;
+
+use crate::{
+    config::{Mode, Proto},
+    controller::{Command, Handle},
+};
+
+/// Largest request body accepted, in bytes.
+const MAX_BODY: usize = 64 * 1024;
+
+/// A backend of a VIP, as listed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackendView {
+    /// Data-path id (1..).
+    pub id: u32,
+    /// Address.
+    pub addr: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// Weight.
+    pub weight: u32,
+}
+
+/// A VIP with its backends.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VipView {
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub addr: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// Protocol.
+    pub proto: Proto,
+    /// Forwarding mode.
+    pub mode: Mode,
+    /// Maglev table size.
+    pub ring_size: u32,
+    /// Backends.
+    pub backends: Vec<BackendView>,
+}
+
+/// Body of `POST /v1/backends` (add or reweight) and `DELETE /v1/backends`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendChange {
+    /// VIP name or `ADDR:PORT/PROTO`.
+    pub vip: String,
+    /// Backend address.
+    pub addr: IpAddr,
+    /// Backend port.
+    pub port: u16,
+    /// Weight (add only; default 1).
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+/// Data-path counters by name.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatsView {
+    /// Packets per verdict reason, summed over CPUs.
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// Identity and size of the running instance.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusView {
+    /// Instance name.
+    pub instance: String,
+    /// Interfaces `lb_xdp` is attached to.
+    pub interfaces: Vec<String>,
+    /// Where the maps are pinned.
+    pub pin_dir: String,
+    /// Number of VIPs.
+    pub vips: usize,
+    /// Number of distinct backends.
+    pub backends: usize,
+}
+
+/// An API error: HTTP status and message.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        let msg = format!("{e:#}");
+        let status = if msg.starts_with("vip: no VIP") || msg.contains("is not a backend of") {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError(status, msg)
+    }
+}
+
+fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.len() > MAX_BODY {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body: larger than {MAX_BODY} bytes"),
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("body: {e}")))
+}
+
+async fn vips(State(h): State<Handle>) -> Result<Json<Vec<VipView>>, ApiError> {
+    Ok(Json(h.call(Command::Vips).await?))
+}
+
+async fn add_backend(State(h): State<Handle>, body: Bytes) -> Result<Json<VipView>, ApiError> {
+    let change: BackendChange = parse_body(&body)?;
+    Ok(Json(h.call(|tx| Command::AddBackend(change, tx)).await??))
+}
+
+async fn remove_backend(State(h): State<Handle>, body: Bytes) -> Result<Json<VipView>, ApiError> {
+    let change: BackendChange = parse_body(&body)?;
+    Ok(Json(
+        h.call(|tx| Command::RemoveBackend(change, tx)).await??,
+    ))
+}
+
+async fn stats(State(h): State<Handle>) -> Result<Json<StatsView>, ApiError> {
+    Ok(Json(h.call(Command::Stats).await??))
+}
+
+async fn status(State(h): State<Handle>) -> Result<Json<StatusView>, ApiError> {
+    Ok(Json(h.call(Command::Status).await?))
+}
+
+async fn not_found() -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "path: no such endpoint (see GET /v1/status, /v1/vips, /v1/stats, POST|DELETE /v1/backends)"
+            .into(),
+    )
+}
+
+/// Default socket path of an instance.
+pub fn default_socket(instance: &str) -> PathBuf {
+    PathBuf::from(format!("/run/lbd/{instance}.sock"))
+}
+
+/// Binds the API socket (mode 0600, owned by the caller, which is root).
+pub fn bind(path: &Path) -> Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // A socket left by a killed lbd would make bind fail; nothing else listens on it.
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("binding API socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("chmod 0600 {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves the API until `shutdown` resolves.
+pub async fn serve(
+    listener: UnixListener,
+    handle: Handle,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let app = Router::new()
+        .route("/v1/vips", get(vips))
+        .route(
+            "/v1/backends",
+            axum::routing::post(add_backend).delete(remove_backend),
+        )
+        .route("/v1/stats", get(stats))
+        .route("/v1/status", get(status))
+        .fallback(not_found)
+        .with_state(handle);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("API server")
+}

@@ -1,0 +1,228 @@
+//! `lbctl`: the operator's CLI for a running `lbd`.
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser, Subcommand};
+use lb_userspace::{
+    api::{self, StatsView, StatusView, VipView},
+    client,
+};
+use serde_json::{json, Value};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lbctl",
+    version,
+    about = "Control a running lbd",
+    after_help = "Examples:\n  lbctl backend list\n  lbctl backend add --vip web 10.0.0.5:8080 --weight 2\n  lbctl backend remove --vip web 10.0.0.5:8080\n  lbctl stats --json"
+)]
+struct Cli {
+    /// lbd instance (socket /run/lbd/<instance>.sock).
+    #[arg(long, global = true, default_value = "lb")]
+    instance: String,
+    /// API socket path (overrides --instance).
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Instance, interfaces, counts.
+    Status,
+    /// Virtual services.
+    #[command(subcommand)]
+    Vip(VipCmd),
+    /// Backends of virtual services.
+    #[command(subcommand)]
+    Backend(BackendCmd),
+    /// Data-path packet counters.
+    Stats,
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VipCmd {
+    /// List VIPs.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum BackendCmd {
+    /// List backends of every VIP (or of one).
+    List {
+        /// Only this VIP (name or ADDR:PORT/PROTO).
+        #[arg(long)]
+        vip: Option<String>,
+    },
+    /// Add a backend to a VIP, or change its weight.
+    #[command(after_help = "Example:\n  lbctl backend add --vip web 10.0.0.5:8080 --weight 2")]
+    Add {
+        /// VIP name or ADDR:PORT/PROTO.
+        #[arg(long)]
+        vip: String,
+        /// Backend ADDR:PORT.
+        #[arg(value_parser = parse_addr)]
+        backend: SocketAddr,
+        /// Relative weight, 0-65535 (0: no new flows).
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+    },
+    /// Remove a backend from a VIP.
+    #[command(after_help = "Example:\n  lbctl backend remove --vip web 10.0.0.5:8080")]
+    Remove {
+        /// VIP name or ADDR:PORT/PROTO.
+        #[arg(long)]
+        vip: String,
+        /// Backend ADDR:PORT.
+        #[arg(value_parser = parse_addr)]
+        backend: SocketAddr,
+    },
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not ADDR:PORT (example: 10.0.0.5:8080 or [fd00::5]:8080)"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lbctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(|| api::default_socket(&cli.instance));
+    let get = |path: &str| client::call(&socket, "GET", path, None);
+    match cli.cmd {
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "lbctl", &mut std::io::stdout());
+        }
+        Cmd::Status => {
+            let v = get("/v1/status")?;
+            if cli.json {
+                return print_json(&v);
+            }
+            let s: StatusView = serde_json::from_value(v)?;
+            println!("instance    {}", s.instance);
+            println!("interfaces  {}", s.interfaces.join(", "));
+            println!("maps        {}", s.pin_dir);
+            println!("vips        {}", s.vips);
+            println!("backends    {}", s.backends);
+        }
+        Cmd::Vip(VipCmd::List) => {
+            let v = get("/v1/vips")?;
+            if cli.json {
+                return print_json(&v);
+            }
+            let vips: Vec<VipView> = serde_json::from_value(v)?;
+            println!(
+                "{:<16} {:<24} {:<5} {:<5} {:>6} {:>8}",
+                "NAME", "ADDRESS", "PROTO", "MODE", "RING", "BACKENDS"
+            );
+            for vip in vips {
+                println!(
+                    "{:<16} {:<24} {:<5} {:<5} {:>6} {:>8}",
+                    vip.name,
+                    SocketAddr::new(vip.addr, vip.port),
+                    format!("{:?}", vip.proto).to_lowercase(),
+                    format!("{:?}", vip.mode).to_lowercase(),
+                    vip.ring_size,
+                    vip.backends.len()
+                );
+            }
+        }
+        Cmd::Backend(BackendCmd::List { vip }) => {
+            let v = get("/v1/vips")?;
+            let vips: Vec<VipView> = serde_json::from_value(v)?;
+            let vips: Vec<VipView> = vips
+                .into_iter()
+                .filter(|x| vip.as_deref().is_none_or(|n| n == x.name))
+                .collect();
+            if let Some(name) = &vip {
+                if vips.is_empty() {
+                    anyhow::bail!("vip: no VIP named {name:?}");
+                }
+            }
+            if cli.json {
+                return print_json(&serde_json::to_value(&vips)?);
+            }
+            println!(
+                "{:<16} {:<24} {:>5} {:>7}",
+                "VIP", "BACKEND", "ID", "WEIGHT"
+            );
+            for vip in vips {
+                for b in vip.backends {
+                    println!(
+                        "{:<16} {:<24} {:>5} {:>7}",
+                        vip.name,
+                        SocketAddr::new(b.addr, b.port),
+                        b.id,
+                        b.weight
+                    );
+                }
+            }
+        }
+        Cmd::Backend(BackendCmd::Add {
+            vip,
+            backend,
+            weight,
+        }) => {
+            let body =
+                json!({"vip": vip, "addr": backend.ip(), "port": backend.port(), "weight": weight});
+            let v = client::call(&socket, "POST", "/v1/backends", Some(&body))?;
+            report_change(cli.json, "added", &backend, v)?;
+        }
+        Cmd::Backend(BackendCmd::Remove { vip, backend }) => {
+            let body = json!({"vip": vip, "addr": backend.ip(), "port": backend.port()});
+            let v = client::call(&socket, "DELETE", "/v1/backends", Some(&body))?;
+            report_change(cli.json, "removed", &backend, v)?;
+        }
+        Cmd::Stats => {
+            let v = get("/v1/stats")?;
+            if cli.json {
+                return print_json(&v);
+            }
+            let s: StatsView = serde_json::from_value(v)?;
+            println!("{:<18} {:>14}", "COUNTER", "PACKETS");
+            for (name, n) in s.counters {
+                println!("{name:<18} {n:>14}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report_change(json: bool, what: &str, backend: &SocketAddr, v: Value) -> Result<()> {
+    if json {
+        return print_json(&v);
+    }
+    let vip: VipView = serde_json::from_value(v).context("decoding the API answer")?;
+    println!(
+        "{what} {backend} on {}: {} backends now",
+        vip.name,
+        vip.backends.len()
+    );
+    Ok(())
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}

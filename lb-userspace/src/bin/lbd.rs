@@ -1,0 +1,135 @@
+//! `lbd`: loads the balancer, attaches it, applies the config and serves the API.
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use lb_userspace::{
+    api,
+    config::Config,
+    controller::{self, Controller},
+    dataplane::{self, Dataplane},
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lbd",
+    version,
+    about = "XDP L4 load balancer daemon",
+    after_help = "Examples:\n  lbd --config /etc/lbd.toml\n  lbd --config lab.toml --iface eth1 --iface eth2\n  lbd --check-config /etc/lbd.toml"
+)]
+struct Args {
+    /// TOML config: VIPs, backends, interfaces.
+    #[arg(
+        long,
+        short,
+        value_name = "FILE",
+        required_unless_present = "check_config"
+    )]
+    config: Option<PathBuf>,
+    /// Validate FILE and exit, without touching the kernel.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
+    /// Interface to attach to (repeatable); replaces `lbd.interfaces` of the config.
+    #[arg(long = "iface", value_name = "IFACE")]
+    ifaces: Vec<String>,
+    /// API socket path; replaces `lbd.socket` of the config.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lbd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    if let Some(path) = &args.check_config {
+        let cfg = Config::load(path)?;
+        let backends: usize = cfg.vips.iter().map(|v| v.backends.len()).sum();
+        println!(
+            "{}: OK ({} VIPs, {backends} backends)",
+            path.display(),
+            cfg.vips.len()
+        );
+        return Ok(());
+    }
+    let path = args.config.as_ref().context("--config FILE is required")?;
+    let mut cfg = Config::load(path)?;
+    if !args.ifaces.is_empty() {
+        cfg.lbd.interfaces = args.ifaces.clone();
+    }
+    if let Some(socket) = &args.socket {
+        cfg.lbd.socket = Some(socket.clone());
+    }
+    cfg.validate()?;
+    if !nix::unistd::geteuid().is_root() {
+        bail!("must run as root: it loads XDP programs (CAP_BPF, CAP_NET_ADMIN)");
+    }
+    if cfg.lbd.interfaces.is_empty() {
+        bail!("no interface to attach to: give --iface IFACE or set lbd.interfaces");
+    }
+    for iface in &cfg.lbd.interfaces {
+        dataplane::ifindex(iface).with_context(|| format!("interface {iface:?} does not exist"))?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(cfg))
+}
+
+async fn serve(cfg: Config) -> Result<()> {
+    let pin_dir = PathBuf::from("/sys/fs/bpf").join(&cfg.lbd.instance);
+    let mut dp = Dataplane::open(&pin_dir, cfg.lbd.hash_seed)?;
+    for iface in &cfg.lbd.interfaces {
+        if let Err(e) = dp.attach(iface) {
+            let _ = dp.unpin();
+            return Err(e);
+        }
+        log::info!("lb_xdp attached to {iface}");
+    }
+    let mut ctl = Controller::new(dp, &cfg.lbd.instance, &cfg.lbd.interfaces);
+    if let Err(e) = ctl.apply_config(&cfg) {
+        let _ = ctl.into_dataplane().unpin();
+        return Err(e.context("applying the config"));
+    }
+    let socket = cfg
+        .lbd
+        .socket
+        .clone()
+        .unwrap_or_else(|| api::default_socket(&cfg.lbd.instance));
+    let listener = api::bind(&socket)?;
+    let (handle, task) = controller::spawn(ctl);
+    log::info!(
+        "serving {} VIPs; API on {} (root only)",
+        cfg.vips.len(),
+        socket.display()
+    );
+    let served = api::serve(listener, handle, shutdown_signal()).await;
+    let _ = std::fs::remove_file(&socket);
+    let ctl = task.await.context("controller task")?;
+    ctl.into_dataplane().unpin()?;
+    log::info!(
+        "stopped: lb_xdp detached from {}, maps unpinned from {}",
+        cfg.lbd.interfaces.join(", "),
+        pin_dir.display()
+    );
+    served
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    log::info!("shutting down");
+}

@@ -1,0 +1,307 @@
+//! The declarative TOML config of `lbd`: parsing and validation, with errors that name the
+//! offending field.
+use std::{
+    collections::HashSet,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+};
+
+use lb_common::{MAX_BACKENDS, MAX_VIPS, RING_SIZES};
+use serde::{Deserialize, Serialize};
+
+/// Default flow hash seed: any value works, but every balancer host of a fleet needs the same.
+pub const DEFAULT_HASH_SEED: u32 = 0x4c42_5344;
+/// Largest backend weight accepted.
+pub const MAX_WEIGHT: u32 = 65_535;
+
+/// A config problem: which field, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct ConfigError {
+    /// Path of the field, e.g. `vip[1].backend[0].port`.
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub problem: String,
+}
+
+fn err(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Daemon settings.
+    #[serde(default)]
+    pub lbd: Daemon,
+    /// Virtual services.
+    #[serde(default, rename = "vip")]
+    pub vips: Vec<VipConfig>,
+}
+
+/// `[lbd]`: daemon settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Daemon {
+    /// Instance name: maps are pinned under /sys/fs/bpf/<instance>/.
+    #[serde(default = "default_instance")]
+    pub instance: String,
+    /// Interfaces `lb_xdp` attaches to (client-facing and backend-facing).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// Flow hash seed, identical on every balancer host of a fleet.
+    #[serde(default = "default_seed")]
+    pub hash_seed: u32,
+    /// API socket path; default /run/lbd/<instance>.sock.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+}
+
+impl Default for Daemon {
+    fn default() -> Self {
+        Daemon {
+            instance: default_instance(),
+            interfaces: Vec::new(),
+            hash_seed: DEFAULT_HASH_SEED,
+            socket: None,
+        }
+    }
+}
+
+fn default_instance() -> String {
+    "lb".into()
+}
+fn default_seed() -> u32 {
+    DEFAULT_HASH_SEED
+}
+fn default_ring_size() -> u32 {
+    RING_SIZES[0]
+}
+fn default_weight() -> u32 {
+    1
+}
+
+/// Transport protocol of a VIP.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Proto {
+    /// IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => lb_common::PROTO_TCP,
+            Proto::Udp => lb_common::PROTO_UDP,
+        }
+    }
+}
+
+/// Forwarding mode of a VIP.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Destination NAT both ways; backends route replies through the balancer.
+    #[default]
+    Nat,
+}
+
+/// `[[vip]]`: one virtual service.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipConfig {
+    /// Name used by the CLI and metrics.
+    pub name: String,
+    /// Address clients connect to.
+    pub addr: IpAddr,
+    /// Port clients connect to.
+    pub port: u16,
+    /// `tcp` or `udp`.
+    pub proto: Proto,
+    /// `nat` (default).
+    #[serde(default)]
+    pub mode: Mode,
+    /// Maglev table size, one of `lb_common::RING_SIZES`.
+    #[serde(default = "default_ring_size")]
+    pub ring_size: u32,
+    /// Backends serving the VIP.
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<BackendConfig>,
+}
+
+/// `[[vip.backend]]`: one backend of a VIP.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Backend address.
+    pub addr: IpAddr,
+    /// Backend port.
+    pub port: u16,
+    /// Relative weight (0 = no new flows).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+impl BackendConfig {
+    /// Address and port.
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.addr, self.port)
+    }
+}
+
+impl Config {
+    /// Parses and validates a TOML document.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let field = e
+                .span()
+                .map(|s| format!("line {}", text[..s.start].matches('\n').count() + 1))
+                .unwrap_or_else(|| "config".into());
+            err(field, e.message().to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+    }
+
+    /// Checks everything the types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let inst = &self.lbd.instance;
+        if inst.is_empty()
+            || inst.len() > 32
+            || !inst
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(err(
+                "lbd.instance",
+                format!("{inst:?} must be 1-32 characters of [A-Za-z0-9_-]"),
+            ));
+        }
+        for (i, iface) in self.lbd.interfaces.iter().enumerate() {
+            if iface.is_empty() || iface.len() > 15 || iface.contains(['/', ' ']) {
+                return Err(err(
+                    format!("lbd.interfaces[{i}]"),
+                    format!("{iface:?} is not an interface name (1-15 characters, no / or space)"),
+                ));
+            }
+        }
+        if self.vips.len() > MAX_VIPS as usize {
+            return Err(err("vip", format!("at most {MAX_VIPS} VIPs are supported")));
+        }
+        let mut names = HashSet::new();
+        let mut services = HashSet::new();
+        let mut all_backends = HashSet::new();
+        for (i, vip) in self.vips.iter().enumerate() {
+            let at = format!("vip[{i}]");
+            vip.validate(&at)?;
+            if !names.insert(vip.name.as_str()) {
+                return Err(err(
+                    format!("{at}.name"),
+                    format!("{:?} is used twice", vip.name),
+                ));
+            }
+            if !services.insert((vip.addr, vip.port, vip.proto)) {
+                return Err(err(
+                    &at,
+                    format!("{}:{} {:?} is defined twice", vip.addr, vip.port, vip.proto),
+                ));
+            }
+            all_backends.extend(vip.backends.iter().map(BackendConfig::socket_addr));
+        }
+        if all_backends.len() >= MAX_BACKENDS as usize {
+            return Err(err(
+                "vip",
+                format!("at most {} distinct backends", MAX_BACKENDS - 1),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl VipConfig {
+    /// Checks one VIP; `at` is its field path.
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if self.name.is_empty()
+            || self.name.len() > 64
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(err(
+                format!("{at}.name"),
+                format!("{:?} must be 1-64 characters of [A-Za-z0-9_.-]", self.name),
+            ));
+        }
+        if !self.addr.is_ipv4() {
+            return Err(err(
+                format!("{at}.addr"),
+                "only IPv4 VIPs are supported so far",
+            ));
+        }
+        if self.port == 0 {
+            return Err(err(format!("{at}.port"), "must be 1-65535"));
+        }
+        if !RING_SIZES.contains(&self.ring_size) {
+            return Err(err(
+                format!("{at}.ring_size"),
+                format!("{} is not one of {RING_SIZES:?}", self.ring_size),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (j, b) in self.backends.iter().enumerate() {
+            validate_backend(&format!("{at}.backend[{j}]"), self, b)?;
+            if !seen.insert(b.socket_addr()) {
+                return Err(err(
+                    format!("{at}.backend[{j}]"),
+                    format!("{} is listed twice", b.socket_addr()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a backend of `vip`; `at` is its field path.
+pub fn validate_backend(at: &str, vip: &VipConfig, b: &BackendConfig) -> Result<(), ConfigError> {
+    if b.addr.is_ipv4() != vip.addr.is_ipv4() {
+        return Err(err(
+            format!("{at}.addr"),
+            format!(
+                "{} is not the same address family as the VIP {}",
+                b.addr, vip.addr
+            ),
+        ));
+    }
+    if b.addr.is_unspecified() || b.addr.is_multicast() {
+        return Err(err(
+            format!("{at}.addr"),
+            format!("{} is not a unicast address", b.addr),
+        ));
+    }
+    if b.port == 0 {
+        return Err(err(format!("{at}.port"), "must be 1-65535"));
+    }
+    if b.weight > MAX_WEIGHT {
+        return Err(err(
+            format!("{at}.weight"),
+            format!("must be 0-{MAX_WEIGHT}"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,399 @@
+//! The controller: owns the desired state and the data plane, and applies each change whole
+//! (backends first, then the ring swap, then the VIP; removals in reverse) or not at all.
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+};
+
+use anyhow::{anyhow, bail, Result};
+use lb_common::{Backend, Reason, VipKey, VipMeta, FAMILY_V4, FAMILY_V6, MAX_BACKENDS, MAX_VIPS};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    api::{BackendChange, BackendView, StatsView, StatusView, VipView},
+    config::{validate_backend, BackendConfig, Config, VipConfig},
+    dataplane::Dataplane,
+    maglev::{self, Member},
+};
+
+/// Raw network-order words of an address, as `lb-common` stores them.
+pub fn addr_words(addr: IpAddr) -> [u32; 4] {
+    match addr {
+        IpAddr::V4(a) => [u32::from_ne_bytes(a.octets()), 0, 0, 0],
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            [w(0), w(4), w(8), w(12)]
+        }
+    }
+}
+
+fn family(addr: IpAddr) -> u8 {
+    if addr.is_ipv4() {
+        FAMILY_V4
+    } else {
+        FAMILY_V6
+    }
+}
+
+/// The data-path key of a VIP.
+pub fn vip_key(vip: &VipConfig) -> VipKey {
+    VipKey {
+        addr: addr_words(vip.addr),
+        port: vip.port.to_be(),
+        proto: vip.proto.number(),
+        family: family(vip.addr),
+    }
+}
+
+/// A VIP as applied to the data path.
+struct Vip {
+    cfg: VipConfig,
+    id: u32,
+    /// Live `VipMeta::ring` value.
+    ring: u32,
+}
+
+/// Backend ids shared by every VIP that uses the same address:port.
+#[derive(Default)]
+struct BackendIds {
+    by_addr: HashMap<SocketAddr, (u32, u32)>,
+}
+
+impl BackendIds {
+    fn get(&self, addr: &SocketAddr) -> Option<u32> {
+        self.by_addr.get(addr).map(|(id, _)| *id)
+    }
+
+    fn free_id(&self) -> Option<u32> {
+        let used: std::collections::HashSet<u32> =
+            self.by_addr.values().map(|(id, _)| *id).collect();
+        (1..MAX_BACKENDS).find(|id| !used.contains(id))
+    }
+}
+
+/// Owner of the desired state and of every map handle.
+pub struct Controller {
+    dp: Dataplane,
+    instance: String,
+    interfaces: Vec<String>,
+    vips: Vec<Vip>,
+    ids: BackendIds,
+}
+
+impl Controller {
+    /// A controller over a loaded data plane, with no VIPs yet.
+    pub fn new(dp: Dataplane, instance: &str, interfaces: &[String]) -> Self {
+        Controller {
+            dp,
+            instance: instance.to_string(),
+            interfaces: interfaces.to_vec(),
+            vips: Vec::new(),
+            ids: BackendIds::default(),
+        }
+    }
+
+    /// Applies every VIP of a validated config.
+    pub fn apply_config(&mut self, cfg: &Config) -> Result<()> {
+        for vip in &cfg.vips {
+            self.add_vip(vip.clone())?;
+        }
+        Ok(())
+    }
+
+    /// The data plane, e.g. for tests that run packets through it.
+    pub fn dataplane(&mut self) -> &mut Dataplane {
+        &mut self.dp
+    }
+
+    /// Gives the data plane back (to unpin it on shutdown).
+    pub fn into_dataplane(self) -> Dataplane {
+        self.dp
+    }
+
+    /// Adds a VIP with its backends.
+    pub fn add_vip(&mut self, cfg: VipConfig) -> Result<()> {
+        cfg.validate("vip")?;
+        if self.vips.iter().any(|v| v.cfg.name == cfg.name) {
+            bail!("vip: {:?} exists already", cfg.name);
+        }
+        let used: Vec<u32> = self.vips.iter().map(|v| v.id).collect();
+        let id = (0..MAX_VIPS)
+            .find(|i| !used.contains(i))
+            .ok_or_else(|| anyhow!("vip: all {MAX_VIPS} VIP slots are in use"))?;
+        let backends = cfg.backends.clone();
+        self.vips.push(Vip {
+            cfg: VipConfig {
+                backends: Vec::new(),
+                ..cfg
+            },
+            id,
+            ring: 0,
+        });
+        let idx = self.vips.len() - 1;
+        if let Err(e) = self.commit(idx, backends) {
+            self.vips.pop();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn vip_index(&self, name: &str) -> Result<usize> {
+        self.vips
+            .iter()
+            .position(|v| v.cfg.name == name || vip_label(&v.cfg) == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.vips.iter().map(|v| v.cfg.name.as_str()).collect();
+                anyhow!("vip: no VIP named {name:?} (known: {})", known.join(", "))
+            })
+    }
+
+    /// Adds a backend to a VIP, or changes its weight if it is there.
+    pub fn add_backend(&mut self, change: &BackendChange) -> Result<VipView> {
+        let idx = self.vip_index(&change.vip)?;
+        let b = BackendConfig {
+            addr: change.addr,
+            port: change.port,
+            weight: change.weight.unwrap_or(1),
+        };
+        validate_backend("backend", &self.vips[idx].cfg, &b)?;
+        let mut set = self.vips[idx].cfg.backends.clone();
+        match set.iter_mut().find(|x| x.socket_addr() == b.socket_addr()) {
+            Some(x) => x.weight = b.weight,
+            None => set.push(b),
+        }
+        self.commit(idx, set)?;
+        Ok(self.vip_view(&self.vips[idx]))
+    }
+
+    /// Removes a backend from a VIP; its tracked flows move to the remaining backends.
+    pub fn remove_backend(&mut self, change: &BackendChange) -> Result<VipView> {
+        let idx = self.vip_index(&change.vip)?;
+        let target = SocketAddr::new(change.addr, change.port);
+        let mut set = self.vips[idx].cfg.backends.clone();
+        let before = set.len();
+        set.retain(|b| b.socket_addr() != target);
+        if set.len() == before {
+            bail!(
+                "backend: {target} is not a backend of {:?}",
+                self.vips[idx].cfg.name
+            );
+        }
+        self.commit(idx, set)?;
+        Ok(self.vip_view(&self.vips[idx]))
+    }
+
+    /// Makes `backends` the backend set of VIP `idx`: new backend records, then the ring swap
+    /// (one atomic VIP update), then release of ids no VIP uses any more. On error nothing the
+    /// data path reads has changed.
+    fn commit(&mut self, idx: usize, backends: Vec<BackendConfig>) -> Result<()> {
+        let mut created = Vec::new();
+        let result = self.commit_inner(idx, &backends, &mut created);
+        if result.is_err() {
+            for addr in created {
+                if let Some((id, _)) = self.ids.by_addr.remove(&addr) {
+                    let _ = self.dp.clear_backend(id);
+                }
+            }
+            return result;
+        }
+        let old = std::mem::replace(&mut self.vips[idx].cfg.backends, backends);
+        for b in &self.vips[idx].cfg.backends {
+            if let Some(entry) = self.ids.by_addr.get_mut(&b.socket_addr()) {
+                entry.1 += 1;
+            }
+        }
+        for b in old {
+            self.release(b.socket_addr())?;
+        }
+        Ok(())
+    }
+
+    fn commit_inner(
+        &mut self,
+        idx: usize,
+        backends: &[BackendConfig],
+        created: &mut Vec<SocketAddr>,
+    ) -> Result<()> {
+        let mut members = Vec::with_capacity(backends.len());
+        for b in backends {
+            let addr = b.socket_addr();
+            let id = match self.ids.get(&addr) {
+                Some(id) => id,
+                None => {
+                    let id = self
+                        .ids
+                        .free_id()
+                        .ok_or_else(|| anyhow!("backend: all {MAX_BACKENDS} ids are in use"))?;
+                    let record = Backend {
+                        addr: addr_words(b.addr),
+                        port: b.port.to_be(),
+                        family: family(b.addr),
+                        _pad: 0,
+                    };
+                    self.dp.set_backend(id, &record)?;
+                    self.ids.by_addr.insert(addr, (id, 0));
+                    created.push(addr);
+                    id
+                }
+            };
+            members.push(Member {
+                id,
+                addr,
+                weight: b.weight,
+            });
+        }
+        let vip = &self.vips[idx];
+        let table = maglev::build(&members, vip.cfg.ring_size);
+        let live = table.iter().any(|&id| id != lb_common::BACKEND_NONE);
+        let ring = self.dp.stage_ring(vip.id, vip.ring, &table)?;
+        let ring = if live {
+            ring
+        } else {
+            ring & lb_common::RING_BUF_BIT
+        };
+        let meta = VipMeta {
+            vip_id: vip.id,
+            ring,
+            mode: lb_common::MODE_NAT,
+            _pad: [0; 3],
+        };
+        let key = vip_key(&vip.cfg);
+        self.dp.set_vip(&key, &meta)?;
+        let old_ring = vip.ring;
+        let vip_id = vip.id;
+        self.dp.retire_ring(vip_id, old_ring);
+        self.vips[idx].ring = ring;
+        Ok(())
+    }
+
+    /// Drops one reference to a backend id; the record is cleared when no VIP uses it.
+    fn release(&mut self, addr: SocketAddr) -> Result<()> {
+        if let Some(entry) = self.ids.by_addr.get_mut(&addr) {
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                let id = entry.0;
+                self.ids.by_addr.remove(&addr);
+                self.dp.clear_backend(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn vip_view(&self, vip: &Vip) -> VipView {
+        VipView {
+            name: vip.cfg.name.clone(),
+            addr: vip.cfg.addr,
+            port: vip.cfg.port,
+            proto: vip.cfg.proto,
+            mode: vip.cfg.mode,
+            ring_size: vip.cfg.ring_size,
+            backends: vip
+                .cfg
+                .backends
+                .iter()
+                .map(|b| BackendView {
+                    id: self.ids.get(&b.socket_addr()).unwrap_or(0),
+                    addr: b.addr,
+                    port: b.port,
+                    weight: b.weight,
+                })
+                .collect(),
+        }
+    }
+
+    /// Every VIP with its backends.
+    pub fn vips(&self) -> Vec<VipView> {
+        self.vips.iter().map(|v| self.vip_view(v)).collect()
+    }
+
+    /// Data-path counters.
+    pub fn stats(&self) -> Result<StatsView> {
+        let counts = self.dp.stats()?;
+        Ok(StatsView {
+            counters: Reason::ALL
+                .iter()
+                .map(|r| (r.name().to_string(), counts[*r as usize]))
+                .collect(),
+        })
+    }
+
+    /// Identity and size of this instance.
+    pub fn status(&self) -> StatusView {
+        StatusView {
+            instance: self.instance.clone(),
+            interfaces: self.interfaces.clone(),
+            pin_dir: self.dp.pin_dir().display().to_string(),
+            vips: self.vips.len(),
+            backends: self.ids.by_addr.len(),
+        }
+    }
+}
+
+/// `ADDR:PORT/PROTO` label of a VIP, accepted wherever a VIP name is.
+pub fn vip_label(vip: &VipConfig) -> String {
+    let proto = match vip.proto {
+        crate::config::Proto::Tcp => "tcp",
+        crate::config::Proto::Udp => "udp",
+    };
+    format!("{}/{proto}", SocketAddr::new(vip.addr, vip.port))
+}
+
+/// A request to the controller task, with where to send the answer.
+pub enum Command {
+    /// List VIPs.
+    Vips(oneshot::Sender<Vec<VipView>>),
+    /// Add a backend or change its weight.
+    AddBackend(BackendChange, oneshot::Sender<Result<VipView>>),
+    /// Remove a backend.
+    RemoveBackend(BackendChange, oneshot::Sender<Result<VipView>>),
+    /// Read counters.
+    Stats(oneshot::Sender<Result<StatsView>>),
+    /// Identity and size.
+    Status(oneshot::Sender<StatusView>),
+}
+
+/// Cloneable handle to the controller task.
+#[derive(Clone)]
+pub struct Handle(mpsc::Sender<Command>);
+
+impl Handle {
+    /// Sends a command built around a reply channel and waits for the answer.
+    pub async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send(make(tx))
+            .await
+            .map_err(|_| anyhow!("controller stopped"))?;
+        rx.await.map_err(|_| anyhow!("controller stopped"))
+    }
+}
+
+/// Runs the controller as the task that owns it; returns the handle and the task, which
+/// gives the controller back once every handle is dropped.
+pub fn spawn(mut ctl: Controller) -> (Handle, tokio::task::JoinHandle<Controller>) {
+    let (tx, mut rx) = mpsc::channel(64);
+    let task = tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                Command::Vips(reply) => {
+                    let _ = reply.send(ctl.vips());
+                }
+                Command::AddBackend(change, reply) => {
+                    let _ = reply.send(ctl.add_backend(&change));
+                }
+                Command::RemoveBackend(change, reply) => {
+                    let _ = reply.send(ctl.remove_backend(&change));
+                }
+                Command::Stats(reply) => {
+                    let _ = reply.send(ctl.stats());
+                }
+                Command::Status(reply) => {
+                    let _ = reply.send(ctl.status());
+                }
+            }
+        }
+        ctl
+    });
+    (Handle(tx), task)
+}

@@ -1,0 +1,247 @@
+//! Typed access to the loaded `lb_xdp` program and its maps: the only code that writes them.
+use std::{
+    ffi::c_void,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+    ptr::NonNull,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::{
+    maps::{Array, DevMapHash, HashMap, Map, MapData, PerCpuArray},
+    programs::{Xdp, XdpMode},
+    Ebpf,
+};
+use lb_common::{
+    map_names, prog_names, ring_base, Backend, ConnEntry, FlowKey, Reason, VipKey, VipMeta,
+    MAX_VIPS, NUM_REASONS, RING_BUF_BIT, RING_MAX, RING_SLOT_STRIDE,
+};
+
+use crate::object;
+
+/// A ring buffer may be rewritten only this long after it stopped being live, so that no
+/// packet that read the old `VipMeta::ring` can still be reading that buffer (an XDP run
+/// lasts microseconds).
+const RING_REUSE_GRACE: Duration = Duration::from_millis(2);
+
+/// The mmap-ed memory of `LB_RINGS`.
+struct RingMem {
+    base: NonNull<u8>,
+    len: usize,
+    _map: MapData,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; access goes through `&mut`.
+unsafe impl Send for RingMem {}
+
+impl RingMem {
+    fn map(data: MapData) -> Result<Self> {
+        let len = (MAX_VIPS * 2 * RING_MAX) as usize * RING_SLOT_STRIDE;
+        // SAFETY: mapping a BPF_F_MMAPABLE array map's fd, shared and read-write, at an address
+        // the kernel chooses; `len` is exactly the map's value area.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&data.fd().as_fd()),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            bail!(
+                "mmap of {}: {}",
+                map_names::RINGS,
+                std::io::Error::last_os_error()
+            );
+        }
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| anyhow!("mmap returned null"))?;
+        Ok(RingMem {
+            base,
+            len,
+            _map: data,
+        })
+    }
+
+    fn write(&mut self, first_slot: u32, ids: &[u32]) {
+        for (i, id) in ids.iter().enumerate() {
+            let off = (first_slot as usize + i) * RING_SLOT_STRIDE;
+            assert!(off + 4 <= self.len, "ring write out of bounds");
+            // SAFETY: `off + 4 <= len` keeps the store inside the mapping; slots are 8-aligned.
+            unsafe {
+                self.base
+                    .as_ptr()
+                    .add(off)
+                    .cast::<u32>()
+                    .write_volatile(*id)
+            };
+        }
+    }
+}
+
+impl Drop for RingMem {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the region `map` mapped; nothing refers to it afterwards.
+        unsafe { libc::munmap(self.base.as_ptr().cast::<c_void>(), self.len) };
+    }
+}
+
+/// The loaded program and its maps.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    pin_dir: PathBuf,
+    vips: HashMap<MapData, VipKey, VipMeta>,
+    vip_addrs: Array<MapData, VipKey>,
+    backends: Array<MapData, Backend>,
+    conns: HashMap<MapData, FlowKey, ConnEntry>,
+    stats: PerCpuArray<MapData, u64>,
+    tx_ports: DevMapHash<MapData>,
+    rings: RingMem,
+    retired: std::collections::HashMap<u32, Instant>,
+}
+
+fn take<T: TryFrom<Map>>(ebpf: &mut Ebpf, name: &str) -> Result<T>
+where
+    T::Error: std::error::Error + Send + Sync + 'static,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| anyhow!("object has no map {name}"))?;
+    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+impl Dataplane {
+    /// Loads the object with maps pinned under `pin_dir` and the given flow hash seed.
+    pub fn open(pin_dir: &Path, seed: u32) -> Result<Self> {
+        let mut ebpf = object::load(pin_dir, seed)?;
+        // Load before taking maps out: the program's map references are resolved now.
+        let xdp: &mut Xdp = ebpf
+            .program_mut(prog_names::LB_XDP)
+            .ok_or_else(|| anyhow!("object has no program {}", prog_names::LB_XDP))?
+            .try_into()?;
+        xdp.load().context("verifier rejected lb_xdp")?;
+        let rings = match ebpf.take_map(map_names::RINGS) {
+            Some(Map::Array(data)) => RingMem::map(data)?,
+            _ => bail!("object has no array map {}", map_names::RINGS),
+        };
+        Ok(Dataplane {
+            vips: take(&mut ebpf, map_names::VIPS)?,
+            vip_addrs: take(&mut ebpf, map_names::VIP_ADDRS)?,
+            backends: take(&mut ebpf, map_names::BACKENDS)?,
+            conns: take(&mut ebpf, map_names::CONNS)?,
+            stats: take(&mut ebpf, map_names::STATS)?,
+            tx_ports: take(&mut ebpf, map_names::TX_PORTS)?,
+            rings,
+            ebpf,
+            pin_dir: pin_dir.to_path_buf(),
+            retired: Default::default(),
+        })
+    }
+
+    /// Directory holding the pinned maps.
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// The loaded `lb_xdp` program (for attaching and for BPF_PROG_TEST_RUN).
+    pub fn program(&mut self) -> Result<&mut Xdp> {
+        Ok(self
+            .ebpf
+            .program_mut(prog_names::LB_XDP)
+            .ok_or_else(|| anyhow!("object has no program {}", prog_names::LB_XDP))?
+            .try_into()?)
+    }
+
+    /// Attaches `lb_xdp` to `iface` and lets it redirect frames out of that interface.
+    pub fn attach(&mut self, iface: &str) -> Result<()> {
+        let ifindex = ifindex(iface)?;
+        self.program()?
+            .attach_to_if_index(ifindex, XdpMode::Default)
+            .with_context(|| format!("attaching lb_xdp to {iface}"))?;
+        self.add_tx_port(ifindex)
+            .with_context(|| format!("adding {iface} to {}", map_names::TX_PORTS))
+    }
+
+    /// Lets `lb_xdp` redirect frames out of interface `ifindex`.
+    pub fn add_tx_port(&mut self, ifindex: u32) -> Result<()> {
+        Ok(self.tx_ports.insert(ifindex, ifindex, None, 0)?)
+    }
+
+    /// Writes the backend record of `id`.
+    pub fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<()> {
+        Ok(self.backends.set(id, backend, 0)?)
+    }
+
+    /// Marks backend `id` as unused: flows still tracked to it pick a new backend.
+    pub fn clear_backend(&mut self, id: u32) -> Result<()> {
+        Ok(self.backends.set(id, Backend::default(), 0)?)
+    }
+
+    /// Writes `table` into the buffer of `vip_id` that is not live in `current` (a
+    /// `VipMeta::ring` value) and returns the ring value that makes it live. Nothing the data
+    /// path reads changes until the caller stores that value in the VIP's `VipMeta`.
+    pub fn stage_ring(&mut self, vip_id: u32, current: u32, table: &[u32]) -> Result<u32> {
+        if vip_id >= MAX_VIPS || table.len() > RING_MAX as usize {
+            bail!(
+                "ring of {} slots for vip {vip_id} does not fit",
+                table.len()
+            );
+        }
+        let buf = u32::from(current & RING_BUF_BIT == 0);
+        let key = vip_id * 2 + buf;
+        if let Some(at) = self.retired.get(&key) {
+            let since = at.elapsed();
+            if since < RING_REUSE_GRACE {
+                std::thread::sleep(RING_REUSE_GRACE - since);
+            }
+        }
+        self.rings.write(ring_base(vip_id, buf), table);
+        Ok((buf << 31) | table.len() as u32)
+    }
+
+    /// Records that the buffer live in `old_ring` stopped being live now.
+    pub fn retire_ring(&mut self, vip_id: u32, old_ring: u32) {
+        let buf = u32::from(old_ring & RING_BUF_BIT != 0);
+        self.retired.insert(vip_id * 2 + buf, Instant::now());
+    }
+
+    /// Creates or replaces a VIP (one atomic map update).
+    pub fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<()> {
+        self.vip_addrs.set(meta.vip_id, key, 0)?;
+        Ok(self.vips.insert(key, meta, 0)?)
+    }
+
+    /// Removes a VIP: new packets to it pass to the stack.
+    pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
+        Ok(self.vips.remove(key)?)
+    }
+
+    /// The connection table entry of `key`, if any.
+    pub fn conn(&self, key: &FlowKey) -> Option<ConnEntry> {
+        self.conns.get(key, 0).ok()
+    }
+
+    /// Packet counters summed over CPUs, indexed like [`Reason::ALL`].
+    pub fn stats(&self) -> Result<[u64; NUM_REASONS as usize]> {
+        let mut out = [0u64; NUM_REASONS as usize];
+        for reason in Reason::ALL {
+            let per_cpu = self.stats.get(&(reason as u32), 0)?;
+            out[reason as usize] = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Removes the pinned maps (the data path stops once the program is detached).
+    pub fn unpin(self) -> Result<()> {
+        let dir = self.pin_dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
+    }
+}
+
+/// The index of interface `name` in the current network namespace.
+pub fn ifindex(name: &str) -> Result<u32> {
+    nix::net::if_::if_nametoindex(name).map_err(|_| anyhow!("no interface named {name:?}"))
+}

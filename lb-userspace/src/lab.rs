@@ -1,0 +1,269 @@
+//! The embedded lab: network namespaces for a client, the balancer and backend VMs, joined by
+//! veth pairs, with addresses and routes; plus the client-side probes that tests and
+//! `cargo xtask run` use. Everything is torn down when the [`Topology`] drops.
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::netns::{unique_name, Netns};
+
+/// The VIP every lab serves.
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 10);
+/// The VIP port (TCP and UDP).
+pub const VIP_PORT: u16 = 80;
+/// The client's address.
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 200, 1, 2);
+/// The port backend servers listen on.
+pub const BACKEND_PORT: u16 = 8080;
+/// How long a probe waits for an answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Address of backend VM `i` (0-based).
+pub fn backend_addr(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 200, 10 + i as u8, 2)
+}
+
+/// Name backend VM `i` answers with.
+pub fn backend_name(i: usize) -> String {
+    format!("vm{i}")
+}
+
+/// Client, balancer and backend namespaces wired together.
+pub struct Topology {
+    /// Backend VMs, each a namespace with `eth0` and a default route via the balancer.
+    pub backends: Vec<Netns>,
+    /// The balancer: `c0` towards the client, `b<i>` towards backend i, forwarding on.
+    pub lb: Netns,
+    /// The client: `eth0`, default route via the balancer.
+    pub client: Netns,
+}
+
+impl Topology {
+    /// Creates the namespaces and links for `n` backends.
+    pub fn build(n: usize) -> Result<Self> {
+        let client = Netns::create(&unique_name("lbc"))?;
+        let lb = Netns::create(&unique_name("lbl"))?;
+        let mut topo = Topology {
+            backends: Vec::new(),
+            lb,
+            client,
+        };
+        topo.link("c0", 0, "10.200.1.1/24", "10.200.1.2/24", "10.200.1.1")?;
+        for i in 0..n {
+            topo.backends.push(Netns::create(&unique_name("lbb"))?);
+            let net = 10 + i;
+            topo.link(
+                &format!("b{i}"),
+                i + 1,
+                &format!("10.200.{net}.1/24"),
+                &format!("10.200.{net}.2/24"),
+                &format!("10.200.{net}.1"),
+            )?;
+        }
+        topo.lb.sysctl("net.ipv4.ip_forward=1")?;
+        Ok(topo)
+    }
+
+    /// A veth pair: `lb_if` in the balancer, `eth0` in peer `peer` (0 = client, i+1 =
+    /// backend i), addresses on both ends and the peer's default route. The peer gets GRO on
+    /// (so frames redirected by XDP into the veth are received) and TX checksum offload off
+    /// (so packets carry full checksums that the balancer can update incrementally).
+    fn link(
+        &self,
+        lb_if: &str,
+        peer: usize,
+        lb_addr: &str,
+        peer_addr: &str,
+        gw: &str,
+    ) -> Result<()> {
+        let peer_ns = if peer == 0 {
+            &self.client
+        } else {
+            &self.backends[peer - 1]
+        };
+        self.lb.ip(&[
+            "link",
+            "add",
+            lb_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            peer_ns.name(),
+        ])?;
+        self.lb.ip(&["addr", "add", lb_addr, "dev", lb_if])?;
+        self.lb.ip(&["link", "set", lb_if, "up"])?;
+        peer_ns.ip(&["addr", "add", peer_addr, "dev", "eth0"])?;
+        peer_ns.ip(&["link", "set", "eth0", "up"])?;
+        peer_ns.ip(&["route", "add", "default", "via", gw])?;
+        peer_ns.exec("ethtool", &["-K", "eth0", "gro", "on", "tx", "off"])
+    }
+
+    /// The balancer's interfaces, for `lbd --iface`.
+    pub fn lb_interfaces(&self) -> Vec<String> {
+        let mut v = vec!["c0".to_string()];
+        v.extend((0..self.backends.len()).map(|i| format!("b{i}")));
+        v
+    }
+
+    /// An lbd config: the VIP on TCP and UDP (`web`, `web-udp`) with every backend.
+    pub fn config_toml(&self, instance: &str, socket: &Path) -> String {
+        let ifaces: Vec<String> = self
+            .lb_interfaces()
+            .iter()
+            .map(|i| format!("{i:?}"))
+            .collect();
+        let mut s = format!(
+            "[lbd]\ninstance = {instance:?}\ninterfaces = [{}]\nsocket = {:?}\n",
+            ifaces.join(", "),
+            socket.display().to_string()
+        );
+        for (name, proto) in [("web", "tcp"), ("web-udp", "udp")] {
+            s += &format!(
+                "\n[[vip]]\nname = {name:?}\naddr = \"{VIP}\"\nport = {VIP_PORT}\nproto = {proto:?}\n"
+            );
+            for i in 0..self.backends.len() {
+                s += &format!(
+                    "[[vip.backend]]\naddr = \"{}\"\nport = {BACKEND_PORT}\n",
+                    backend_addr(i)
+                );
+            }
+        }
+        s
+    }
+
+    /// Starts `lb-backend` in every backend namespace and waits until each accepts.
+    pub fn start_backends(&mut self, bin: &Path) -> Result<()> {
+        for (i, ns) in self.backends.iter_mut().enumerate() {
+            let listen = format!("0.0.0.0:{BACKEND_PORT}");
+            let cmd = ns.command(
+                &bin.display().to_string(),
+                &["--name", &backend_name(i), "--listen", &listen],
+            )?;
+            ns.spawn(cmd)?;
+        }
+        for i in 0..self.backends.len() {
+            let addr = SocketAddr::from((backend_addr(i), BACKEND_PORT));
+            self.backends[i]
+                .enter(move || wait_until(Duration::from_secs(5), || tcp_hello(addr).is_ok()))??;
+        }
+        Ok(())
+    }
+
+    /// Starts `lbd --config CONFIG` in the balancer namespace and waits for its API socket.
+    pub fn start_lbd(&mut self, bin: &Path, config: &Path, socket: &Path) -> Result<()> {
+        let cmd = self.lb.command(
+            &bin.display().to_string(),
+            &["--config", &config.display().to_string()],
+        )?;
+        self.lb.spawn(cmd)?;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            self.lb.check_children().context("lbd did not come up")?;
+            if crate::client::request(socket, "GET", "/v1/status", None).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("lbd did not answer on {} within 10 s", socket.display())
+    }
+
+    /// Runs `f` in the client namespace.
+    pub fn as_client<F, R>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        self.client.enter(f)
+    }
+}
+
+/// Calls `ready` every 50 ms until it returns true or `limit` passes.
+pub fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if ready() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("not ready after {limit:?}")
+}
+
+/// Opens a TCP connection and returns the name the backend greets with.
+pub fn tcp_hello(addr: SocketAddr) -> Result<String> {
+    let stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
+    read_greeting(stream)
+}
+
+/// Like [`tcp_hello`] from a fixed local port, closing with a reset so the same 4-tuple can
+/// be used again at once.
+pub fn tcp_hello_from(local: SocketAddrV4, addr: SocketAddr) -> Result<String> {
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.bind(&SocketAddr::V4(local).into())?;
+    sock.connect_timeout(&addr.into(), PROBE_TIMEOUT)?;
+    sock.set_linger(Some(Duration::ZERO))?;
+    read_greeting(sock.into())
+}
+
+fn read_greeting(mut stream: TcpStream) -> Result<String> {
+    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+    let mut buf = Vec::new();
+    Read::by_ref(&mut stream)
+        .take(256)
+        .read_to_end(&mut buf)
+        .context("reading the greeting")?;
+    let name = String::from_utf8_lossy(&buf).trim().to_string();
+    if name.is_empty() {
+        bail!("connection closed without a greeting");
+    }
+    Ok(name)
+}
+
+/// Sends one datagram from `socket` to `addr` and returns the name in the answer.
+pub fn udp_hello(socket: &UdpSocket, addr: SocketAddr) -> Result<String> {
+    socket.set_read_timeout(Some(PROBE_TIMEOUT))?;
+    socket.send_to(b"hello", addr)?;
+    let mut buf = [0u8; 256];
+    let (n, from) = socket
+        .recv_from(&mut buf)
+        .context("waiting for the UDP answer")?;
+    if from != addr {
+        return Err(anyhow!("UDP answer came from {from}, not {addr}"));
+    }
+    Ok(String::from_utf8_lossy(&buf[..n]).trim().to_string())
+}
+
+/// Writes `text` to a file that is removed when the guard drops.
+pub struct TempFile(PathBuf);
+
+impl TempFile {
+    /// Creates `/tmp/<name>` with `text`.
+    pub fn new(name: &str, text: &str) -> Result<Self> {
+        let path = std::env::temp_dir().join(name);
+        let mut f =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        f.write_all(text.as_bytes())?;
+        Ok(TempFile(path))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

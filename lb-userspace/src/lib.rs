@@ -1,0 +1,10 @@
+//! Control plane of the balancer: object loading, map access, Maglev, config, controller, API.
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod controller;
+pub mod dataplane;
+pub mod lab;
+pub mod maglev;
+pub mod netns;
+pub mod object;

@@ -1,0 +1,41 @@
+//! The embedded `lb-ebpf` object and how it is loaded.
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use aya::{Ebpf, EbpfLoader};
+use lb_common::HASH_SEED_GLOBAL;
+
+/// The `lb-ebpf` ELF object, built by this crate's build script.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf.o"));
+
+/// Loads the object with its maps pinned under `pin_dir` (existing pins are adopted, so a
+/// restarted controller keeps the flow table) and the flow hash seeded with `seed`.
+pub fn load(pin_dir: &Path, seed: u32) -> Result<Ebpf> {
+    ensure_bpffs()?;
+    std::fs::create_dir_all(pin_dir)
+        .with_context(|| format!("creating pin directory {}", pin_dir.display()))?;
+    EbpfLoader::new()
+        .default_map_pin_directory(pin_dir)
+        .override_global(HASH_SEED_GLOBAL, &seed, true)
+        .load(OBJECT)
+        .context("loading the lb-ebpf object (needs root: CAP_BPF and CAP_NET_ADMIN)")
+}
+
+/// Mounts the BPF filesystem at /sys/fs/bpf if it is not there yet.
+pub fn ensure_bpffs() -> Result<()> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").context("reading mounts")?;
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf"))
+    {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("bpf"),
+        "/sys/fs/bpf",
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .context("mounting bpffs at /sys/fs/bpf")
+}

@@ -1,0 +1,171 @@
+//! A balancer loaded in its own network namespace for BPF_PROG_TEST_RUN: `bpf_fib_lookup` and
+//! the redirect map then see a known topology (two veths with fixed MACs and permanent
+//! neighbours) instead of the machine's. The namespace and the pins go away on drop.
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use aya::programs::{TestRun, TestRunOptions};
+use lb_common::Reason;
+use lb_userspace::{
+    config::{BackendConfig, Mode, Proto, VipConfig},
+    controller::Controller,
+    dataplane::{self, Dataplane},
+    netns::{unique_name, Netns},
+};
+
+/// The VIP of packet tests.
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 10);
+/// The client of packet tests (reachable through `t1`).
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 200, 1, 2);
+/// MAC of the balancer's backend-side interface `t0`.
+pub const T0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+/// MAC of the balancer's client-side interface `t1`.
+pub const T1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+/// MAC of every backend (permanent neighbour entries on `t0`).
+pub const BACKEND_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
+/// MAC of the client (permanent neighbour entry on `t1`).
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xcc];
+/// Number of backend addresses with neighbour entries.
+pub const BACKENDS: u8 = 8;
+/// Flow hash seed of packet tests.
+pub const SEED: u32 = 0x5eed;
+
+/// Address of backend `i` (0-based), on `t0`'s subnet.
+pub fn backend(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 200, 10, 2 + i)
+}
+
+/// The namespace of one packet test.
+pub struct Harness {
+    ns: Netns,
+}
+
+impl Harness {
+    /// Creates the namespace: `t0` (10.200.10.1/24, backends) and `t1` (10.200.1.1/24,
+    /// client), forwarding on, permanent neighbours for the backends and the client.
+    pub fn new() -> Self {
+        crate::require_root();
+        let ns = Netns::create(&unique_name("lbt")).expect("create namespace");
+        let ip = |args: &[&str]| ns.ip(args).expect("ip command");
+        ip(&["link", "add", "t0", "type", "veth", "peer", "name", "t1"]);
+        ip(&["link", "set", "t0", "address", "02:00:00:00:00:01"]);
+        ip(&["link", "set", "t1", "address", "02:00:00:00:00:02"]);
+        ip(&["addr", "add", "10.200.10.1/24", "dev", "t0"]);
+        ip(&["addr", "add", "10.200.1.1/24", "dev", "t1"]);
+        ip(&["link", "set", "t0", "up"]);
+        ip(&["link", "set", "t1", "up"]);
+        for i in 0..BACKENDS {
+            let addr = backend(i).to_string();
+            ip(&[
+                "neigh",
+                "add",
+                &addr,
+                "lladdr",
+                "02:00:00:00:00:aa",
+                "dev",
+                "t0",
+                "nud",
+                "permanent",
+            ]);
+        }
+        ip(&[
+            "neigh",
+            "add",
+            &CLIENT.to_string(),
+            "lladdr",
+            "02:00:00:00:00:cc",
+            "dev",
+            "t1",
+            "nud",
+            "permanent",
+        ]);
+        ns.sysctl("net.ipv4.ip_forward=1")
+            .expect("enable forwarding");
+        Harness { ns }
+    }
+
+    /// Loads a balancer inside the namespace and runs `f` with it there.
+    pub fn run<R: Send>(&self, f: impl FnOnce(&mut Balancer) -> R + Send) -> R {
+        self.ns
+            .enter(|| {
+                let mut b = Balancer::open();
+                f(&mut b)
+            })
+            .expect("run in namespace")
+    }
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A loaded balancer (no interface attached: packets come from BPF_PROG_TEST_RUN).
+pub struct Balancer {
+    /// The controller, owning the data plane.
+    pub ctl: Controller,
+    pin_dir: PathBuf,
+}
+
+impl Balancer {
+    fn open() -> Self {
+        let pin_dir = PathBuf::from("/sys/fs/bpf").join(unique_name("lbtest"));
+        let mut dp = Dataplane::open(&pin_dir, SEED).expect("load lb_xdp");
+        for iface in ["t0", "t1"] {
+            let idx = dataplane::ifindex(iface).expect("ifindex");
+            dp.add_tx_port(idx).expect("add tx port");
+        }
+        Balancer {
+            ctl: Controller::new(dp, "test", &[]),
+            pin_dir,
+        }
+    }
+
+    /// Adds a VIP `VIP:port/proto` with backends `(index, port, weight)`.
+    pub fn add_vip(&mut self, name: &str, proto: Proto, port: u16, backends: &[(u8, u16, u32)]) {
+        self.ctl
+            .add_vip(VipConfig {
+                name: name.into(),
+                addr: VIP.into(),
+                port,
+                proto,
+                mode: Mode::Nat,
+                ring_size: lb_common::RING_SIZES[0],
+                backends: backends
+                    .iter()
+                    .map(|&(i, port, weight)| BackendConfig {
+                        addr: backend(i).into(),
+                        port,
+                        weight,
+                    })
+                    .collect(),
+            })
+            .expect("add vip");
+    }
+
+    /// Runs one frame through `lb_xdp`: the XDP action and the output frame.
+    pub fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let mut out = vec![0u8; frame.len() + 256];
+        let prog = self.ctl.dataplane().program().expect("program");
+        let res = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..TestRunOptions::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(res.data_size_out as usize);
+        (res.return_value, out)
+    }
+
+    /// Current value of one counter.
+    pub fn count(&mut self, reason: Reason) -> u64 {
+        self.ctl.dataplane().stats().expect("stats")[reason as usize]
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
+    }
+}

@@ -1,0 +1,104 @@
+//! Tier 1: the shared map ABI has the sizes and offsets both sides rely on.
+use core::mem::{offset_of, size_of};
+
+use lb_common::*;
+
+#[test]
+fn vip_key_layout() {
+    assert_eq!(size_of::<VipKey>(), 20);
+    assert_eq!(offset_of!(VipKey, addr), 0);
+    assert_eq!(offset_of!(VipKey, port), 16);
+    assert_eq!(offset_of!(VipKey, proto), 18);
+    assert_eq!(offset_of!(VipKey, family), 19);
+}
+
+#[test]
+fn vip_meta_layout() {
+    assert_eq!(size_of::<VipMeta>(), 12);
+    assert_eq!(offset_of!(VipMeta, vip_id), 0);
+    assert_eq!(offset_of!(VipMeta, ring), 4);
+    assert_eq!(offset_of!(VipMeta, mode), 8);
+}
+
+#[test]
+fn backend_layout() {
+    assert_eq!(size_of::<Backend>(), 20);
+    assert_eq!(offset_of!(Backend, addr), 0);
+    assert_eq!(offset_of!(Backend, port), 16);
+    assert_eq!(offset_of!(Backend, family), 18);
+}
+
+#[test]
+fn flow_key_layout() {
+    assert_eq!(size_of::<FlowKey>(), 40);
+    assert_eq!(offset_of!(FlowKey, src), 0);
+    assert_eq!(offset_of!(FlowKey, dst), 16);
+    assert_eq!(offset_of!(FlowKey, sport), 32);
+    assert_eq!(offset_of!(FlowKey, dport), 34);
+    assert_eq!(offset_of!(FlowKey, proto), 36);
+    assert_eq!(offset_of!(FlowKey, family), 37);
+}
+
+#[test]
+fn conn_entry_layout() {
+    assert_eq!(size_of::<ConnEntry>(), 12);
+    assert_eq!(offset_of!(ConnEntry, backend_id), 0);
+    assert_eq!(offset_of!(ConnEntry, vip_id), 4);
+    assert_eq!(offset_of!(ConnEntry, dir), 8);
+}
+
+#[test]
+fn reasons_are_dense_and_named_uniquely() {
+    for (i, r) in Reason::ALL.iter().enumerate() {
+        assert_eq!(*r as usize, i, "{r:?} is out of order");
+    }
+    let mut names: Vec<&str> = Reason::ALL.iter().map(|r| r.name()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), NUM_REASONS as usize);
+}
+
+#[test]
+fn rings_fit_and_do_not_overlap() {
+    assert!(RING_SIZES.iter().all(|&s| s <= RING_MAX));
+    assert_eq!(ring_base(0, 1), RING_MAX);
+    assert_eq!(ring_base(1, 0), 2 * RING_MAX);
+    assert!(u64::from(ring_base(MAX_VIPS - 1, 1)) + u64::from(RING_MAX) <= u64::from(u32::MAX));
+}
+
+#[test]
+fn flow_hash_depends_on_seed_and_every_field() {
+    let key = FlowKey {
+        src: [1, 0, 0, 0],
+        dst: [2, 0, 0, 0],
+        sport: 3,
+        dport: 4,
+        proto: PROTO_TCP,
+        family: FAMILY_V4,
+        _pad: [0; 2],
+    };
+    let h = flow_hash(7, &key);
+    assert_ne!(h, flow_hash(8, &key));
+    assert_ne!(h, flow_hash(7, &FlowKey { sport: 5, ..key }));
+    assert_ne!(
+        h,
+        flow_hash(
+            7,
+            &FlowKey {
+                dst: [9, 0, 0, 0],
+                ..key
+            }
+        )
+    );
+    assert_ne!(
+        h,
+        flow_hash(
+            7,
+            &FlowKey {
+                proto: PROTO_UDP,
+                ..key
+            }
+        )
+    );
+    assert_eq!(h, flow_hash(7, &key), "deterministic");
+}

@@ -1,0 +1,150 @@
+//! Tier 3: real TCP and UDP sockets across network namespaces, through `lbd` attached with
+//! XDP in the balancer namespace.
+use std::{
+    collections::BTreeMap,
+    net::{SocketAddr, SocketAddrV4, UdpSocket},
+};
+
+use lb_userspace::lab::{
+    backend_addr, backend_name, tcp_hello, tcp_hello_from, udp_hello, BACKEND_PORT, CLIENT, VIP,
+    VIP_PORT,
+};
+use tests::lab::RunningLab;
+
+fn vip() -> SocketAddr {
+    SocketAddr::from((VIP, VIP_PORT))
+}
+
+/// Opens `n` connections to the VIP from the client; returns connections per backend name
+/// and the number that failed.
+fn burst(lab: &RunningLab, n: usize) -> (BTreeMap<String, usize>, usize) {
+    lab.topo
+        .as_client(move || {
+            let mut tally = BTreeMap::new();
+            let mut failed = 0;
+            for _ in 0..n {
+                match tcp_hello(vip()) {
+                    Ok(name) => *tally.entry(name).or_insert(0) += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+            (tally, failed)
+        })
+        .expect("client namespace")
+}
+
+#[test]
+fn three_hundred_connections_succeed_and_reach_every_backend() {
+    let lab = RunningLab::start(3);
+    let (tally, failed) = burst(&lab, 300);
+    assert_eq!(failed, 0, "failed connections; tally {tally:?}");
+    assert_eq!(tally.values().sum::<usize>(), 300);
+    for i in 0..3 {
+        assert!(
+            tally.get(&backend_name(i)).copied().unwrap_or(0) > 0,
+            "{} served nothing: {tally:?}",
+            backend_name(i)
+        );
+    }
+    let stats = lab.lbctl(&["stats", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
+    assert!(v["counters"]["fwd_nat"].as_u64().unwrap() >= 300 * 3, "{v}");
+    assert!(
+        v["counters"]["fwd_reply"].as_u64().unwrap() >= 300 * 2,
+        "{v}"
+    );
+}
+
+#[test]
+fn the_same_five_tuple_stays_on_one_backend() {
+    let lab = RunningLab::start(3);
+    let (tcp, udp) = lab
+        .topo
+        .as_client(|| {
+            let local = SocketAddrV4::new(CLIENT, 45678);
+            let tcp: Vec<String> = (0..10)
+                .map(|_| tcp_hello_from(local, vip()).expect("tcp from fixed port"))
+                .collect();
+            let sock = UdpSocket::bind(SocketAddrV4::new(CLIENT, 45679)).expect("bind udp");
+            let udp: Vec<String> = (0..20)
+                .map(|_| udp_hello(&sock, vip()).expect("udp answer"))
+                .collect();
+            (tcp, udp)
+        })
+        .expect("client namespace");
+    assert!(tcp.iter().all(|n| *n == tcp[0]), "TCP moved: {tcp:?}");
+    assert!(udp.iter().all(|n| *n == udp[0]), "UDP moved: {udp:?}");
+}
+
+#[test]
+fn a_backend_removed_with_lbctl_gets_no_new_connections() {
+    let lab = RunningLab::start(3);
+    let (before, failed) = burst(&lab, 60);
+    assert_eq!(failed, 0);
+    assert!(
+        before.contains_key(&backend_name(1)),
+        "vm1 served before: {before:?}"
+    );
+    let removed = format!("{}:{BACKEND_PORT}", backend_addr(1));
+    let out = lab.lbctl(&["backend", "remove", "--vip", "web", &removed]);
+    assert!(out.contains("removed"), "{out}");
+    let list = lab.lbctl(&["backend", "list", "--vip", "web"]);
+    assert!(!list.contains(&removed), "still listed: {list}");
+    let (after, failed) = burst(&lab, 200);
+    assert_eq!(failed, 0, "{after:?}");
+    assert_eq!(
+        after.get(&backend_name(1)),
+        None,
+        "vm1 still served: {after:?}"
+    );
+    assert_eq!(after.len(), 2, "the other two share the load: {after:?}");
+}
+
+#[test]
+fn traffic_not_for_the_vip_still_flows() {
+    let lab = RunningLab::start(2);
+    let direct = SocketAddr::from((backend_addr(0), BACKEND_PORT));
+    let (tcp, udp) = lab
+        .topo
+        .as_client(move || {
+            let tcp: Vec<String> = (0..20)
+                .map(|_| tcp_hello(direct).expect("direct tcp"))
+                .collect();
+            let sock = UdpSocket::bind(SocketAddrV4::new(CLIENT, 0)).expect("bind");
+            let udp = udp_hello(&sock, direct).expect("direct udp");
+            (tcp, udp)
+        })
+        .expect("client namespace");
+    assert!(tcp.iter().all(|n| *n == backend_name(0)), "{tcp:?}");
+    assert_eq!(udp, backend_name(0));
+    let stats = lab.lbctl(&["stats", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
+    assert_eq!(
+        v["counters"]["fwd_nat"].as_u64(),
+        Some(0),
+        "nothing was NATed: {v}"
+    );
+    assert!(v["counters"]["pass_not_vip"].as_u64().unwrap() >= 20, "{v}");
+}
+
+#[test]
+fn lbctl_reports_a_missing_lbd_and_bad_arguments_clearly() {
+    let missing = std::process::Command::new(tests::bin("lbctl"))
+        .args(["--socket", "/nonexistent/lbd.sock", "backend", "list"])
+        .output()
+        .expect("run lbctl");
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("lbd is not running"), "{err}");
+
+    let bad = std::process::Command::new(tests::bin("lbctl"))
+        .args(["backend", "add", "--vip", "web", "10.0.0.1"])
+        .output()
+        .expect("run lbctl");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("is not ADDR:PORT") && err.contains("example"),
+        "{err}"
+    );
+}
