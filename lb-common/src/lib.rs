@@ -64,6 +64,9 @@ pub const RING_MAX: u32 = 65537;
 pub const RING_SIZES: [u32; 4] = [65537, 16381, 4093, 1021];
 /// Capacity of `LB_CONNS`, in entries (each flow uses two: forward and reply).
 pub const MAX_CONNS: u32 = 262_144;
+/// `BPF_F_NO_COMMON_LRU`: `LB_CONNS` keeps one LRU list per CPU, so inserts on different
+/// CPUs never contend for a shared lock (flows are steered to one CPU by RSS anyway).
+pub const CONNS_MAP_FLAGS: u32 = 1 << 1;
 /// Capacity of `LB_TX_PORTS`, in interfaces.
 pub const MAX_TX_PORTS: u32 = 64;
 

@@ -4,8 +4,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    Backend, ConnEntry, FlowKey, VipKey, VipMeta, MAX_BACKENDS, MAX_CONNS, MAX_TX_PORTS, MAX_VIPS,
-    NUM_REASONS, RINGS_MAP_FLAGS, RING_MAX,
+    Backend, ConnEntry, FlowKey, VipKey, VipMeta, CONNS_MAP_FLAGS, MAX_BACKENDS, MAX_CONNS,
+    MAX_TX_PORTS, MAX_VIPS, NUM_REASONS, RINGS_MAP_FLAGS, RING_MAX,
 };
 
 /// VIP:port/proto -> VIP metadata and live ring.
@@ -24,9 +24,11 @@ pub static LB_BACKENDS: Array<Backend> = Array::pinned(MAX_BACKENDS, 0);
 #[map]
 pub static LB_RINGS: Array<u32> = Array::pinned(MAX_VIPS * 2 * RING_MAX, RINGS_MAP_FLAGS);
 
-/// Flow table, both directions of every flow; least recently used entries are evicted.
+/// Flow table, both directions of every flow; least recently used entries are evicted from
+/// per-CPU LRU lists.
 #[map]
-pub static LB_CONNS: LruHashMap<FlowKey, ConnEntry> = LruHashMap::pinned(MAX_CONNS, 0);
+pub static LB_CONNS: LruHashMap<FlowKey, ConnEntry> =
+    LruHashMap::pinned(MAX_CONNS, CONNS_MAP_FLAGS);
 
 /// Per-CPU packet counters indexed by `lb_common::Reason`.
 #[map]

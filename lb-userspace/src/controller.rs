@@ -183,6 +183,16 @@ impl Controller {
         Ok(self.vip_view(&self.vips[idx]))
     }
 
+    /// Replaces the whole backend set of a VIP in one ring swap.
+    pub fn replace_backends(&mut self, vip: &str, backends: Vec<BackendConfig>) -> Result<VipView> {
+        let idx = self.vip_index(vip)?;
+        let mut check = self.vips[idx].cfg.clone();
+        check.backends = backends;
+        check.validate("vip")?;
+        self.commit(idx, check.backends)?;
+        Ok(self.vip_view(&self.vips[idx]))
+    }
+
     /// Makes `backends` the backend set of VIP `idx`: new backend records, then the ring swap
     /// (one atomic VIP update), then release of ids no VIP uses any more. On error nothing the
     /// data path reads has changed.

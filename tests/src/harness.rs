@@ -153,7 +153,12 @@ impl Balancer {
                 data_out: Some(&mut out),
                 ..TestRunOptions::default()
             })
-            .expect("BPF_PROG_TEST_RUN");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "BPF_PROG_TEST_RUN of {} bytes {frame:02x?}: {e}",
+                    frame.len()
+                )
+            });
         out.truncate(res.data_size_out as usize);
         (res.return_value, out)
     }

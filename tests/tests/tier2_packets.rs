@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use lb_common::{flow_hash, xdp_action, FlowKey, Reason, FAMILY_V4, PROTO_TCP};
 use lb_userspace::{
     api::BackendChange,
-    config::Proto,
+    config::{BackendConfig, Proto},
     controller::addr_words,
     maglev::{self, Member},
 };
@@ -369,5 +369,117 @@ fn ipv4_options_are_forwarded_with_the_packet() {
         let p = parse_and_verify(&out);
         assert_eq!((p.dst, p.dport), (backend(0), 8080));
         assert_eq!(&out[34..38], &[1, 1, 1, 0], "options kept");
+    });
+}
+
+#[test]
+fn ring_swaps_under_traffic_never_expose_a_half_written_ring() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    // Four disjoint backend sets cycled continuously; every SYN must land on the slot's owner
+    // in a table that was live while the packet ran.
+    let sets: [[u8; 2]; 4] = [[0, 1], [2, 3], [4, 5], [6, 7]];
+    Harness::new().run(|lb| {
+        let members = |set: &[u8; 2]| -> Vec<Member> {
+            set.iter()
+                .map(|&i| Member {
+                    id: 0,
+                    addr: SocketAddr::new(backend(i).into(), 8080),
+                    weight: 1,
+                })
+                .collect()
+        };
+        // Addresses per slot for each set (ids do not matter: compare addresses).
+        let tables: Vec<Vec<Ipv4Addr>> = sets
+            .iter()
+            .map(|set| {
+                let mut ms = members(set);
+                for (k, m) in ms.iter_mut().enumerate() {
+                    m.id = k as u32 + 1;
+                }
+                maglev::build(&ms, 65537)
+                    .iter()
+                    .map(|&id| match ms[id as usize - 1].addr.ip() {
+                        std::net::IpAddr::V4(a) => a,
+                        _ => unreachable!(),
+                    })
+                    .collect()
+            })
+            .collect();
+        lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1), (1, 8080, 1)]);
+        let pin =
+            std::path::PathBuf::from("/sys/fs/bpf").join(lb_userspace::netns::unique_name("swap"));
+        lb.ctl
+            .dataplane()
+            .program()
+            .unwrap()
+            .pin(&pin)
+            .expect("pin program");
+        let generation = AtomicU64::new(0);
+        let stop = AtomicBool::new(false);
+        let checked = std::thread::scope(|s| {
+            let runner = s.spawn(|| {
+                let prog =
+                    aya::programs::Xdp::from_pin(&pin, aya_obj::programs::XdpAttachType::Interface)
+                        .expect("open pinned program");
+                let mut checked = 0u32;
+                for n in 0..20_000u32 {
+                    let sport = 1024 + (n % 60000) as u16;
+                    let frame = Frame::tcp(CLIENT, sport, VIP, 80, SYN).bytes();
+                    let before = generation.load(Ordering::SeqCst);
+                    let mut out = vec![0u8; frame.len() + 64];
+                    let res = aya::programs::TestRun::test_run(
+                        &prog,
+                        aya::programs::TestRunOptions {
+                            data_in: Some(&frame),
+                            data_out: Some(&mut out),
+                            ..Default::default()
+                        },
+                    )
+                    .expect("test run");
+                    let after = generation.load(Ordering::SeqCst);
+                    assert_eq!(res.return_value, xdp_action::REDIRECT);
+                    let got = parse_and_verify(&out[..res.data_size_out as usize]).dst;
+                    let key = FlowKey {
+                        src: addr_words(CLIENT.into()),
+                        dst: addr_words(VIP.into()),
+                        sport: sport.to_be(),
+                        dport: 80u16.to_be(),
+                        proto: PROTO_TCP,
+                        family: FAMILY_V4,
+                        _pad: [0; 2],
+                    };
+                    let slot = (flow_hash(SEED, &key) % 65537) as usize;
+                    // Generation g means set g % 4 is live; g - 1 may still be read.
+                    let allowed: Vec<Ipv4Addr> = (before.saturating_sub(1)..=after)
+                        .map(|g| tables[(g % 4) as usize][slot])
+                        .collect();
+                    assert!(
+                        allowed.contains(&got),
+                        "packet {n}: {got} not in {allowed:?}"
+                    );
+                    checked += 1;
+                }
+                stop.store(true, Ordering::SeqCst);
+                checked
+            });
+            let mut g = 0u64;
+            while !stop.load(Ordering::SeqCst) && g < 100_000 {
+                let next = sets[((g + 1) % 4) as usize];
+                let backends = next
+                    .iter()
+                    .map(|&i| BackendConfig {
+                        addr: backend(i).into(),
+                        port: 8080,
+                        weight: 1,
+                    })
+                    .collect();
+                generation.store(g + 1, Ordering::SeqCst);
+                lb.ctl.replace_backends("web", backends).expect("swap");
+                g += 1;
+            }
+            runner.join().expect("runner")
+        });
+        let _ = std::fs::remove_file(&pin);
+        assert_eq!(checked, 20_000);
     });
 }

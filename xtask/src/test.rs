@@ -13,10 +13,13 @@ pub fn run(args: &[String]) -> Result<()> {
     cmd::run(cmd::cargo().args(["build", "-p", "lb-userspace", "--bins"]))?;
     cmd::run(
         cmd::cargo()
-            .arg("test")
-            .arg("--workspace")
-            .arg("--exclude")
-            .arg("lb-ebpf")
+            .args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "lb-ebpf",
+                "--no-fail-fast",
+            ])
             .args(args),
     )
 }
