@@ -59,7 +59,10 @@ fn main() {
              bpf-linker it needs"
         );
     }
-    let object = target_dir.join("bpfel-unknown-none/release/lb-ebpf");
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join("lb-ebpf.o");
-    std::fs::copy(&object, &out).expect("copy the lb-ebpf object into OUT_DIR");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    for name in ["lb-ebpf", "lb-bench"] {
+        let object = target_dir.join("bpfel-unknown-none/release").join(name);
+        std::fs::copy(&object, out_dir.join(format!("{name}.o")))
+            .unwrap_or_else(|e| panic!("copy {} into OUT_DIR: {e}", object.display()));
+    }
 }

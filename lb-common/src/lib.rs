@@ -35,17 +35,58 @@ pub mod map_names {
     pub const STATS: &str = "LB_STATS";
     /// `DevMapHash` keyed by ifindex: the interfaces `lb_xdp` may redirect to.
     pub const TX_PORTS: &str = "LB_TX_PORTS";
+    /// `Array<NextHop>` indexed by backend id: the next hop towards each backend.
+    pub const BACKEND_NH: &str = "LB_BACKEND_NH";
+    /// `Array<u64>`, mmap-able: the prefilter bitmaps (see [`crate::filter`]).
+    pub const FILTER: &str = "LB_FILTER";
+    /// `Array<u32>` with one element: next-hop cache epoch; bumping it makes every flow look
+    /// its next hop up again on its next packet.
+    pub const NH_EPOCH: &str = "LB_NH_EPOCH";
 
     /// Every map the object must define.
-    pub const ALL: [&str; 7] = [VIPS, VIP_ADDRS, BACKENDS, RINGS, CONNS, STATS, TX_PORTS];
+    pub const ALL: [&str; 10] = [
+        VIPS, VIP_ADDRS, BACKENDS, RINGS, CONNS, STATS, TX_PORTS, BACKEND_NH, NH_EPOCH, FILTER,
+    ];
 }
 
-/// Program names in the object file.
+/// Program names in the object files.
 pub mod prog_names {
     /// The balancer program, attached to every interface of the balancer host.
     pub const LB_XDP: &str = "lb_xdp";
-    /// `return XDP_PASS`: receiver for veth peers in labs, and the benchmark floor.
+    /// Bench object: restores the original frame, then tail-calls the program under test.
+    pub const LB_BENCH: &str = "lb_bench";
+    /// Bench object: `return XDP_PASS`, the floor every figure is compared with.
     pub const LB_PASS: &str = "lb_pass";
+}
+
+/// Maps of the bench object (`lb-bench`), which measures `lb_xdp` with BPF_PROG_TEST_RUN.
+pub mod bench {
+    /// Length of every bench frame, in bytes (frames are padded to it).
+    pub const FRAME_LEN: usize = 128;
+    /// `Array<BenchFrame>` with one element: the frame each iteration starts from.
+    pub const FRAME_MAP: &str = "BENCH_FRAME";
+    /// `ProgramArray` with one slot: the program under test.
+    pub const TARGET_MAP: &str = "BENCH_TARGET";
+    /// `PerCpuArray<u32>` with one element: iteration counter for varied source ports.
+    pub const SEQ_MAP: &str = "BENCH_SEQ";
+
+    /// The value of `BENCH_FRAME`. 136 bytes.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+    pub struct BenchFrame {
+        /// Byte offset of a 16-bit field (a source port) that gets the iteration counter,
+        /// network byte order, so each iteration is a new flow; 0 = leave the frame as is.
+        pub vary_off: u32,
+        /// Always zero.
+        pub _pad: u32,
+        /// The frame.
+        pub bytes: [u8; FRAME_LEN],
+    }
+    const _: () = assert!(core::mem::size_of::<BenchFrame>() == 136);
+
+    #[cfg(feature = "user")]
+    // SAFETY: `#[repr(C)]`, integers and a byte array only, no implicit padding.
+    unsafe impl aya::Pod for BenchFrame {}
 }
 
 /// Read-only global (`u32`) of `lb_xdp`: the flow hash seed, set at load time. Every balancer
@@ -70,12 +111,42 @@ pub const CONNS_MAP_FLAGS: u32 = 1 << 1;
 /// Capacity of `LB_TX_PORTS`, in interfaces.
 pub const MAX_TX_PORTS: u32 = 64;
 
-/// `BPF_F_MMAPABLE`: `LB_RINGS` is created mmap-able so the controller writes a whole ring with
+/// `BPF_F_MMAPABLE`: `LB_RINGS` and `LB_FILTER` are created mmap-able so the controller writes a whole ring with
 /// plain stores instead of one syscall per slot.
 pub const RINGS_MAP_FLAGS: u32 = 1 << 10;
 /// Bytes between two slots of `LB_RINGS` in its mmap-ed memory (the kernel rounds array values
 /// up to 8 bytes); each slot holds a `u32` backend id, host byte order, in its first 4 bytes.
 pub const RING_SLOT_STRIDE: usize = 8;
+
+/// Prefilters that let traffic which is not ours skip hash lookups. `LB_FILTER` holds three
+/// bitmaps of 65,536 bits (1,024 `u64` words each, host byte order). A clear bit proves the
+/// packet is not ours; a set bit only means "look it up". The controller sets bits before the
+/// maps they guard gain entries and clears them after the entries are gone.
+pub mod filter {
+    /// Words per bitmap.
+    pub const WORDS: u32 = 1024;
+    /// Bitmap of destination ports that some VIP uses (host byte order port numbers).
+    pub const VIP_PORTS: u32 = 0;
+    /// Bitmap of [`fold`] values of VIP addresses.
+    pub const VIP_ADDRS: u32 = 1;
+    /// Bitmap of source ports that some backend uses (NAT replies come from them).
+    pub const BACKEND_PORTS: u32 = 2;
+    /// Total words in `LB_FILTER`.
+    pub const TOTAL_WORDS: u32 = 3 * WORDS;
+
+    /// Word index and bit mask of `value` in bitmap `map`.
+    #[inline(always)]
+    pub const fn locate(map: u32, value: u16) -> (u32, u64) {
+        (map * WORDS + (value as u32) / 64, 1u64 << (value % 64))
+    }
+
+    /// 16-bit fold of an address (raw network-order words), the key of [`VIP_ADDRS`].
+    #[inline(always)]
+    pub const fn fold(addr: &[u32; 4]) -> u16 {
+        let x = addr[0] ^ addr[1] ^ addr[2] ^ addr[3];
+        ((x >> 16) ^ x) as u16
+    }
+}
 
 /// Bit of [`VipMeta::ring`] that selects which of the VIP's two ring buffers is live.
 pub const RING_BUF_BIT: u32 = 1 << 31;
@@ -157,7 +228,23 @@ pub const DIR_FORWARD: u8 = 0;
 /// [`ConnEntry::dir`]: the key is backend -> client (a NAT reply).
 pub const DIR_REPLY: u8 = 1;
 
-/// Value of `LB_CONNS`. 12 bytes, host byte order.
+/// A cached next hop: the result of `bpf_fib_lookup`, so packets skip the route lookup. Valid
+/// while `epoch` equals `LB_NH_EPOCH`. 20 bytes; integers in host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct NextHop {
+    /// Egress interface index; 0 = nothing cached.
+    pub ifindex: u32,
+    /// `LB_NH_EPOCH` value when this was looked up.
+    pub epoch: u32,
+    /// Next hop MAC (Ethernet destination), wire order.
+    pub dmac: [u8; 6],
+    /// Egress interface MAC (Ethernet source), wire order.
+    pub smac: [u8; 6],
+}
+const _: () = assert!(core::mem::size_of::<NextHop>() == 20);
+
+/// Value of `LB_CONNS`. 28 bytes, host byte order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ConnEntry {
@@ -165,12 +252,16 @@ pub struct ConnEntry {
     pub backend_id: u32,
     /// VIP the flow was addressed to (index into `LB_VIP_ADDRS`).
     pub vip_id: u32,
+    /// Reply entries: the next hop towards the client, filled by the first reply. Forward
+    /// entries leave it empty: the next hop towards a backend is cached per backend in
+    /// `LB_BACKEND_NH`.
+    pub nh: NextHop,
     /// [`DIR_FORWARD`] or [`DIR_REPLY`].
     pub dir: u8,
     /// Always zero.
     pub _pad: [u8; 3],
 }
-const _: () = assert!(core::mem::size_of::<ConnEntry>() == 12);
+const _: () = assert!(core::mem::size_of::<ConnEntry>() == 32);
 
 /// Why a packet got its verdict: the index of its counter in `LB_STATS`. Each reason implies
 /// exactly one XDP action ([`Reason::action`]), so one counter per packet tells both.
@@ -327,4 +418,6 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ConnEntry {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::NextHop {}
 }

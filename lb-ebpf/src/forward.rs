@@ -1,16 +1,17 @@
 //! Rewriting and sending: NAT of one address and port with incremental checksums, TTL
-//! decrement, next hop from `bpf_fib_lookup`, and redirect through `LB_TX_PORTS`.
+//! decrement, a cached next hop (from `bpf_fib_lookup` on a miss or a new epoch), and
+//! redirect through `LB_TX_PORTS`.
 use aya_ebpf::{
     bindings::{bpf_fib_lookup, xdp_action},
     helpers::generated,
     programs::XdpContext,
     EbpfContext,
 };
-use lb_common::{Reason, PROTO_UDP};
+use lb_common::{NextHop, Reason, PROTO_UDP};
 
 use crate::{
     csum,
-    maps::LB_TX_PORTS,
+    maps::{LB_NH_EPOCH, LB_TX_PORTS},
     packet,
     parse::{Ipv4Flow, L3},
 };
@@ -32,8 +33,8 @@ const IP_CHECK: usize = 10;
 const IP_TTL: usize = 8;
 
 /// Rewrites `side` of the IPv4 packet to `addr:port` (raw network-order values), decrements
-/// the TTL, fixes both checksums, and sends the frame to its next hop. `ok` is the reason to
-/// report when the frame was redirected.
+/// the TTL, fixes both checksums, and sends the frame to the next hop cached in `nh` (filled
+/// on a miss). `ok` is the reason to report when the frame was redirected.
 #[inline(always)]
 pub fn nat_v4(
     ctx: &XdpContext,
@@ -41,6 +42,7 @@ pub fn nat_v4(
     side: Side,
     addr: u32,
     port: u16,
+    nh: &mut NextHop,
     ok: Reason,
 ) -> Result<Reason, Reason> {
     let (addr_off, port_off) = match side {
@@ -74,13 +76,23 @@ pub fn nat_v4(
         packet::store(ctx, pkt.l4 + pkt.l4_check, c)?;
     }
     packet::store(ctx, pkt.l4 + port_off, port)?;
-    send_v4(ctx, ok)
+    let epoch = LB_NH_EPOCH.get(0).copied().unwrap_or(0);
+    if nh.ifindex == 0 || nh.epoch != epoch {
+        lookup_next_hop_v4(ctx, nh)?;
+        nh.epoch = epoch;
+    }
+    packet::store(ctx, 0, nh.dmac)?;
+    packet::store(ctx, 6, nh.smac)?;
+    match LB_TX_PORTS.redirect(nh.ifindex, u64::from(xdp_action::XDP_PASS)) {
+        Ok(action) if action == xdp_action::XDP_REDIRECT => Ok(ok),
+        _ => Err(Reason::PassSlowPath),
+    }
 }
 
-/// Looks up the next hop of the (already rewritten) IPv4 packet, fills in the Ethernet
-/// addresses and redirects it. Anything the fast path cannot finish goes to the stack.
+/// Looks up the next hop of the (already rewritten) IPv4 packet and caches it in `nh`.
+/// Anything the fast path cannot finish goes to the stack.
 #[inline(always)]
-fn send_v4(ctx: &XdpContext, ok: Reason) -> Result<Reason, Reason> {
+fn lookup_next_hop_v4(ctx: &XdpContext, nh: &mut NextHop) -> Result<(), Reason> {
     // SAFETY: `bpf_fib_lookup` is plain data (integers and unions of integers); all-zero is
     // a valid value and the documented way to start a lookup.
     let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
@@ -104,12 +116,10 @@ fn send_v4(ctx: &XdpContext, ok: Reason) -> Result<Reason, Reason> {
     match rc as u32 {
         // BPF_FIB_LKUP_RET_SUCCESS
         0 => {
-            packet::store(ctx, 0, fib.dmac)?;
-            packet::store(ctx, 6, fib.smac)?;
-            match LB_TX_PORTS.redirect(fib.ifindex, u64::from(xdp_action::XDP_PASS)) {
-                Ok(action) if action == xdp_action::XDP_REDIRECT => Ok(ok),
-                _ => Err(Reason::PassSlowPath),
-            }
+            nh.dmac = fib.dmac;
+            nh.smac = fib.smac;
+            nh.ifindex = fib.ifindex;
+            Ok(())
         }
         // BLACKHOLE, UNREACHABLE, PROHIBIT
         1..=3 => Err(Reason::DropNoRoute),

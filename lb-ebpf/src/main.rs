@@ -1,4 +1,4 @@
-//! XDP programs of the balancer: `lb_xdp` (the pipeline) and `lb_pass` (receiver stub, bench floor).
+//! The balancer's XDP program `lb_xdp`: parse, VIP lookup, conntrack, Maglev, NAT, forward.
 #![no_std]
 #![no_main]
 
@@ -10,7 +10,7 @@ mod parse;
 mod pipeline;
 mod stats;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{macros::xdp, programs::XdpContext};
 
 /// The balancer: parse -> vip -> conntrack -> select -> rewrite -> forward, counted on every exit.
 #[xdp]
@@ -19,12 +19,6 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
         Ok(r) | Err(r) => r,
     };
     stats::count(reason)
-}
-
-/// `return XDP_PASS`: lets veth peers receive redirected frames, and is the benchmark floor.
-#[xdp]
-pub fn lb_pass(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_PASS
 }
 
 #[cfg(not(test))]

@@ -4,8 +4,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    Backend, ConnEntry, FlowKey, VipKey, VipMeta, CONNS_MAP_FLAGS, MAX_BACKENDS, MAX_CONNS,
-    MAX_TX_PORTS, MAX_VIPS, NUM_REASONS, RINGS_MAP_FLAGS, RING_MAX,
+    filter, Backend, ConnEntry, FlowKey, NextHop, VipKey, VipMeta, CONNS_MAP_FLAGS, MAX_BACKENDS,
+    MAX_CONNS, MAX_TX_PORTS, MAX_VIPS, NUM_REASONS, RINGS_MAP_FLAGS, RING_MAX,
 };
 
 /// VIP:port/proto -> VIP metadata and live ring.
@@ -37,3 +37,15 @@ pub static LB_STATS: PerCpuArray<u64> = PerCpuArray::pinned(NUM_REASONS, 0);
 /// Interfaces (by ifindex) that frames may be redirected to.
 #[map]
 pub static LB_TX_PORTS: DevMapHash = DevMapHash::pinned(MAX_TX_PORTS, 0);
+
+/// Prefilter bitmaps (`lb_common::filter`), written by the controller through mmap.
+#[map]
+pub static LB_FILTER: Array<u64> = Array::pinned(filter::TOTAL_WORDS, RINGS_MAP_FLAGS);
+
+/// backend id -> cached next hop towards that backend.
+#[map]
+pub static LB_BACKEND_NH: Array<NextHop> = Array::pinned(MAX_BACKENDS, 0);
+
+/// Next-hop cache epoch (one element); see `lb_common::NextHop`.
+#[map]
+pub static LB_NH_EPOCH: Array<u32> = Array::pinned(1, 0);

@@ -2,13 +2,13 @@
 //! the NAT rewrite in each direction.
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
-    flow_hash, ring_base, Backend, ConnEntry, FlowKey, Reason, VipKey, VipMeta, BACKEND_NONE,
-    DIR_FORWARD, DIR_REPLY, RING_BUF_BIT,
+    filter, flow_hash, ring_base, Backend, ConnEntry, FlowKey, Reason, VipKey, VipMeta,
+    BACKEND_NONE, DIR_FORWARD, DIR_REPLY, RING_BUF_BIT,
 };
 
 use crate::{
     forward::{self, Side},
-    maps::{LB_BACKENDS, LB_CONNS, LB_RINGS, LB_VIPS, LB_VIP_ADDRS},
+    maps::{LB_BACKENDS, LB_BACKEND_NH, LB_CONNS, LB_FILTER, LB_RINGS, LB_VIPS, LB_VIP_ADDRS},
     parse::{self, Ipv4Flow, TCP_ACK, TCP_SYN},
 };
 
@@ -16,10 +16,22 @@ use crate::{
 #[unsafe(no_mangle)]
 static LB_HASH_SEED: u32 = 0;
 
+/// Whether `value` may be in prefilter bitmap `map` (a clear bit proves it is not).
+#[inline(always)]
+fn maybe(map: u32, value: u16) -> bool {
+    let (word, bit) = filter::locate(map, value);
+    LB_FILTER.get(word).is_none_or(|w| w & bit != 0)
+}
+
 /// Runs one packet through the pipeline; both arms carry the reason to count.
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> Result<Reason, Reason> {
     let pkt = parse::parse(ctx)?;
+    if !maybe(filter::VIP_PORTS, u16::from_be(pkt.key.dport))
+        || !maybe(filter::VIP_ADDRS, filter::fold(&pkt.key.dst))
+    {
+        return to_client(ctx, &pkt);
+    }
     let vip = VipKey {
         addr: pkt.key.dst,
         port: pkt.key.dport,
@@ -36,24 +48,58 @@ pub fn run(ctx: &XdpContext) -> Result<Reason, Reason> {
 /// Client -> VIP: pick the flow's backend and rewrite the destination to it.
 #[inline(always)]
 fn to_backend(ctx: &XdpContext, pkt: &Ipv4Flow, meta: VipMeta) -> Result<Reason, Reason> {
-    let backend = match tracked_backend(pkt, &meta) {
-        Some(b) => b,
-        None => new_flow(pkt, &meta)?,
+    let (backend_id, backend, new) = match tracked(pkt, &meta) {
+        Some((id, b)) => (id, b, false),
+        None => {
+            let (id, b) = select(pkt, &meta)?;
+            (id, b, true)
+        }
     };
-    forward::nat_v4(
-        ctx,
-        pkt,
-        Side::Dst,
-        backend.addr[0],
-        backend.port,
-        Reason::FwdNat,
-    )
+    let nh = LB_BACKEND_NH
+        .get_ptr_mut(backend_id)
+        .ok_or(Reason::DropNoBackend)?;
+    // SAFETY: the pointer came from an array lookup in this run; concurrent writers only
+    // ever store the same lookup result, so a racing update is benign.
+    let nh = unsafe { &mut *nh };
+    let (addr, port) = (backend.addr[0], backend.port);
+    let verdict = forward::nat_v4(ctx, pkt, Side::Dst, addr, port, nh, Reason::FwdNat);
+    if !new || verdict == Err(Reason::PassTtl) {
+        // Established, or not forwarded: nothing to record.
+        return verdict;
+    }
+    let fwd = ConnEntry {
+        backend_id,
+        vip_id: meta.vip_id,
+        dir: DIR_FORWARD,
+        ..ConnEntry::default()
+    };
+    // Both directions are recorded even when the stack has to finish this packet.
+    let reply_key = FlowKey {
+        src: backend.addr,
+        dst: pkt.key.src,
+        sport: backend.port,
+        dport: pkt.key.sport,
+        ..pkt.key
+    };
+    let reply = ConnEntry {
+        backend_id,
+        vip_id: meta.vip_id,
+        dir: DIR_REPLY,
+        ..ConnEntry::default()
+    };
+    LB_CONNS
+        .insert(pkt.key, fwd, 0)
+        .map_err(|_| Reason::DropConnTable)?;
+    LB_CONNS
+        .insert(reply_key, reply, 0)
+        .map_err(|_| Reason::DropConnTable)?;
+    verdict
 }
 
 /// The backend of an established flow, unless the packet opens a new connection (a SYN
 /// ignores a stale entry) or the entry's backend has been removed.
 #[inline(always)]
-fn tracked_backend(pkt: &Ipv4Flow, meta: &VipMeta) -> Option<Backend> {
+fn tracked(pkt: &Ipv4Flow, meta: &VipMeta) -> Option<(u32, Backend)> {
     if pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
         return None;
     }
@@ -63,12 +109,12 @@ fn tracked_backend(pkt: &Ipv4Flow, meta: &VipMeta) -> Option<Backend> {
         return None;
     }
     let backend = *LB_BACKENDS.get(entry.backend_id)?;
-    (backend.family != 0).then_some(backend)
+    (backend.family != 0).then_some((entry.backend_id, backend))
 }
 
-/// Chooses a backend from the VIP's live ring and records both directions of the flow.
+/// Chooses a backend for a new flow from the VIP's live ring.
 #[inline(always)]
-fn new_flow(pkt: &Ipv4Flow, meta: &VipMeta) -> Result<Backend, Reason> {
+fn select(pkt: &Ipv4Flow, meta: &VipMeta) -> Result<(u32, Backend), Reason> {
     let size = meta.ring & !RING_BUF_BIT;
     if size == 0 {
         return Err(Reason::DropNoBackend);
@@ -85,41 +131,31 @@ fn new_flow(pkt: &Ipv4Flow, meta: &VipMeta) -> Result<Backend, Reason> {
     if backend.family == 0 {
         return Err(Reason::DropNoBackend);
     }
-    let fwd = ConnEntry {
-        backend_id,
-        vip_id: meta.vip_id,
-        dir: DIR_FORWARD,
-        _pad: [0; 3],
-    };
-    let reply_key = FlowKey {
-        src: backend.addr,
-        dst: pkt.key.src,
-        sport: backend.port,
-        dport: pkt.key.sport,
-        ..pkt.key
-    };
-    let reply = ConnEntry {
-        dir: DIR_REPLY,
-        ..fwd
-    };
-    LB_CONNS
-        .insert(pkt.key, fwd, 0)
-        .map_err(|_| Reason::DropConnTable)?;
-    LB_CONNS
-        .insert(reply_key, reply, 0)
-        .map_err(|_| Reason::DropConnTable)?;
-    Ok(backend)
+    Ok((backend_id, backend))
 }
 
 /// Backend -> client: if the packet is the reply of a tracked NAT flow, rewrite its source
 /// back to VIP:port; anything else is not ours and goes to the stack.
 #[inline(always)]
 fn to_client(ctx: &XdpContext, pkt: &Ipv4Flow) -> Result<Reason, Reason> {
-    // SAFETY: map lookup pointers are valid for reads during this program run.
-    let entry = unsafe { *LB_CONNS.get_ptr(pkt.key).ok_or(Reason::PassNotVip)? };
+    if !maybe(filter::BACKEND_PORTS, u16::from_be(pkt.key.sport)) {
+        return Err(Reason::PassNotVip);
+    }
+    let ptr = LB_CONNS.get_ptr_mut(pkt.key).ok_or(Reason::PassNotVip)?;
+    // SAFETY: the pointer came from a map lookup in this run; see `to_backend` on races.
+    let entry = unsafe { &mut *ptr };
     if entry.dir != DIR_REPLY {
         return Err(Reason::PassNotVip);
     }
     let vip = *LB_VIP_ADDRS.get(entry.vip_id).ok_or(Reason::PassNotVip)?;
-    forward::nat_v4(ctx, pkt, Side::Src, vip.addr[0], vip.port, Reason::FwdReply)
+    let (addr, port) = (vip.addr[0], vip.port);
+    forward::nat_v4(
+        ctx,
+        pkt,
+        Side::Src,
+        addr,
+        port,
+        &mut entry.nh,
+        Reason::FwdReply,
+    )
 }

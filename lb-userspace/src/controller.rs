@@ -6,7 +6,9 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Result};
-use lb_common::{Backend, Reason, VipKey, VipMeta, FAMILY_V4, FAMILY_V6, MAX_BACKENDS, MAX_VIPS};
+use lb_common::{
+    filter, Backend, Reason, VipKey, VipMeta, FAMILY_V4, FAMILY_V6, MAX_BACKENDS, MAX_VIPS,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -79,6 +81,30 @@ pub struct Controller {
     interfaces: Vec<String>,
     vips: Vec<Vip>,
     ids: BackendIds,
+    /// The prefilter bitmaps as last written.
+    filter: Vec<u64>,
+}
+
+/// Prefilter bitmaps for a set of VIPs, where VIP `idx` has `backends` instead of its own.
+fn filter_bits(vips: &[Vip], idx: usize, backends: &[BackendConfig]) -> Vec<u64> {
+    let mut words = vec![0u64; filter::TOTAL_WORDS as usize];
+    let mut set = |map: u32, value: u16| {
+        let (word, bit) = filter::locate(map, value);
+        words[word as usize] |= bit;
+    };
+    for (i, vip) in vips.iter().enumerate() {
+        set(filter::VIP_PORTS, vip.cfg.port);
+        set(filter::VIP_ADDRS, filter::fold(&addr_words(vip.cfg.addr)));
+        let set_backends = if i == idx {
+            backends
+        } else {
+            &vip.cfg.backends
+        };
+        for b in set_backends {
+            set(filter::BACKEND_PORTS, b.port);
+        }
+    }
+    words
 }
 
 impl Controller {
@@ -90,6 +116,7 @@ impl Controller {
             interfaces: interfaces.to_vec(),
             vips: Vec::new(),
             ids: BackendIds::default(),
+            filter: vec![0; filter::TOTAL_WORDS as usize],
         }
     }
 
@@ -197,9 +224,14 @@ impl Controller {
     /// (one atomic VIP update), then release of ids no VIP uses any more. On error nothing the
     /// data path reads has changed.
     fn commit(&mut self, idx: usize, backends: Vec<BackendConfig>) -> Result<()> {
+        // Filter bits are set before the entries they guard exist, cleared after they are gone.
+        let next = filter_bits(&self.vips, idx, &backends);
+        let union: Vec<u64> = self.filter.iter().zip(&next).map(|(a, b)| a | b).collect();
+        self.dp.set_filter(&union);
         let mut created = Vec::new();
         let result = self.commit_inner(idx, &backends, &mut created);
         if result.is_err() {
+            self.dp.set_filter(&self.filter);
             for addr in created {
                 if let Some((id, _)) = self.ids.by_addr.remove(&addr) {
                     let _ = self.dp.clear_backend(id);
@@ -216,6 +248,8 @@ impl Controller {
         for b in old {
             self.release(b.socket_addr())?;
         }
+        self.dp.set_filter(&next);
+        self.filter = next;
         Ok(())
     }
 
@@ -361,6 +395,8 @@ pub enum Command {
     Stats(oneshot::Sender<Result<StatsView>>),
     /// Identity and size.
     Status(oneshot::Sender<StatusView>),
+    /// Make cached next hops stale so routes and neighbours are looked up again.
+    RefreshNextHops,
 }
 
 /// Cloneable handle to the controller task.
@@ -368,6 +404,14 @@ pub enum Command {
 pub struct Handle(mpsc::Sender<Command>);
 
 impl Handle {
+    /// Sends a command that has no answer.
+    pub async fn send(&self, cmd: Command) -> Result<()> {
+        self.0
+            .send(cmd)
+            .await
+            .map_err(|_| anyhow!("controller stopped"))
+    }
+
     /// Sends a command built around a reply channel and waits for the answer.
     pub async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
         let (tx, rx) = oneshot::channel();
@@ -400,6 +444,11 @@ pub fn spawn(mut ctl: Controller) -> (Handle, tokio::task::JoinHandle<Controller
                 }
                 Command::Status(reply) => {
                     let _ = reply.send(ctl.status());
+                }
+                Command::RefreshNextHops => {
+                    if let Err(e) = ctl.dp.bump_nh_epoch() {
+                        log::warn!("next-hop refresh failed: {e:#}");
+                    }
                 }
             }
         }

@@ -14,8 +14,8 @@ use aya::{
     Ebpf,
 };
 use lb_common::{
-    map_names, prog_names, ring_base, Backend, ConnEntry, FlowKey, Reason, VipKey, VipMeta,
-    MAX_VIPS, NUM_REASONS, RING_BUF_BIT, RING_MAX, RING_SLOT_STRIDE,
+    filter, map_names, prog_names, ring_base, Backend, NextHop, Reason, VipKey, VipMeta, MAX_VIPS,
+    NUM_REASONS, RING_BUF_BIT, RING_MAX, RING_SLOT_STRIDE,
 };
 
 use crate::object;
@@ -25,19 +25,20 @@ use crate::object;
 /// lasts microseconds).
 const RING_REUSE_GRACE: Duration = Duration::from_millis(2);
 
-/// The mmap-ed memory of `LB_RINGS`.
-struct RingMem {
+/// The mmap-ed values of a `BPF_F_MMAPABLE` array map whose values take 8 bytes each
+/// (`LB_RINGS`, `LB_FILTER`).
+struct MmapArray {
     base: NonNull<u8>,
     len: usize,
     _map: MapData,
 }
 
 // SAFETY: the mapping is plain shared memory owned by this value; access goes through `&mut`.
-unsafe impl Send for RingMem {}
+unsafe impl Send for MmapArray {}
 
-impl RingMem {
-    fn map(data: MapData) -> Result<Self> {
-        let len = (MAX_VIPS * 2 * RING_MAX) as usize * RING_SLOT_STRIDE;
+impl MmapArray {
+    fn map(data: MapData, entries: u32) -> Result<Self> {
+        let len = entries as usize * RING_SLOT_STRIDE;
         // SAFETY: mapping a BPF_F_MMAPABLE array map's fd, shared and read-write, at an address
         // the kernel chooses; `len` is exactly the map's value area.
         let ptr = unsafe {
@@ -51,37 +52,39 @@ impl RingMem {
             )
         };
         if ptr == libc::MAP_FAILED {
-            bail!(
-                "mmap of {}: {}",
-                map_names::RINGS,
-                std::io::Error::last_os_error()
-            );
+            bail!("mmap of an array map: {}", std::io::Error::last_os_error());
         }
         let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| anyhow!("mmap returned null"))?;
-        Ok(RingMem {
+        Ok(MmapArray {
             base,
             len,
             _map: data,
         })
     }
 
-    fn write(&mut self, first_slot: u32, ids: &[u32]) {
-        for (i, id) in ids.iter().enumerate() {
-            let off = (first_slot as usize + i) * RING_SLOT_STRIDE;
-            assert!(off + 4 <= self.len, "ring write out of bounds");
-            // SAFETY: `off + 4 <= len` keeps the store inside the mapping; slots are 8-aligned.
-            unsafe {
-                self.base
-                    .as_ptr()
-                    .add(off)
-                    .cast::<u32>()
-                    .write_volatile(*id)
-            };
+    /// Stores `values` into the low 4 bytes of consecutive entries from `first`.
+    fn write_u32(&mut self, first: u32, values: &[u32]) {
+        for (i, v) in values.iter().enumerate() {
+            let off = (first as usize + i) * RING_SLOT_STRIDE;
+            assert!(off + 4 <= self.len, "mmap write out of bounds");
+            // SAFETY: `off + 4 <= len` keeps the store inside the mapping; entries are 8-aligned.
+            unsafe { self.base.as_ptr().add(off).cast::<u32>().write_volatile(*v) };
+        }
+    }
+
+    /// Stores `values` into consecutive 8-byte entries from 0; each store is one atomic
+    /// 64-bit write.
+    fn write_u64(&mut self, values: &[u64]) {
+        for (i, v) in values.iter().enumerate() {
+            let off = i * RING_SLOT_STRIDE;
+            assert!(off + 8 <= self.len, "mmap write out of bounds");
+            // SAFETY: `off + 8 <= len` keeps the store inside the mapping; entries are 8-aligned.
+            unsafe { self.base.as_ptr().add(off).cast::<u64>().write_volatile(*v) };
         }
     }
 }
 
-impl Drop for RingMem {
+impl Drop for MmapArray {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly the region `map` mapped; nothing refers to it afterwards.
         unsafe { libc::munmap(self.base.as_ptr().cast::<c_void>(), self.len) };
@@ -95,10 +98,12 @@ pub struct Dataplane {
     vips: HashMap<MapData, VipKey, VipMeta>,
     vip_addrs: Array<MapData, VipKey>,
     backends: Array<MapData, Backend>,
-    conns: HashMap<MapData, FlowKey, ConnEntry>,
+    backend_nh: Array<MapData, NextHop>,
+    nh_epoch: Array<MapData, u32>,
     stats: PerCpuArray<MapData, u64>,
     tx_ports: DevMapHash<MapData>,
-    rings: RingMem,
+    rings: MmapArray,
+    filter: MmapArray,
     retired: std::collections::HashMap<u32, Instant>,
 }
 
@@ -122,18 +127,22 @@ impl Dataplane {
             .ok_or_else(|| anyhow!("object has no program {}", prog_names::LB_XDP))?
             .try_into()?;
         xdp.load().context("verifier rejected lb_xdp")?;
-        let rings = match ebpf.take_map(map_names::RINGS) {
-            Some(Map::Array(data)) => RingMem::map(data)?,
-            _ => bail!("object has no array map {}", map_names::RINGS),
+        let mut mmap = |name: &str, entries: u32| match ebpf.take_map(name) {
+            Some(Map::Array(data)) => MmapArray::map(data, entries),
+            _ => bail!("object has no array map {name}"),
         };
+        let rings = mmap(map_names::RINGS, MAX_VIPS * 2 * RING_MAX)?;
+        let filter = mmap(map_names::FILTER, filter::TOTAL_WORDS)?;
         Ok(Dataplane {
             vips: take(&mut ebpf, map_names::VIPS)?,
             vip_addrs: take(&mut ebpf, map_names::VIP_ADDRS)?,
             backends: take(&mut ebpf, map_names::BACKENDS)?,
-            conns: take(&mut ebpf, map_names::CONNS)?,
+            backend_nh: take(&mut ebpf, map_names::BACKEND_NH)?,
+            nh_epoch: take(&mut ebpf, map_names::NH_EPOCH)?,
             stats: take(&mut ebpf, map_names::STATS)?,
             tx_ports: take(&mut ebpf, map_names::TX_PORTS)?,
             rings,
+            filter,
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
             retired: Default::default(),
@@ -169,14 +178,23 @@ impl Dataplane {
         Ok(self.tx_ports.insert(ifindex, ifindex, None, 0)?)
     }
 
-    /// Writes the backend record of `id`.
+    /// Writes the backend record of `id` (and forgets the next hop cached for the id).
     pub fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<()> {
+        self.backend_nh.set(id, NextHop::default(), 0)?;
         Ok(self.backends.set(id, backend, 0)?)
     }
 
     /// Marks backend `id` as unused: flows still tracked to it pick a new backend.
     pub fn clear_backend(&mut self, id: u32) -> Result<()> {
-        Ok(self.backends.set(id, Backend::default(), 0)?)
+        self.backends.set(id, Backend::default(), 0)?;
+        Ok(self.backend_nh.set(id, NextHop::default(), 0)?)
+    }
+
+    /// Makes every cached next hop stale, so each flow and backend looks its route and
+    /// neighbour up again on its next packet (after a route or neighbour change).
+    pub fn bump_nh_epoch(&mut self) -> Result<()> {
+        let epoch = self.nh_epoch.get(&0, 0)?;
+        Ok(self.nh_epoch.set(0, epoch.wrapping_add(1), 0)?)
     }
 
     /// Writes `table` into the buffer of `vip_id` that is not live in `current` (a
@@ -197,7 +215,7 @@ impl Dataplane {
                 std::thread::sleep(RING_REUSE_GRACE - since);
             }
         }
-        self.rings.write(ring_base(vip_id, buf), table);
+        self.rings.write_u32(ring_base(vip_id, buf), table);
         Ok((buf << 31) | table.len() as u32)
     }
 
@@ -205,6 +223,12 @@ impl Dataplane {
     pub fn retire_ring(&mut self, vip_id: u32, old_ring: u32) {
         let buf = u32::from(old_ring & RING_BUF_BIT != 0);
         self.retired.insert(vip_id * 2 + buf, Instant::now());
+    }
+
+    /// Writes the prefilter bitmaps (`lb_common::filter`), `TOTAL_WORDS` words.
+    pub fn set_filter(&mut self, words: &[u64]) {
+        assert_eq!(words.len(), filter::TOTAL_WORDS as usize, "filter size");
+        self.filter.write_u64(words);
     }
 
     /// Creates or replaces a VIP (one atomic map update).
@@ -216,11 +240,6 @@ impl Dataplane {
     /// Removes a VIP: new packets to it pass to the stack.
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
         Ok(self.vips.remove(key)?)
-    }
-
-    /// The connection table entry of `key`, if any.
-    pub fn conn(&self, key: &FlowKey) -> Option<ConnEntry> {
-        self.conns.get(key, 0).ok()
     }
 
     /// Packet counters summed over CPUs, indexed like [`Reason::ALL`].

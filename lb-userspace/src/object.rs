@@ -8,6 +8,11 @@ use lb_common::HASH_SEED_GLOBAL;
 /// The `lb-ebpf` ELF object, built by this crate's build script.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf.o"));
 
+/// The benchmark harness object (`lb_bench`, `lb_pass`), used by `cargo xtask bench`.
+#[cfg(feature = "bench")]
+pub static BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-bench.o"));
+
 /// Loads the object with its maps pinned under `pin_dir` (existing pins are adopted, so a
 /// restarted controller keeps the flow table) and the flow hash seeded with `seed`.
 pub fn load(pin_dir: &Path, seed: u32) -> Result<Ebpf> {

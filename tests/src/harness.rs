@@ -163,6 +163,11 @@ impl Balancer {
         (res.return_value, out)
     }
 
+    /// Where this balancer's maps are pinned.
+    pub fn pin_dir(&self) -> &std::path::Path {
+        &self.pin_dir
+    }
+
     /// Current value of one counter.
     pub fn count(&mut self, reason: Reason) -> u64 {
         self.ctl.dataplane().stats().expect("stats")[reason as usize]

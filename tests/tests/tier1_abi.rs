@@ -41,10 +41,20 @@ fn flow_key_layout() {
 
 #[test]
 fn conn_entry_layout() {
-    assert_eq!(size_of::<ConnEntry>(), 12);
+    assert_eq!(size_of::<ConnEntry>(), 32);
     assert_eq!(offset_of!(ConnEntry, backend_id), 0);
     assert_eq!(offset_of!(ConnEntry, vip_id), 4);
-    assert_eq!(offset_of!(ConnEntry, dir), 8);
+    assert_eq!(offset_of!(ConnEntry, nh), 8);
+    assert_eq!(offset_of!(ConnEntry, dir), 28);
+}
+
+#[test]
+fn next_hop_layout() {
+    assert_eq!(size_of::<NextHop>(), 20);
+    assert_eq!(offset_of!(NextHop, ifindex), 0);
+    assert_eq!(offset_of!(NextHop, epoch), 4);
+    assert_eq!(offset_of!(NextHop, dmac), 8);
+    assert_eq!(offset_of!(NextHop, smac), 14);
 }
 
 #[test]

@@ -8,12 +8,14 @@ fn object_has_programs_and_maps() {
         .symbols()
         .filter_map(|s| s.name().ok().map(str::to_string))
         .collect();
-    for prog in [
-        lb_common::prog_names::LB_XDP,
-        lb_common::prog_names::LB_PASS,
-    ] {
-        assert!(symbols.iter().any(|s| s == prog), "program {prog} missing");
-    }
+    assert!(
+        symbols.iter().any(|s| s == lb_common::prog_names::LB_XDP),
+        "program lb_xdp missing"
+    );
+    assert!(
+        !symbols.iter().any(|s| s == lb_common::prog_names::LB_BENCH),
+        "the bench harness must not ship in the balancer object"
+    );
     let maps_section = obj.section_by_name("maps").expect("maps section").index();
     let maps: Vec<String> = obj
         .symbols()
@@ -42,4 +44,23 @@ fn object_is_bpf_with_btf() {
         "no BTF: maps need it for pinning"
     );
     assert!(obj.section_by_name("xdp").is_some(), "no xdp section");
+}
+
+#[test]
+fn bench_object_has_harness_floor_and_maps() {
+    let obj = object::File::parse(lb_userspace::object::BENCH_OBJECT).expect("valid ELF");
+    let names: Vec<String> = obj
+        .symbols()
+        .filter_map(|s| s.name().ok().map(str::to_string))
+        .collect();
+    use lb_common::{bench, prog_names};
+    for want in [
+        prog_names::LB_BENCH,
+        prog_names::LB_PASS,
+        bench::FRAME_MAP,
+        bench::TARGET_MAP,
+        bench::SEQ_MAP,
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} missing");
+    }
 }

@@ -483,3 +483,60 @@ fn ring_swaps_under_traffic_never_expose_a_half_written_ring() {
         assert_eq!(checked, 20_000);
     });
 }
+
+/// Changes backend 0's neighbour entry (from inside the test's namespace).
+fn move_backend_mac(mac: &str) {
+    let addr = backend(0).to_string();
+    let status = std::process::Command::new("ip")
+        .args([
+            "neigh",
+            "replace",
+            &addr,
+            "lladdr",
+            mac,
+            "dev",
+            "t0",
+            "nud",
+            "permanent",
+        ])
+        .status()
+        .expect("ip neigh");
+    assert!(status.success());
+}
+
+#[test]
+fn cached_next_hop_is_used_until_the_epoch_moves() {
+    Harness::new().run(|lb| {
+        lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1)]);
+        assert_eq!(
+            parse_and_verify(&lb.run(&syn().bytes()).1).dst_mac,
+            BACKEND_MAC
+        );
+        move_backend_mac("02:00:00:00:00:bb");
+        let (_, out) = lb.run(&Frame::tcp(CLIENT, 40001, VIP, 80, SYN).bytes());
+        assert_eq!(
+            parse_and_verify(&out).dst_mac,
+            BACKEND_MAC,
+            "served from the cache"
+        );
+    });
+}
+
+#[test]
+fn bumping_the_epoch_picks_up_a_changed_neighbour() {
+    Harness::new().run(|lb| {
+        lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1)]);
+        assert_eq!(
+            parse_and_verify(&lb.run(&syn().bytes()).1).dst_mac,
+            BACKEND_MAC
+        );
+        move_backend_mac("02:00:00:00:00:bb");
+        lb.ctl.dataplane().bump_nh_epoch().expect("bump");
+        let (_, out) = lb.run(&Frame::tcp(CLIENT, 40001, VIP, 80, SYN).bytes());
+        assert_eq!(
+            parse_and_verify(&out).dst_mac,
+            [2, 0, 0, 0, 0, 0xbb],
+            "looked up again"
+        );
+    });
+}

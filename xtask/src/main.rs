@@ -1,4 +1,5 @@
-//! `cargo xtask build|run|test`: the project's two user commands and what they share.
+//! `cargo xtask build|run|test|bench`: the project's two user commands and what they share.
+mod bench;
 mod build;
 mod cmd;
 mod run;
@@ -29,6 +30,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Data-path ns/packet through BPF_PROG_TEST_RUN: prints a table, writes JSON.
+    Bench,
     /// Install what is missing, then run every test tier (tiers 2 and 3 need root).
     Test {
         /// Passed to `cargo test` (a test name filter, for instance).
@@ -42,5 +45,6 @@ fn main() -> Result<()> {
         Task::Build => build::run(),
         Task::Run { args } => run::run(&args),
         Task::Test { args } => test::run(&args),
+        Task::Bench => bench::run(),
     }
 }

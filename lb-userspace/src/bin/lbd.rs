@@ -107,12 +107,15 @@ async fn serve(cfg: Config) -> Result<()> {
         .unwrap_or_else(|| api::default_socket(&cfg.lbd.instance));
     let listener = api::bind(&socket)?;
     let (handle, task) = controller::spawn(ctl);
+    let refresher = tokio::spawn(refresh_next_hops(handle.clone()));
     log::info!(
         "serving {} VIPs; API on {} (root only)",
         cfg.vips.len(),
         socket.display()
     );
     let served = api::serve(listener, handle, shutdown_signal()).await;
+    refresher.abort();
+    let _ = refresher.await;
     let _ = std::fs::remove_file(&socket);
     let ctl = task.await.context("controller task")?;
     ctl.into_dataplane().unpin()?;
@@ -122,6 +125,25 @@ async fn serve(cfg: Config) -> Result<()> {
         pin_dir.display()
     );
     served
+}
+
+/// How often cached next hops (route + neighbour per backend and per reply flow) are looked up
+/// again, so a changed MAC or route is picked up within this time.
+const NEXT_HOP_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn refresh_next_hops(handle: controller::Handle) {
+    let mut tick = tokio::time::interval(NEXT_HOP_REFRESH);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if handle
+            .send(controller::Command::RefreshNextHops)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
 }
 
 async fn shutdown_signal() {

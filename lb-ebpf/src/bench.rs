@@ -1,0 +1,80 @@
+//! The benchmark harness object: `lb_bench` makes every BPF_PROG_TEST_RUN iteration start from
+//! the original frame (the kernel re-runs a program on its own output), then tail-calls the
+//! program under test; `lb_pass` is the `return XDP_PASS` floor.
+#![no_std]
+#![no_main]
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_store_bytes},
+    macros::{map, xdp},
+    maps::{Array, PerCpuArray, ProgramArray},
+    programs::XdpContext,
+};
+use lb_common::bench::{BenchFrame, FRAME_LEN};
+
+/// The frame each iteration starts from.
+#[map]
+static BENCH_FRAME: Array<BenchFrame> = Array::with_max_entries(1, 0);
+
+/// Slot 0: the program under test.
+#[map]
+static BENCH_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// Iteration counter, per CPU.
+#[map]
+static BENCH_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// Restores the frame, optionally stamps the iteration number into it, runs the target.
+#[xdp]
+pub fn lb_bench(ctx: XdpContext) -> u32 {
+    let Some(frame) = BENCH_FRAME.get_ptr(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // A previous iteration may have grown the frame (encapsulation): move the head back.
+    let grown = (ctx.data_end() - ctx.data()) as i32 - FRAME_LEN as i32;
+    // SAFETY: `ctx.ctx` is this program's context; the helpers bound-check offsets and lengths
+    // against the frame, and `frame` points at a map value of `FRAME_LEN` bytes plus header.
+    unsafe {
+        if grown != 0 && bpf_xdp_adjust_head(ctx.ctx, grown) != 0 {
+            return xdp_action::XDP_ABORTED;
+        }
+        let bytes = (*frame).bytes.as_ptr() as *mut c_void;
+        if bpf_xdp_store_bytes(ctx.ctx, 0, bytes, FRAME_LEN as u32) != 0 {
+            return xdp_action::XDP_ABORTED;
+        }
+        let off = (*frame).vary_off;
+        if off != 0 {
+            if let Some(seq) = BENCH_SEQ.get_ptr_mut(0) {
+                *seq = (*seq).wrapping_add(1);
+                let mut port = (*seq as u16).to_be();
+                let p = &mut port as *mut u16 as *mut c_void;
+                if bpf_xdp_store_bytes(ctx.ctx, off, p, 2) != 0 {
+                    return xdp_action::XDP_ABORTED;
+                }
+            }
+        }
+        BENCH_TARGET.tail_call(&ctx, 0);
+    }
+    xdp_action::XDP_ABORTED
+}
+
+/// `return XDP_PASS`: the floor.
+#[xdp]
+pub fn lb_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach a panic, so this is never executed.
+    loop {}
+}
+
+/// License the kernel requires for GPL-only helpers.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,314 @@
+//! `lb-bench` (run by `cargo xtask bench`): ns/packet of `lb_xdp` per traffic class through
+//! BPF_PROG_TEST_RUN, net of the harness that restores each iteration's frame. Prints a table
+//! with Katran's figures on this machine kind beside ours, and writes JSON.
+use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::{
+    maps::{Array, HashMap, Map, MapData, ProgramArray},
+    programs::{ProgramFd, TestRun, TestRunOptions, Xdp},
+    Ebpf,
+};
+use lb_common::{
+    bench::{BenchFrame, FRAME_LEN, FRAME_MAP, TARGET_MAP},
+    map_names, prog_names, xdp_action, ConnEntry, FlowKey, DIR_FORWARD, FAMILY_V4, MAX_CONNS,
+    PROTO_TCP,
+};
+use lb_userspace::config::Proto;
+use serde_json::json;
+use tests::{
+    harness::{Balancer, Harness, CLIENT, VIP},
+    packet::{Frame, ACK, SYN},
+};
+
+/// Runs of each class; the table shows their median, min and max.
+const RUNS: usize = 9;
+
+/// One traffic class.
+struct Class {
+    name: &'static str,
+    frame: Frame,
+    /// Stamp the iteration number into the source port: every iteration is a new flow.
+    new_flows: bool,
+    /// Iterations per run.
+    repeat: u32,
+    expect: u32,
+    /// Katran's ns/packet on this machine kind, measured the same way (from the issue).
+    katran: (f64, f64),
+}
+
+fn padded(mut f: Frame) -> Frame {
+    let header = 14 + 20 + if f.proto == 6 { 20 } else { 8 };
+    f.payload = vec![0x5a; FRAME_LEN - header];
+    f
+}
+
+fn classes() -> Vec<Class> {
+    let tcp = |flags| padded(Frame::tcp(CLIENT, 40000, VIP, 80, flags));
+    vec![
+        Class {
+            name: "non-VIP pass",
+            frame: padded(Frame::tcp(
+                CLIENT,
+                40000,
+                Ipv4Addr::new(10, 200, 0, 99),
+                80,
+                ACK,
+            )),
+            new_flows: false,
+            repeat: 200_000,
+            expect: xdp_action::PASS,
+            katran: (70.0, 70.0),
+        },
+        Class {
+            name: "established TCP forward",
+            frame: tcp(ACK),
+            new_flows: false,
+            repeat: 200_000,
+            expect: xdp_action::REDIRECT,
+            katran: (150.0, 195.0),
+        },
+        Class {
+            name: "established UDP forward",
+            frame: padded(Frame::udp(CLIENT, 40001, VIP, 53)),
+            new_flows: false,
+            repeat: 200_000,
+            expect: xdp_action::REDIRECT,
+            katran: (210.0, 230.0),
+        },
+        Class {
+            name: "new flow (SYN), table empty",
+            frame: tcp(SYN),
+            new_flows: true,
+            repeat: 4_000,
+            expect: xdp_action::REDIRECT,
+            katran: (1050.0, 1050.0),
+        },
+        Class {
+            name: "new flow (SYN), table full",
+            frame: tcp(SYN),
+            new_flows: true,
+            repeat: 20_000,
+            expect: xdp_action::REDIRECT,
+            katran: (1780.0, 1780.0),
+        },
+    ]
+}
+
+struct Bench {
+    obj: Ebpf,
+}
+
+impl Bench {
+    fn load() -> Result<Self> {
+        let mut obj =
+            Ebpf::load(lb_userspace::object::BENCH_OBJECT).context("load bench object")?;
+        for name in [prog_names::LB_BENCH, prog_names::LB_PASS] {
+            let p: &mut Xdp = obj
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("no {name}"))?
+                .try_into()?;
+            p.load()?;
+        }
+        Ok(Bench { obj })
+    }
+
+    fn prog(&self, name: &str) -> Result<&Xdp> {
+        Ok(self
+            .obj
+            .program(name)
+            .ok_or_else(|| anyhow!("no {name}"))?
+            .try_into()?)
+    }
+
+    fn set(&mut self, frame: &[u8], vary: bool, target: &ProgramFd) -> Result<()> {
+        let mut bytes = [0u8; FRAME_LEN];
+        bytes.copy_from_slice(frame);
+        let value = BenchFrame {
+            vary_off: if vary { 14 + 20 } else { 0 },
+            _pad: 0,
+            bytes,
+        };
+        let mut frames: Array<_, BenchFrame> = Array::try_from(
+            self.obj
+                .map_mut(FRAME_MAP)
+                .ok_or_else(|| anyhow!("no frame map"))?,
+        )?;
+        frames.set(0, value, 0)?;
+        let mut targets = ProgramArray::try_from(
+            self.obj
+                .map_mut(TARGET_MAP)
+                .ok_or_else(|| anyhow!("no target map"))?,
+        )?;
+        targets.set(0, target, 0)?;
+        Ok(())
+    }
+
+    /// ns per iteration of `prog` on `frame`, `RUNS` times; checks the action every run.
+    fn measure(&self, prog: &str, frame: &[u8], repeat: u32, expect: u32) -> Result<Vec<f64>> {
+        let prog = self.prog(prog)?;
+        let mut out = vec![0u8; FRAME_LEN + 256];
+        let mut samples = Vec::with_capacity(RUNS);
+        for _ in 0..RUNS {
+            let r = prog.test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                repeat,
+                ..TestRunOptions::default()
+            })?;
+            if r.return_value != expect {
+                bail!("action {} instead of {expect}", r.return_value);
+            }
+            samples.push(duration_ns(r.duration));
+        }
+        Ok(samples)
+    }
+}
+
+fn duration_ns(d: Duration) -> f64 {
+    d.as_nanos() as f64
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(0.0, f64::max)
+}
+
+/// Fills this CPU's share of the connection table so every new flow evicts one.
+fn fill_conn_table(lb: &Balancer) -> Result<()> {
+    let data = MapData::from_pin(lb.pin_dir().join(map_names::CONNS))?;
+    let mut conns: HashMap<_, FlowKey, ConnEntry> = HashMap::try_from(Map::LruHashMap(data))?;
+    for i in 0..MAX_CONNS {
+        let key = FlowKey {
+            src: [0x0a00_0000 | i, 0, 0, 0],
+            dst: [1, 0, 0, 0],
+            sport: 1,
+            dport: 1,
+            proto: PROTO_TCP,
+            family: FAMILY_V4,
+            _pad: [0; 2],
+        };
+        let entry = ConnEntry {
+            backend_id: 1,
+            dir: DIR_FORWARD,
+            ..ConnEntry::default()
+        };
+        conns.insert(key, entry, 0)?;
+    }
+    Ok(())
+}
+
+fn run(lb: &mut Balancer, json_path: &PathBuf) -> Result<()> {
+    let mut cpu = nix::sched::CpuSet::new();
+    cpu.set(0)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu)
+        .context("pin to CPU 0 (the flow table fill must land on the measuring CPU)")?;
+    lb.add_vip(
+        "web",
+        Proto::Tcp,
+        80,
+        &[(0, 8080, 1), (1, 8080, 1), (2, 8080, 1)],
+    );
+    lb.add_vip("dns", Proto::Udp, 53, &[(0, 8080, 1), (1, 8080, 1)]);
+    let mut bench = Bench::load()?;
+    let target = lb.ctl.dataplane().program()?.fd()?.try_clone()?;
+    let pass = bench.prog(prog_names::LB_PASS)?.fd()?.try_clone()?;
+    let any = padded(Frame::tcp(CLIENT, 1, VIP, 80, ACK)).bytes();
+
+    let floor = bench.measure(prog_names::LB_PASS, &any, 1_000_000, xdp_action::PASS)?;
+    bench.set(&any, false, &pass)?;
+    let harness = bench.measure(prog_names::LB_BENCH, &any, 1_000_000, xdp_action::PASS)?;
+    let overhead = median(&harness) - median(&floor);
+
+    println!(
+        "lb_xdp ns/packet through BPF_PROG_TEST_RUN, {RUNS} runs each, CPU 0, net of the harness \
+         ({overhead:.1} ns: frame restore + tail call)\n"
+    );
+    println!(
+        "{:<30} {:>8} {:>8} {:>8} {:>12} {:>10} {:>12}",
+        "class", "median", "min", "max", "Katran", "target", "ratio"
+    );
+    println!(
+        "{:<30} {:>8.1} {:>8.1} {:>8.1} {:>12} {:>10} {:>8}",
+        "return XDP_PASS (floor)",
+        median(&floor),
+        min(&floor),
+        max(&floor),
+        "",
+        "",
+        ""
+    );
+    let mut rows = vec![
+        json!({"class": "return XDP_PASS (floor)", "median_ns": median(&floor),
+        "min_ns": min(&floor), "max_ns": max(&floor)}),
+    ];
+    for class in classes() {
+        let frame = class.frame.bytes();
+        if class.name.contains("full") {
+            fill_conn_table(lb)?;
+        } else if !class.new_flows {
+            // Establish the flow first, so the measured packets hit the connection table.
+            let mut first = class.frame.clone();
+            first.flags = SYN;
+            lb.run(&first.bytes());
+        }
+        bench.set(&frame, class.new_flows, &target)?;
+        let raw = bench.measure(prog_names::LB_BENCH, &frame, class.repeat, class.expect)?;
+        let net: Vec<f64> = raw.iter().map(|t| t - overhead).collect();
+        let (k_lo, k_hi) = class.katran;
+        let (r_hi, r_lo) = (median(&net) / k_hi, median(&net) / k_lo);
+        let (katran, ratio) = if k_lo == k_hi {
+            (format!("{k_hi:.0}"), format!("{r_hi:.2}x"))
+        } else {
+            (
+                format!("{k_lo:.0}-{k_hi:.0}"),
+                format!("{r_hi:.2}-{r_lo:.2}x"),
+            )
+        };
+        println!(
+            "{:<30} {:>8.1} {:>8.1} {:>8.1} {:>12} {:>10.0} {:>12}",
+            class.name,
+            median(&net),
+            min(&net),
+            max(&net),
+            katran,
+            0.8 * k_hi,
+            ratio
+        );
+        rows.push(json!({
+            "class": class.name, "median_ns": median(&net), "min_ns": min(&net),
+            "max_ns": max(&net), "katran_ns": [k_lo, k_hi], "target_ns": 0.8 * k_hi,
+            "ratio_to_katran": [r_hi, r_lo], "iterations": class.repeat, "runs": RUNS,
+        }));
+    }
+    println!(
+        "\nratio = our median / Katran's figure (upper-lower end of its range); \
+         target = 0.8 x Katran's upper figure."
+    );
+    if let Some(dir) = json_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let doc = json!({"harness_overhead_ns": overhead, "classes": rows});
+    std::fs::write(json_path, serde_json::to_string_pretty(&doc)?)?;
+    println!("JSON: {}", json_path.display());
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let json_path = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "target/bench/dataplane.json".into()),
+    );
+    let harness = Harness::new();
+    harness.run(|lb| run(lb, &json_path))
+}
