@@ -268,15 +268,15 @@ const _: () = assert!(core::mem::size_of::<ConnEntry>() == 32);
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
-    /// Not IPv4 (ARP, IPv6 until supported, ...): handed to the stack.
+    /// Neither IPv4 nor IPv6 (ARP, LLDP, ...): handed to the stack.
     PassNotIp = 0,
-    /// IPv4 but not TCP/UDP to a VIP, and not a tracked NAT reply: handed to the stack.
+    /// IP but not TCP/UDP to a VIP, and not a tracked NAT reply: handed to the stack.
     PassNotVip = 1,
     /// Frame carries an 802.1Q/802.1ad tag: handed to the stack untouched (VLANs unsupported).
     PassVlan = 2,
     /// IPv4 fragment: ports unknown, handed to the stack untouched.
     PassFragment = 3,
-    /// TTL would expire: handed to the stack, which answers with ICMP time exceeded.
+    /// TTL / hop limit would expire: handed to the stack, which answers time exceeded.
     PassTtl = 4,
     /// Rewritten, but the next hop's MAC is not resolved yet: the stack forwards it (and
     /// resolves the neighbour for the next packets).
@@ -295,10 +295,12 @@ pub enum Reason {
     DropNoRoute = 11,
     /// The connection table refused an insert (should not happen with an LRU map).
     DropConnTable = 12,
+    /// IPv6 with an extension header before the transport header: handed to the stack.
+    PassIpv6ExtHeader = 13,
 }
 
 /// Number of counters in `LB_STATS`.
-pub const NUM_REASONS: u32 = 13;
+pub const NUM_REASONS: u32 = 14;
 
 /// XDP action codes (linux/bpf.h `enum xdp_action`).
 pub mod xdp_action {
@@ -330,6 +332,7 @@ impl Reason {
         Reason::DropNoBackend,
         Reason::DropNoRoute,
         Reason::DropConnTable,
+        Reason::PassIpv6ExtHeader,
     ];
 
     /// The XDP action this reason implies. Redirect reasons return `REDIRECT` only when the
@@ -342,7 +345,8 @@ impl Reason {
             | Reason::PassFragment
             | Reason::PassTtl
             | Reason::PassNoNeigh
-            | Reason::PassSlowPath => xdp_action::PASS,
+            | Reason::PassSlowPath
+            | Reason::PassIpv6ExtHeader => xdp_action::PASS,
             Reason::FwdNat | Reason::FwdReply => xdp_action::REDIRECT,
             Reason::DropMalformed
             | Reason::DropNoBackend
@@ -367,6 +371,7 @@ impl Reason {
             Reason::DropNoBackend => "drop_no_backend",
             Reason::DropNoRoute => "drop_no_route",
             Reason::DropConnTable => "drop_conn_table",
+            Reason::PassIpv6ExtHeader => "pass_ipv6_ext_header",
         }
     }
 }

@@ -1,37 +1,50 @@
-//! Ethernet -> IPv4 -> TCP/UDP parsing. Header fields are compared raw, in network byte order,
-//! against constants; nothing read from the packet becomes a Rust enum.
+//! Ethernet -> IPv4 / IPv6 -> TCP/UDP parsing. Header fields are compared raw, in network byte
+//! order, against constants; nothing read from the packet becomes a Rust enum.
 //!
 //! Decisions, each counted under its own `Reason`:
 //! - VLAN-tagged frames (802.1Q, 802.1ad) pass to the stack untouched (`PassVlan`).
-//! - Non-IPv4 frames pass (`PassNotIp`); non-TCP/UDP IPv4 passes (`PassNotVip`).
+//! - Frames that are neither IPv4 nor IPv6 pass (`PassNotIp`); IP packets that are not TCP or
+//!   UDP pass (`PassNotVip`).
 //! - IPv4 with version != 4, IHL < 5, a total length shorter than its headers or longer than
-//!   the frame, or a truncated TCP/UDP header is dropped (`DropMalformed`).
+//!   the frame, IPv6 with version != 6 or a payload longer than the frame, and truncated
+//!   TCP/UDP headers are dropped (`DropMalformed`).
 //! - IPv4 options are allowed: the L4 header is found at IHL * 4 and options are forwarded as is.
-//! - Fragments (MF set or offset != 0) pass to the stack untouched (`PassFragment`): later
+//! - IPv4 fragments (MF set or offset != 0) pass to the stack untouched (`PassFragment`): later
 //!   fragments carry no ports, so no flow can be chosen for them.
+//! - IPv6 packets whose first next-header is an extension header (hop-by-hop, routing,
+//!   fragment, destination options, AH, ESP, mobility, HIP, shim6) pass to the stack untouched
+//!   (`PassIpv6ExtHeader`): walking a chain of unknown length is not worth its cost for
+//!   traffic that load-balanced services do not send.
 use aya_ebpf::programs::XdpContext;
-use lb_common::{FlowKey, Reason, FAMILY_V4, PROTO_TCP, PROTO_UDP};
-use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr, udp::UdpHdr};
+use lb_common::{FlowKey, Reason, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
+};
 
 use crate::packet;
 
 /// EtherType IPv4, as the two wire bytes read into a native u16.
 const ETH_P_IP: u16 = u16::from_ne_bytes([0x08, 0x00]);
+/// EtherType IPv6.
+const ETH_P_IPV6: u16 = u16::from_ne_bytes([0x86, 0xdd]);
 /// EtherType 802.1Q VLAN tag.
 const ETH_P_8021Q: u16 = u16::from_ne_bytes([0x81, 0x00]);
 /// EtherType 802.1ad (QinQ) service tag.
 const ETH_P_8021AD: u16 = u16::from_ne_bytes([0x88, 0xa8]);
 
-/// `Ipv4Flow::tcp_flags` bit: SYN (same value as in the TCP header's flags byte).
+/// `Flow::tcp_flags` bit: SYN (same value as in the TCP header's flags byte).
 pub const TCP_SYN: u8 = 0x02;
-/// `Ipv4Flow::tcp_flags` bit: ACK.
+/// `Flow::tcp_flags` bit: ACK.
 pub const TCP_ACK: u8 = 0x10;
 
-/// Offset of the IPv4 header: right after an untagged Ethernet header.
+/// Offset of the IP header: right after an untagged Ethernet header.
 pub const L3: usize = EthHdr::LEN;
 
-/// A parsed IPv4 TCP/UDP packet.
-pub struct Ipv4Flow {
+/// A parsed TCP/UDP packet over IPv4 or IPv6 (`key.family` tells which).
+pub struct Flow {
     /// Offset of the TCP/UDP header in the frame.
     pub l4: usize,
     /// The flow as seen on the wire.
@@ -44,14 +57,18 @@ pub struct Ipv4Flow {
 
 /// Parses the frame up to the L4 ports.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Ipv4Flow, Reason> {
+pub fn parse(ctx: &XdpContext) -> Result<Flow, Reason> {
     let eth: EthHdr = packet::load(ctx, 0).map_err(|_| Reason::PassNotIp)?;
-    if eth.ether_type != ETH_P_IP {
-        if eth.ether_type == ETH_P_8021Q || eth.ether_type == ETH_P_8021AD {
-            return Err(Reason::PassVlan);
-        }
-        return Err(Reason::PassNotIp);
+    match eth.ether_type {
+        ETH_P_IP => parse_v4(ctx),
+        ETH_P_IPV6 => parse_v6(ctx),
+        ETH_P_8021Q | ETH_P_8021AD => Err(Reason::PassVlan),
+        _ => Err(Reason::PassNotIp),
     }
+}
+
+#[inline(always)]
+fn parse_v4(ctx: &XdpContext) -> Result<Flow, Reason> {
     let ip: Ipv4Hdr = packet::load(ctx, L3)?;
     let ihl = usize::from(ip.vihl & 0x0f) * 4;
     if ip.vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
@@ -65,39 +82,78 @@ pub fn parse(ctx: &XdpContext) -> Result<Ipv4Flow, Reason> {
     if u16::from_be_bytes(ip.frags) & 0x3fff != 0 {
         return Err(Reason::PassFragment);
     }
-    let l4 = L3 + ihl;
-    let (sport, dport, tcp_flags, l4_check, l4_len) = match ip.proto {
-        PROTO_TCP => {
-            let tcp: TcpHdr = packet::load(ctx, l4)?;
-            let mut flags = 0;
-            if tcp.syn() != 0 {
-                flags |= TCP_SYN;
-            }
-            if tcp.ack() != 0 {
-                flags |= TCP_ACK;
-            }
-            (tcp.source, tcp.dest, flags, 16, TcpHdr::LEN)
-        }
-        PROTO_UDP => {
-            let udp: UdpHdr = packet::load(ctx, l4)?;
-            (udp.src, udp.dst, 0, 6, UdpHdr::LEN)
-        }
-        _ => return Err(Reason::PassNotVip),
+    if ip.proto != PROTO_TCP && ip.proto != PROTO_UDP {
+        return Err(Reason::PassNotVip);
+    }
+    let addr = |a: [u8; 4]| [u32::from_ne_bytes(a), 0, 0, 0];
+    let key = FlowKey {
+        src: addr(ip.src_addr),
+        dst: addr(ip.dst_addr),
+        proto: ip.proto,
+        family: FAMILY_V4,
+        ..FlowKey::default()
     };
-    if tot_len < ihl + l4_len {
+    l4(ctx, key, L3 + ihl, tot_len - ihl)
+}
+
+#[inline(always)]
+fn parse_v6(ctx: &XdpContext) -> Result<Flow, Reason> {
+    let ip: Ipv6Hdr = packet::load(ctx, L3)?;
+    if ip.vcf[0] >> 4 != 6 {
         return Err(Reason::DropMalformed);
     }
-    Ok(Ipv4Flow {
+    let payload = usize::from(u16::from_be_bytes(ip.payload_len));
+    if L3 + Ipv6Hdr::LEN + payload > packet::len(ctx) {
+        return Err(Reason::DropMalformed);
+    }
+    match ip.next_hdr {
+        PROTO_TCP | PROTO_UDP => {}
+        // hop-by-hop, routing, fragment, ESP, AH, destination options, mobility, HIP, shim6
+        0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => return Err(Reason::PassIpv6ExtHeader),
+        _ => return Err(Reason::PassNotVip),
+    }
+    let key = FlowKey {
+        src: words(ip.src_addr),
+        dst: words(ip.dst_addr),
+        proto: ip.next_hdr,
+        family: FAMILY_V6,
+        ..FlowKey::default()
+    };
+    l4(ctx, key, L3 + Ipv6Hdr::LEN, payload)
+}
+
+/// An IPv6 address as four raw network-order words.
+#[inline(always)]
+pub fn words(a: [u8; 16]) -> [u32; 4] {
+    let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
+}
+
+/// Reads the TCP/UDP ports at `l4`, with `l4_len` bytes of L4 data according to the IP header.
+#[inline(always)]
+fn l4(ctx: &XdpContext, mut key: FlowKey, l4: usize, l4_len: usize) -> Result<Flow, Reason> {
+    let (sport, dport, tcp_flags, l4_check, min_len) = if key.proto == PROTO_TCP {
+        let tcp: TcpHdr = packet::load(ctx, l4)?;
+        let mut flags = 0;
+        if tcp.syn() != 0 {
+            flags |= TCP_SYN;
+        }
+        if tcp.ack() != 0 {
+            flags |= TCP_ACK;
+        }
+        (tcp.source, tcp.dest, flags, 16, TcpHdr::LEN)
+    } else {
+        let udp: UdpHdr = packet::load(ctx, l4)?;
+        (udp.src, udp.dst, 0, 6, UdpHdr::LEN)
+    };
+    if l4_len < min_len {
+        return Err(Reason::DropMalformed);
+    }
+    key.sport = u16::from_ne_bytes(sport);
+    key.dport = u16::from_ne_bytes(dport);
+    Ok(Flow {
         l4,
-        key: FlowKey {
-            src: [u32::from_ne_bytes(ip.src_addr), 0, 0, 0],
-            dst: [u32::from_ne_bytes(ip.dst_addr), 0, 0, 0],
-            sport: u16::from_ne_bytes(sport),
-            dport: u16::from_ne_bytes(dport),
-            proto: ip.proto,
-            family: FAMILY_V4,
-            _pad: [0; 2],
-        },
+        key,
         tcp_flags,
         l4_check,
     })

@@ -9,7 +9,7 @@ use lb_common::{
 use crate::{
     forward::{self, Side},
     maps::{LB_BACKENDS, LB_BACKEND_NH, LB_CONNS, LB_FILTER, LB_RINGS, LB_VIPS, LB_VIP_ADDRS},
-    parse::{self, Ipv4Flow, TCP_ACK, TCP_SYN},
+    parse::{self, Flow, TCP_ACK, TCP_SYN},
 };
 
 /// Flow hash seed, set by the loader (`lb_common::HASH_SEED_GLOBAL`).
@@ -47,7 +47,7 @@ pub fn run(ctx: &XdpContext) -> Result<Reason, Reason> {
 
 /// Client -> VIP: pick the flow's backend and rewrite the destination to it.
 #[inline(always)]
-fn to_backend(ctx: &XdpContext, pkt: &Ipv4Flow, meta: VipMeta) -> Result<Reason, Reason> {
+fn to_backend(ctx: &XdpContext, pkt: &Flow, meta: VipMeta) -> Result<Reason, Reason> {
     let (backend_id, backend, new) = match tracked(pkt, &meta) {
         Some((id, b)) => (id, b, false),
         None => {
@@ -61,8 +61,8 @@ fn to_backend(ctx: &XdpContext, pkt: &Ipv4Flow, meta: VipMeta) -> Result<Reason,
     // SAFETY: the pointer came from an array lookup in this run; concurrent writers only
     // ever store the same lookup result, so a racing update is benign.
     let nh = unsafe { &mut *nh };
-    let (addr, port) = (backend.addr[0], backend.port);
-    let verdict = forward::nat_v4(ctx, pkt, Side::Dst, addr, port, nh, Reason::FwdNat);
+    let (addr, port) = (backend.addr, backend.port);
+    let verdict = forward::nat(ctx, pkt, Side::Dst, addr, port, nh, Reason::FwdNat);
     if !new || verdict == Err(Reason::PassTtl) {
         // Established, or not forwarded: nothing to record.
         return verdict;
@@ -99,7 +99,7 @@ fn to_backend(ctx: &XdpContext, pkt: &Ipv4Flow, meta: VipMeta) -> Result<Reason,
 /// The backend of an established flow, unless the packet opens a new connection (a SYN
 /// ignores a stale entry) or the entry's backend has been removed.
 #[inline(always)]
-fn tracked(pkt: &Ipv4Flow, meta: &VipMeta) -> Option<(u32, Backend)> {
+fn tracked(pkt: &Flow, meta: &VipMeta) -> Option<(u32, Backend)> {
     if pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
         return None;
     }
@@ -114,7 +114,7 @@ fn tracked(pkt: &Ipv4Flow, meta: &VipMeta) -> Option<(u32, Backend)> {
 
 /// Chooses a backend for a new flow from the VIP's live ring.
 #[inline(always)]
-fn select(pkt: &Ipv4Flow, meta: &VipMeta) -> Result<(u32, Backend), Reason> {
+fn select(pkt: &Flow, meta: &VipMeta) -> Result<(u32, Backend), Reason> {
     let size = meta.ring & !RING_BUF_BIT;
     if size == 0 {
         return Err(Reason::DropNoBackend);
@@ -137,7 +137,7 @@ fn select(pkt: &Ipv4Flow, meta: &VipMeta) -> Result<(u32, Backend), Reason> {
 /// Backend -> client: if the packet is the reply of a tracked NAT flow, rewrite its source
 /// back to VIP:port; anything else is not ours and goes to the stack.
 #[inline(always)]
-fn to_client(ctx: &XdpContext, pkt: &Ipv4Flow) -> Result<Reason, Reason> {
+fn to_client(ctx: &XdpContext, pkt: &Flow) -> Result<Reason, Reason> {
     if !maybe(filter::BACKEND_PORTS, u16::from_be(pkt.key.sport)) {
         return Err(Reason::PassNotVip);
     }
@@ -148,8 +148,8 @@ fn to_client(ctx: &XdpContext, pkt: &Ipv4Flow) -> Result<Reason, Reason> {
         return Err(Reason::PassNotVip);
     }
     let vip = *LB_VIP_ADDRS.get(entry.vip_id).ok_or(Reason::PassNotVip)?;
-    let (addr, port) = (vip.addr[0], vip.port);
-    forward::nat_v4(
+    let (addr, port) = (vip.addr, vip.port);
+    forward::nat(
         ctx,
         pkt,
         Side::Src,

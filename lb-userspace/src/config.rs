@@ -248,10 +248,10 @@ impl VipConfig {
                 format!("{:?} must be 1-64 characters of [A-Za-z0-9_.-]", self.name),
             ));
         }
-        if !self.addr.is_ipv4() {
+        if self.addr.is_unspecified() || self.addr.is_multicast() {
             return Err(err(
                 format!("{at}.addr"),
-                "only IPv4 VIPs are supported so far",
+                format!("{} is not a unicast address", self.addr),
             ));
         }
         if self.port == 0 {

@@ -3,7 +3,7 @@
 //! `cargo xtask run` use. Everything is torn down when the [`Topology`] drops.
 use std::{
     io::{Read, Write},
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -15,6 +15,10 @@ use crate::netns::{unique_name, Netns};
 
 /// The VIP every lab serves.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 10);
+/// The IPv6 VIP.
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 0x10);
+/// The client's IPv6 address.
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 1, 0, 0, 0, 0, 2);
 /// The VIP port (TCP and UDP).
 pub const VIP_PORT: u16 = 80;
 /// The client's address.
@@ -27,6 +31,11 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Address of backend VM `i` (0-based).
 pub fn backend_addr(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 200, 10 + i as u8, 2)
+}
+
+/// IPv6 address of backend VM `i` (0-based).
+pub fn backend_addr6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0x200, 10 + i as u16, 0, 0, 0, 0, 2)
 }
 
 /// Name backend VM `i` answers with.
@@ -45,7 +54,7 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Creates the namespaces and links for `n` backends.
+    /// Creates the namespaces and links for `n` backends, dual-stack.
     pub fn build(n: usize) -> Result<Self> {
         let client = Netns::create(&unique_name("lbc"))?;
         let lb = Netns::create(&unique_name("lbl"))?;
@@ -54,56 +63,63 @@ impl Topology {
             lb,
             client,
         };
-        topo.link("c0", 0, "10.200.1.1/24", "10.200.1.2/24", "10.200.1.1")?;
+        // Links come up at once: no duplicate address detection delaying the first packets.
+        topo.client.sysctl("net.ipv6.conf.default.accept_dad=0")?;
+        topo.lb.sysctl("net.ipv6.conf.default.accept_dad=0")?;
+        topo.link("c0", 0, 1)?;
         for i in 0..n {
-            topo.backends.push(Netns::create(&unique_name("lbb"))?);
-            let net = 10 + i;
-            topo.link(
-                &format!("b{i}"),
-                i + 1,
-                &format!("10.200.{net}.1/24"),
-                &format!("10.200.{net}.2/24"),
-                &format!("10.200.{net}.1"),
-            )?;
+            let vm = Netns::create(&unique_name("lbb"))?;
+            vm.sysctl("net.ipv6.conf.default.accept_dad=0")?;
+            topo.backends.push(vm);
+            topo.link(&format!("b{i}"), i + 1, 10 + i)?;
         }
         topo.lb.sysctl("net.ipv4.ip_forward=1")?;
+        topo.lb.sysctl("net.ipv6.conf.all.forwarding=1")?;
         Ok(topo)
     }
 
-    /// A veth pair: `lb_if` in the balancer, `eth0` in peer `peer` (0 = client, i+1 =
-    /// backend i), addresses on both ends and the peer's default route. The peer gets GRO on
-    /// (so frames redirected by XDP into the veth are received) and TX checksum offload off
-    /// (so packets carry full checksums that the balancer can update incrementally).
-    fn link(
-        &self,
-        lb_if: &str,
-        peer: usize,
-        lb_addr: &str,
-        peer_addr: &str,
-        gw: &str,
-    ) -> Result<()> {
+    /// A veth pair on subnet `net` (10.200.<net>.0/24 and fd00:200:<net>::/64): `lb_if` in the
+    /// balancer (.1, ::1), `eth0` in peer `peer` (0 = client, i+1 = backend i; .2, ::2) with
+    /// default routes via the balancer. The peer gets GRO on (so frames redirected by XDP
+    /// into the veth are received) and TX checksum offload off (so packets carry full
+    /// checksums that the balancer can update incrementally).
+    fn link(&self, lb_if: &str, peer: usize, net: usize) -> Result<()> {
         let peer_ns = if peer == 0 {
             &self.client
         } else {
             &self.backends[peer - 1]
         };
+        let peer_name = peer_ns.name();
         self.lb.ip(&[
-            "link",
-            "add",
-            lb_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            peer_ns.name(),
+            "link", "add", lb_if, "type", "veth", "peer", "name", "eth0", "netns", peer_name,
         ])?;
-        self.lb.ip(&["addr", "add", lb_addr, "dev", lb_if])?;
+        let v4 = |host: u8| format!("10.200.{net}.{host}");
+        let v6 = |host: u8| format!("fd00:200:{net:x}::{host}");
+        self.lb
+            .ip(&["addr", "add", &format!("{}/24", v4(1)), "dev", lb_if])?;
+        self.lb.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/64", v6(1)),
+            "dev",
+            lb_if,
+            "nodad",
+        ])?;
         self.lb.ip(&["link", "set", lb_if, "up"])?;
-        peer_ns.ip(&["addr", "add", peer_addr, "dev", "eth0"])?;
+        peer_ns.ip(&["addr", "add", &format!("{}/24", v4(2)), "dev", "eth0"])?;
+        peer_ns.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/64", v6(2)),
+            "dev",
+            "eth0",
+            "nodad",
+        ])?;
         peer_ns.ip(&["link", "set", "eth0", "up"])?;
-        peer_ns.ip(&["route", "add", "default", "via", gw])?;
+        peer_ns.ip(&["route", "add", "default", "via", &v4(1)])?;
+        peer_ns.ip(&["-6", "route", "add", "default", "via", &v6(1)])?;
         peer_ns.exec("ethtool", &["-K", "eth0", "gro", "on", "tx", "off"])
     }
 
@@ -114,7 +130,8 @@ impl Topology {
         v
     }
 
-    /// An lbd config: the VIP on TCP and UDP (`web`, `web-udp`) with every backend.
+    /// An lbd config: the IPv4 VIP on TCP and UDP (`web`, `web-udp`) and the IPv6 VIP on TCP
+    /// (`web6`), each with every backend.
     pub fn config_toml(&self, instance: &str, socket: &Path) -> String {
         let ifaces: Vec<String> = self
             .lb_interfaces()
@@ -126,15 +143,22 @@ impl Topology {
             ifaces.join(", "),
             socket.display().to_string()
         );
-        for (name, proto) in [("web", "tcp"), ("web-udp", "udp")] {
+        let vips: [(&str, IpAddr, &str); 3] = [
+            ("web", VIP.into(), "tcp"),
+            ("web-udp", VIP.into(), "udp"),
+            ("web6", VIP6.into(), "tcp"),
+        ];
+        for (name, addr, proto) in vips {
             s += &format!(
-                "\n[[vip]]\nname = {name:?}\naddr = \"{VIP}\"\nport = {VIP_PORT}\nproto = {proto:?}\n"
+                "\n[[vip]]\nname = {name:?}\naddr = \"{addr}\"\nport = {VIP_PORT}\nproto = {proto:?}\n"
             );
             for i in 0..self.backends.len() {
-                s += &format!(
-                    "[[vip.backend]]\naddr = \"{}\"\nport = {BACKEND_PORT}\n",
-                    backend_addr(i)
-                );
+                let b: IpAddr = if addr.is_ipv4() {
+                    backend_addr(i).into()
+                } else {
+                    backend_addr6(i).into()
+                };
+                s += &format!("[[vip.backend]]\naddr = \"{b}\"\nport = {BACKEND_PORT}\n");
             }
         }
         s
@@ -143,7 +167,8 @@ impl Topology {
     /// Starts `lb-backend` in every backend namespace and waits until each accepts.
     pub fn start_backends(&mut self, bin: &Path) -> Result<()> {
         for (i, ns) in self.backends.iter_mut().enumerate() {
-            let listen = format!("0.0.0.0:{BACKEND_PORT}");
+            // Dual-stack: IPv4 clients arrive as v4-mapped addresses.
+            let listen = format!("[::]:{BACKEND_PORT}");
             let cmd = ns.command(
                 &bin.display().to_string(),
                 &["--name", &backend_name(i), "--listen", &listen],

@@ -1,7 +1,10 @@
 //! A balancer loaded in its own network namespace for BPF_PROG_TEST_RUN: `bpf_fib_lookup` and
 //! the redirect map then see a known topology (two veths with fixed MACs and permanent
 //! neighbours) instead of the machine's. The namespace and the pins go away on drop.
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use aya::programs::{TestRun, TestRunOptions};
 use lb_common::Reason;
@@ -16,6 +19,10 @@ use lb_userspace::{
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 10);
 /// The client of packet tests (reachable through `t1`).
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 200, 1, 2);
+/// The IPv6 VIP of packet tests.
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 0x10);
+/// The IPv6 client of packet tests (reachable through `t1`).
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 1, 0, 0, 0, 0, 2);
 /// MAC of the balancer's backend-side interface `t0`.
 pub const T0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 /// MAC of the balancer's client-side interface `t1`.
@@ -32,6 +39,11 @@ pub const SEED: u32 = 0x5eed;
 /// Address of backend `i` (0-based), on `t0`'s subnet.
 pub fn backend(i: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 200, 10, 2 + i)
+}
+
+/// IPv6 address of backend `i` (0-based), on `t0`'s subnet.
+pub fn backend6(i: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0x200, 0x10, 0, 0, 0, 0, 2 + u16::from(i))
 }
 
 /// The namespace of one packet test.
@@ -78,6 +90,54 @@ impl Harness {
             "nud",
             "permanent",
         ]);
+        ip(&[
+            "-6",
+            "addr",
+            "add",
+            "fd00:200:10::1/64",
+            "dev",
+            "t0",
+            "nodad",
+        ]);
+        ip(&[
+            "-6",
+            "addr",
+            "add",
+            "fd00:200:1::1/64",
+            "dev",
+            "t1",
+            "nodad",
+        ]);
+        for i in 0..BACKENDS {
+            let addr = backend6(i).to_string();
+            ip(&[
+                "-6",
+                "neigh",
+                "add",
+                &addr,
+                "lladdr",
+                "02:00:00:00:00:aa",
+                "dev",
+                "t0",
+                "nud",
+                "permanent",
+            ]);
+        }
+        let client6 = CLIENT6.to_string();
+        ip(&[
+            "-6",
+            "neigh",
+            "add",
+            &client6,
+            "lladdr",
+            "02:00:00:00:00:cc",
+            "dev",
+            "t1",
+            "nud",
+            "permanent",
+        ]);
+        ns.sysctl("net.ipv6.conf.all.forwarding=1")
+            .expect("enable IPv6 forwarding");
         ns.sysctl("net.ipv4.ip_forward=1")
             .expect("enable forwarding");
         Harness { ns }
@@ -123,10 +183,31 @@ impl Balancer {
 
     /// Adds a VIP `VIP:port/proto` with backends `(index, port, weight)`.
     pub fn add_vip(&mut self, name: &str, proto: Proto, port: u16, backends: &[(u8, u16, u32)]) {
+        self.add(name, VIP.into(), proto, port, backends, |i| {
+            backend(i).into()
+        });
+    }
+
+    /// Adds an IPv6 VIP `[VIP6]:port/proto` with IPv6 backends `(index, port, weight)`.
+    pub fn add_vip6(&mut self, name: &str, proto: Proto, port: u16, backends: &[(u8, u16, u32)]) {
+        self.add(name, VIP6.into(), proto, port, backends, |i| {
+            backend6(i).into()
+        });
+    }
+
+    fn add(
+        &mut self,
+        name: &str,
+        addr: IpAddr,
+        proto: Proto,
+        port: u16,
+        backends: &[(u8, u16, u32)],
+        backend_addr: impl Fn(u8) -> IpAddr,
+    ) {
         self.ctl
             .add_vip(VipConfig {
                 name: name.into(),
-                addr: VIP.into(),
+                addr,
                 port,
                 proto,
                 mode: Mode::Nat,
@@ -134,7 +215,7 @@ impl Balancer {
                 backends: backends
                     .iter()
                     .map(|&(i, port, weight)| BackendConfig {
-                        addr: backend(i).into(),
+                        addr: backend_addr(i),
                         port,
                         weight,
                     })

@@ -138,10 +138,20 @@ fn unknown_protocol_is_rejected() {
 }
 
 #[test]
-fn ipv6_vip_is_rejected_for_now() {
+fn ipv6_vip_with_ipv6_backends_parses() {
+    let text = GOOD
+        .replace("192.0.2.10\"\nport = 80", "2001:db8::10\"\nport = 80")
+        .replace("\"10.0.0.2\"", "\"fd00::2\"")
+        .replace("\"10.0.0.3\"", "\"fd00::3\"");
+    let cfg = Config::parse(&text).expect("IPv6 config");
+    assert!(cfg.vips[0].addr.is_ipv6());
+}
+
+#[test]
+fn multicast_vip_is_rejected() {
     rejects(
-        &GOOD.replace("192.0.2.10\"\nport = 53", "2001:db8::10\"\nport = 53"),
+        &GOOD.replace("192.0.2.10\"\nport = 53", "224.0.0.1\"\nport = 53"),
         "vip[1].addr",
-        "IPv4",
+        "unicast",
     );
 }

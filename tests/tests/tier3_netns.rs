@@ -7,7 +7,7 @@ use std::{
 
 use lb_userspace::lab::{
     backend_addr, backend_name, tcp_hello, tcp_hello_from, udp_hello, BACKEND_PORT, CLIENT, VIP,
-    VIP_PORT,
+    VIP6, VIP_PORT,
 };
 use tests::lab::RunningLab;
 
@@ -147,4 +147,26 @@ fn lbctl_reports_a_missing_lbd_and_bad_arguments_clearly() {
         err.contains("is not ADDR:PORT") && err.contains("example"),
         "{err}"
     );
+}
+
+#[test]
+fn ipv6_connections_through_the_vip_reach_every_backend() {
+    let lab = RunningLab::start(3);
+    let vip6 = SocketAddr::from((VIP6, VIP_PORT));
+    let (tally, failed) = lab
+        .topo
+        .as_client(move || {
+            let mut tally = BTreeMap::new();
+            let mut failed = 0;
+            for _ in 0..90 {
+                match tcp_hello(vip6) {
+                    Ok(name) => *tally.entry(name).or_insert(0usize) += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+            (tally, failed)
+        })
+        .expect("client namespace");
+    assert_eq!(failed, 0, "{tally:?}");
+    assert_eq!(tally.len(), 3, "every backend serves IPv6: {tally:?}");
 }

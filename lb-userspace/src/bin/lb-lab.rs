@@ -17,7 +17,7 @@ use clap::Parser;
 use lb_userspace::{
     api::StatsView,
     client,
-    lab::{self, tcp_hello, TempFile, Topology, VIP, VIP_PORT},
+    lab::{self, tcp_hello, TempFile, Topology, VIP, VIP6, VIP_PORT},
     netns::unique_name,
 };
 
@@ -31,7 +31,7 @@ struct Args {
     /// Backend VMs.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=16))]
     backends: u8,
-    /// TCP connections to open to the VIP.
+    /// TCP connections to open to each VIP (IPv4, then IPv6).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     connections: u32,
 }
@@ -118,18 +118,39 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<()> {
         &topo.config_toml(&instance, &socket),
     )?;
     step(&format!(
-        "starting lbd in {} on {} (VIP {VIP}:{VIP_PORT} tcp+udp)",
+        "starting lbd in {} on {} (VIPs {VIP}:{VIP_PORT} tcp+udp, [{VIP6}]:{VIP_PORT} tcp)",
         topo.lb.name(),
         topo.lb_interfaces().join(", ")
     ));
     topo.start_lbd(&sibling("lbd")?, config.path(), &socket)?;
-    step(&format!(
-        "opening {} TCP connections from the client to the VIP",
-        args.connections
-    ));
+    let mut failed = 0;
+    for vip in [
+        SocketAddr::from((VIP, VIP_PORT)),
+        SocketAddr::from((VIP6, VIP_PORT)),
+    ] {
+        step(&format!(
+            "opening {} TCP connections from the client to {vip}",
+            args.connections
+        ));
+        failed += burst(&topo, vip, args.connections, stop)?;
+        if stop.load(Ordering::SeqCst) {
+            println!("interrupted: cleaning up");
+            break;
+        }
+    }
+    print_stats(&socket)?;
+    step("cleaning up (lbd stops, namespaces are deleted)");
+    drop(topo);
+    drop(config);
+    if failed > 0 {
+        return Err(anyhow!("{failed} connections failed"));
+    }
+    Ok(())
+}
+
+/// Opens `total` connections to `vip` from the client, prints the tally, returns the failures.
+fn burst(topo: &Topology, vip: SocketAddr, total: u32, stop: &AtomicBool) -> Result<u32> {
     let started = Instant::now();
-    let vip = SocketAddr::from((VIP, VIP_PORT));
-    let total = args.connections;
     let (tally, failed) = topo.as_client(move || {
         let mut tally: BTreeMap<String, u32> = BTreeMap::new();
         let mut failed = 0u32;
@@ -144,19 +165,8 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<()> {
         }
         (tally, failed)
     })?;
-    let elapsed = started.elapsed();
-    if stop.load(Ordering::SeqCst) {
-        println!("interrupted: cleaning up");
-    }
-    print_tally(&tally, failed, elapsed.as_secs_f64());
-    print_stats(&socket)?;
-    step("cleaning up (lbd stops, namespaces are deleted)");
-    drop(topo);
-    drop(config);
-    if failed > 0 {
-        return Err(anyhow!("{failed} connections failed"));
-    }
-    Ok(())
+    print_tally(&tally, failed, started.elapsed().as_secs_f64());
+    Ok(failed)
 }
 
 fn print_tally(tally: &BTreeMap<String, u32>, failed: u32, secs: f64) {

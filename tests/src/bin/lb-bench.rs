@@ -17,7 +17,7 @@ use lb_common::{
 use lb_userspace::config::Proto;
 use serde_json::json;
 use tests::{
-    harness::{Balancer, Harness, CLIENT, VIP},
+    harness::{Balancer, Harness, CLIENT, CLIENT6, VIP, VIP6},
     packet::{Frame, ACK, SYN},
 };
 
@@ -38,7 +38,8 @@ struct Class {
 }
 
 fn padded(mut f: Frame) -> Frame {
-    let header = 14 + 20 + if f.proto == 6 { 20 } else { 8 };
+    let ip = if f.src.is_ipv4() { 20 } else { 40 };
+    let header = 14 + ip + if f.proto == 6 { 20 } else { 8 };
     f.payload = vec![0x5a; FRAME_LEN - header];
     f
 }
@@ -75,6 +76,14 @@ fn classes() -> Vec<Class> {
             repeat: 200_000,
             expect: xdp_action::REDIRECT,
             katran: (210.0, 230.0),
+        },
+        Class {
+            name: "IPv6 established TCP forward",
+            frame: padded(Frame::tcp(CLIENT6, 40000, VIP6, 80, ACK)),
+            new_flows: false,
+            repeat: 200_000,
+            expect: xdp_action::REDIRECT,
+            katran: (150.0, 195.0),
         },
         Class {
             name: "new flow (SYN), table empty",
@@ -219,6 +228,12 @@ fn run(lb: &mut Balancer, json_path: &PathBuf) -> Result<()> {
         &[(0, 8080, 1), (1, 8080, 1), (2, 8080, 1)],
     );
     lb.add_vip("dns", Proto::Udp, 53, &[(0, 8080, 1), (1, 8080, 1)]);
+    lb.add_vip6(
+        "web6",
+        Proto::Tcp,
+        80,
+        &[(0, 8080, 1), (1, 8080, 1), (2, 8080, 1)],
+    );
     let mut bench = Bench::load()?;
     let target = lb.ctl.dataplane().program()?.fd()?.try_clone()?;
     let pass = bench.prog(prog_names::LB_PASS)?.fd()?.try_clone()?;
