@@ -60,7 +60,7 @@ fn main() {
         );
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
-    for name in ["lb-ebpf", "lb-bench"] {
+    for name in ["lb-ebpf", "lb-bench", "lb-decap"] {
         let object = target_dir.join("bpfel-unknown-none/release").join(name);
         std::fs::copy(&object, out_dir.join(format!("{name}.o")))
             .unwrap_or_else(|e| panic!("copy {} into OUT_DIR: {e}", object.display()));

@@ -18,6 +18,29 @@ pub const PROTO_UDP: u8 = 17;
 
 /// Forwarding mode of a VIP: destination NAT both ways (replies return through the balancer).
 pub const MODE_NAT: u8 = 0;
+/// Forwarding mode of a VIP: direct server return. The packet is encapsulated (IPv4-in-IPv4 or
+/// IPv6-in-IPv6) to the backend, which decapsulates it (`lb_decap`), holds the VIP on a
+/// loopback and answers the client directly.
+pub const MODE_DSR: u8 = 1;
+
+/// IP protocol number of IPv4-in-IP encapsulation.
+pub const PROTO_IPIP: u8 = 4;
+/// IP protocol number of IPv6-in-IP encapsulation.
+pub const PROTO_IPV6: u8 = 41;
+
+/// DSR outer source addresses: IPv4 `172.16.X.Y` and IPv6 `fd00:0:0:ffff::XY`, where the low
+/// 16 bits are [`encap_source_low`] of the flow, so receivers spreading by outer addresses
+/// (RSS) spread flows while one flow stays on one queue.
+pub const ENCAP_SRC_V4_PREFIX: [u8; 2] = [172, 16];
+/// First 14 bytes of the IPv6 DSR outer source (the last two are per flow).
+pub const ENCAP_SRC_V6_PREFIX: [u8; 14] = [0xfd, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0];
+
+/// The per-flow low 16 bits of a DSR outer source: a fold of the client address and port.
+#[inline(always)]
+pub const fn encap_source_low(key: &FlowKey) -> u16 {
+    let x = key.src[0] ^ key.src[1] ^ key.src[2] ^ key.src[3];
+    ((x ^ (x >> 16)) as u16) ^ key.sport
+}
 
 /// Map names, as they appear in the object file and under `/sys/fs/bpf/<instance>/`.
 pub mod map_names {
@@ -57,6 +80,8 @@ pub mod prog_names {
     pub const LB_BENCH: &str = "lb_bench";
     /// Bench object: `return XDP_PASS`, the floor every figure is compared with.
     pub const LB_PASS: &str = "lb_pass";
+    /// Decap object: strips DSR encapsulation on backend hosts.
+    pub const LB_DECAP: &str = "lb_decap";
 }
 
 /// Maps of the bench object (`lb-bench`), which measures `lb_xdp` with BPF_PROG_TEST_RUN.
@@ -180,7 +205,7 @@ pub struct VipMeta {
     /// Live ring: [`RING_BUF_BIT`] selects the buffer, the low 31 bits are the ring size in
     /// slots (0 = no backends). One 32-bit value, so a ring swap is a single atomic update.
     pub ring: u32,
-    /// Forwarding mode ([`MODE_NAT`]).
+    /// Forwarding mode ([`MODE_NAT`] or [`MODE_DSR`]).
     pub mode: u8,
     /// Always zero.
     pub _pad: [u8; 3],
@@ -283,7 +308,7 @@ pub enum Reason {
     PassNoNeigh = 5,
     /// Rewritten, but the egress interface is not one `lb_xdp` redirects to: the stack forwards.
     PassSlowPath = 6,
-    /// Client -> VIP packet rewritten to its backend and redirected.
+    /// Client -> VIP packet rewritten (NAT) or encapsulated (DSR) to its backend and redirected.
     FwdNat = 7,
     /// Backend reply rewritten back to VIP:port and redirected.
     FwdReply = 8,
@@ -297,10 +322,12 @@ pub enum Reason {
     DropConnTable = 12,
     /// IPv6 with an extension header before the transport header: handed to the stack.
     PassIpv6ExtHeader = 13,
+    /// No headroom to encapsulate (the driver gave less than the outer header needs).
+    DropNoHeadroom = 14,
 }
 
 /// Number of counters in `LB_STATS`.
-pub const NUM_REASONS: u32 = 14;
+pub const NUM_REASONS: u32 = 15;
 
 /// XDP action codes (linux/bpf.h `enum xdp_action`).
 pub mod xdp_action {
@@ -333,6 +360,7 @@ impl Reason {
         Reason::DropNoRoute,
         Reason::DropConnTable,
         Reason::PassIpv6ExtHeader,
+        Reason::DropNoHeadroom,
     ];
 
     /// The XDP action this reason implies. Redirect reasons return `REDIRECT` only when the
@@ -351,7 +379,8 @@ impl Reason {
             Reason::DropMalformed
             | Reason::DropNoBackend
             | Reason::DropNoRoute
-            | Reason::DropConnTable => xdp_action::DROP,
+            | Reason::DropConnTable
+            | Reason::DropNoHeadroom => xdp_action::DROP,
         }
     }
 
@@ -372,6 +401,7 @@ impl Reason {
             Reason::DropNoRoute => "drop_no_route",
             Reason::DropConnTable => "drop_conn_table",
             Reason::PassIpv6ExtHeader => "pass_ipv6_ext_header",
+            Reason::DropNoHeadroom => "drop_no_headroom",
         }
     }
 }

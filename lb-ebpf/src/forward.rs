@@ -7,12 +7,16 @@ use aya_ebpf::{
     programs::XdpContext,
     EbpfContext,
 };
-use lb_common::{NextHop, Reason, FAMILY_V4, PROTO_UDP};
+use lb_common::{
+    encap_source_low, NextHop, Reason, ENCAP_SRC_V4_PREFIX, ENCAP_SRC_V6_PREFIX, FAMILY_V4,
+    PROTO_IPIP, PROTO_IPV6, PROTO_UDP,
+};
+
+use lb_ebpf::packet;
 
 use crate::{
     csum,
     maps::{LB_NH_EPOCH, LB_TX_PORTS},
-    packet,
     parse::{Flow, L3},
 };
 
@@ -37,6 +41,14 @@ const IP_TTL: usize = 8;
 const IP6_HOP_LIMIT: usize = 7;
 /// Length of the IPv6 header.
 const IP6_LEN: usize = 40;
+/// Length of an IPv4 header without options.
+const IP_LEN: usize = 20;
+/// TTL / hop limit of DSR outer headers.
+const ENCAP_TTL: u8 = 64;
+/// EtherType IPv4, as the two wire bytes read into a native u16.
+const ETH_P_IP: u16 = u16::from_ne_bytes([0x08, 0x00]);
+/// EtherType IPv6.
+const ETH_P_IPV6: u16 = u16::from_ne_bytes([0x86, 0xdd]);
 
 /// Rewrites `side` of the packet to `addr:port` (raw network-order values), decrements the
 /// TTL or hop limit, fixes the checksums, and sends the frame to the next hop cached in `nh`
@@ -83,6 +95,97 @@ pub fn nat(
         packet::store(ctx, pkt.l4 + pkt.l4_check, c)?;
     }
     packet::store(ctx, pkt.l4 + port_off, port)?;
+    send(ctx, v4, nh, ok)
+}
+
+/// DSR: encapsulates the packet (IPv4-in-IPv4 or IPv6-in-IPv6, same family as the flow) to
+/// `backend` and sends it to the backend's next hop. The inner packet is left untouched.
+#[inline(always)]
+pub fn encap(
+    ctx: &XdpContext,
+    pkt: &Flow,
+    backend: [u32; 4],
+    nh: &mut NextHop,
+) -> Result<Reason, Reason> {
+    let v4 = pkt.key.family == FAMILY_V4;
+    let low = encap_source_low(&pkt.key).to_be_bytes();
+    // The received Ethernet addresses go in front of the outer header, so a frame the stack
+    // has to finish (unresolved neighbour) is still addressed to this host.
+    let macs: [u8; 12] = packet::load(ctx, 0)?;
+    if v4 {
+        let tos: u8 = packet::load(ctx, L3 + 1)?;
+        let inner_len = u16::from_be(packet::load(ctx, L3 + 2)?);
+        let outer_len = inner_len
+            .checked_add(IP_LEN as u16)
+            .ok_or(Reason::DropMalformed)?;
+        let mut h = [0u8; IP_LEN];
+        h[0] = 0x45;
+        h[1] = tos;
+        h[2..4].copy_from_slice(&outer_len.to_be_bytes());
+        h[8] = ENCAP_TTL;
+        h[9] = PROTO_IPIP;
+        h[12] = ENCAP_SRC_V4_PREFIX[0];
+        h[13] = ENCAP_SRC_V4_PREFIX[1];
+        h[14] = low[0];
+        h[15] = low[1];
+        h[16..20].copy_from_slice(&backend[0].to_ne_bytes());
+        let check = ipv4_header_checksum(&h);
+        h[10..12].copy_from_slice(&check.to_be_bytes());
+        grow_head(ctx, IP_LEN)?;
+        packet::store(ctx, 0, macs)?;
+        packet::store(ctx, 12, ETH_P_IP)?;
+        packet::store(ctx, L3, h)?;
+    } else {
+        let inner_payload = u16::from_be(packet::load(ctx, L3 + 4)?);
+        let outer_payload = inner_payload
+            .checked_add(IP6_LEN as u16)
+            .ok_or(Reason::DropMalformed)?;
+        let mut h = [0u8; IP6_LEN];
+        h[0] = 0x60;
+        h[4..6].copy_from_slice(&outer_payload.to_be_bytes());
+        h[6] = PROTO_IPV6;
+        h[7] = ENCAP_TTL;
+        h[8..22].copy_from_slice(&ENCAP_SRC_V6_PREFIX);
+        h[22] = low[0];
+        h[23] = low[1];
+        for (i, w) in backend.iter().enumerate() {
+            h[24 + 4 * i..28 + 4 * i].copy_from_slice(&w.to_ne_bytes());
+        }
+        grow_head(ctx, IP6_LEN)?;
+        packet::store(ctx, 0, macs)?;
+        packet::store(ctx, 12, ETH_P_IPV6)?;
+        packet::store(ctx, L3, h)?;
+    }
+    send(ctx, v4, nh, Reason::FwdNat)
+}
+
+/// Makes room for `len` more bytes in front of the frame.
+#[inline(always)]
+fn grow_head(ctx: &XdpContext, len: usize) -> Result<(), Reason> {
+    // SAFETY: `ctx.ctx` is this program's context; the helper checks the headroom and every
+    // packet pointer is derived again (through `packet`) after it.
+    if unsafe { generated::bpf_xdp_adjust_head(ctx.ctx, -(len as i32)) } != 0 {
+        return Err(Reason::DropNoHeadroom);
+    }
+    Ok(())
+}
+
+/// Internet checksum of a 20-byte IPv4 header whose checksum field is zero.
+#[inline(always)]
+fn ipv4_header_checksum(h: &[u8; IP_LEN]) -> u16 {
+    let mut sum = 0u32;
+    for i in 0..IP_LEN / 2 {
+        sum += u32::from(u16::from_be_bytes([h[2 * i], h[2 * i + 1]]));
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+/// Sends the rewritten or encapsulated frame (its IP header at `L3`) to the next hop cached
+/// in `nh`, looking it up first when the cache is empty or stale.
+#[inline(always)]
+fn send(ctx: &XdpContext, v4: bool, nh: &mut NextHop, ok: Reason) -> Result<Reason, Reason> {
     let epoch = LB_NH_EPOCH.get(0).copied().unwrap_or(0);
     if nh.ifindex == 0 || nh.epoch != epoch {
         lookup_next_hop(ctx, v4, nh)?;

@@ -5,7 +5,6 @@
 mod csum;
 mod forward;
 mod maps;
-mod packet;
 mod parse;
 mod pipeline;
 mod stats;

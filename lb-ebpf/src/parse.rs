@@ -24,7 +24,7 @@ use network_types::{
     udp::UdpHdr,
 };
 
-use crate::packet;
+use lb_ebpf::packet;
 
 /// EtherType IPv4, as the two wire bytes read into a native u16.
 const ETH_P_IP: u16 = u16::from_ne_bytes([0x08, 0x00]);

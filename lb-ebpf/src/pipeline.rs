@@ -3,7 +3,7 @@
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
     filter, flow_hash, ring_base, Backend, ConnEntry, FlowKey, Reason, VipKey, VipMeta,
-    BACKEND_NONE, DIR_FORWARD, DIR_REPLY, RING_BUF_BIT,
+    BACKEND_NONE, DIR_FORWARD, DIR_REPLY, MODE_DSR, RING_BUF_BIT,
 };
 
 use crate::{
@@ -62,7 +62,11 @@ fn to_backend(ctx: &XdpContext, pkt: &Flow, meta: VipMeta) -> Result<Reason, Rea
     // ever store the same lookup result, so a racing update is benign.
     let nh = unsafe { &mut *nh };
     let (addr, port) = (backend.addr, backend.port);
-    let verdict = forward::nat(ctx, pkt, Side::Dst, addr, port, nh, Reason::FwdNat);
+    let verdict = if meta.mode == MODE_DSR {
+        forward::encap(ctx, pkt, backend.addr, nh)
+    } else {
+        forward::nat(ctx, pkt, Side::Dst, addr, port, nh, Reason::FwdNat)
+    };
     if !new || verdict == Err(Reason::PassTtl) {
         // Established, or not forwarded: nothing to record.
         return verdict;
@@ -90,9 +94,12 @@ fn to_backend(ctx: &XdpContext, pkt: &Flow, meta: VipMeta) -> Result<Reason, Rea
     LB_CONNS
         .insert(pkt.key, fwd, 0)
         .map_err(|_| Reason::DropConnTable)?;
-    LB_CONNS
-        .insert(reply_key, reply, 0)
-        .map_err(|_| Reason::DropConnTable)?;
+    if meta.mode != MODE_DSR {
+        // DSR replies go straight from the backend to the client: no reply state.
+        LB_CONNS
+            .insert(reply_key, reply, 0)
+            .map_err(|_| Reason::DropConnTable)?;
+    }
     verdict
 }
 

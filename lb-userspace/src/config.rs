@@ -112,6 +112,19 @@ pub enum Mode {
     /// Destination NAT both ways; backends route replies through the balancer.
     #[default]
     Nat,
+    /// Direct server return: packets are encapsulated to the backend, which holds the VIP on
+    /// a loopback, runs `lb-decap` and answers clients directly.
+    Dsr,
+}
+
+impl Mode {
+    /// The data-path mode code.
+    pub fn code(self) -> u8 {
+        match self {
+            Mode::Nat => lb_common::MODE_NAT,
+            Mode::Dsr => lb_common::MODE_DSR,
+        }
+    }
 }
 
 /// `[[vip]]`: one virtual service.
@@ -126,7 +139,7 @@ pub struct VipConfig {
     pub port: u16,
     /// `tcp` or `udp`.
     pub proto: Proto,
-    /// `nat` (default).
+    /// `nat` (default) or `dsr`.
     #[serde(default)]
     pub mode: Mode,
     /// Maglev table size, one of `lb_common::RING_SIZES`.
@@ -296,6 +309,15 @@ pub fn validate_backend(at: &str, vip: &VipConfig, b: &BackendConfig) -> Result<
     }
     if b.port == 0 {
         return Err(err(format!("{at}.port"), "must be 1-65535"));
+    }
+    if vip.mode == Mode::Dsr && b.port != vip.port {
+        return Err(err(
+            format!("{at}.port"),
+            format!(
+                "{} must equal the VIP port {} in dsr mode (DSR does not rewrite ports)",
+                b.port, vip.port
+            ),
+        ));
     }
     if b.weight > MAX_WEIGHT {
         return Err(err(

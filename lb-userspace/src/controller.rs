@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     api::{BackendChange, BackendView, StatsView, StatusView, VipView},
-    config::{validate_backend, BackendConfig, Config, VipConfig},
+    config::{validate_backend, BackendConfig, Config, Mode, VipConfig},
     dataplane::Dataplane,
     maglev::{self, Member},
 };
@@ -100,8 +100,11 @@ fn filter_bits(vips: &[Vip], idx: usize, backends: &[BackendConfig]) -> Vec<u64>
         } else {
             &vip.cfg.backends
         };
-        for b in set_backends {
-            set(filter::BACKEND_PORTS, b.port);
+        // Only NAT replies come back through the balancer.
+        if vip.cfg.mode == Mode::Nat {
+            for b in set_backends {
+                set(filter::BACKEND_PORTS, b.port);
+            }
         }
     }
     words
@@ -299,7 +302,7 @@ impl Controller {
         let meta = VipMeta {
             vip_id: vip.id,
             ring,
-            mode: lb_common::MODE_NAT,
+            mode: vip.cfg.mode.code(),
             _pad: [0; 3],
         };
         let key = vip_key(&vip.cfg);

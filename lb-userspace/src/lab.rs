@@ -19,6 +19,10 @@ pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 10);
 pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 0x10);
 /// The client's IPv6 address.
 pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 1, 0, 0, 0, 0, 2);
+/// The DSR VIP (backends hold it on their loopback).
+pub const VIP_DSR: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 20);
+/// The IPv6 DSR VIP.
+pub const VIP6_DSR: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 0x20);
 /// The VIP port (TCP and UDP).
 pub const VIP_PORT: u16 = 80;
 /// The client's address.
@@ -130,8 +134,8 @@ impl Topology {
         v
     }
 
-    /// An lbd config: the IPv4 VIP on TCP and UDP (`web`, `web-udp`) and the IPv6 VIP on TCP
-    /// (`web6`), each with every backend.
+    /// An lbd config with every backend behind each VIP: NAT on `VIP` (TCP `web`, UDP
+    /// `web-udp`) and `VIP6` (`web6`), DSR on `VIP_DSR` (`web-dsr`) and `VIP6_DSR` (`web6-dsr`).
     pub fn config_toml(&self, instance: &str, socket: &Path) -> String {
         let ifaces: Vec<String> = self
             .lb_interfaces()
@@ -143,42 +147,63 @@ impl Topology {
             ifaces.join(", "),
             socket.display().to_string()
         );
-        let vips: [(&str, IpAddr, &str); 3] = [
-            ("web", VIP.into(), "tcp"),
-            ("web-udp", VIP.into(), "udp"),
-            ("web6", VIP6.into(), "tcp"),
+        let vips: [(&str, IpAddr, &str, &str); 5] = [
+            ("web", VIP.into(), "tcp", "nat"),
+            ("web-udp", VIP.into(), "udp", "nat"),
+            ("web6", VIP6.into(), "tcp", "nat"),
+            ("web-dsr", VIP_DSR.into(), "tcp", "dsr"),
+            ("web6-dsr", VIP6_DSR.into(), "tcp", "dsr"),
         ];
-        for (name, addr, proto) in vips {
+        for (name, addr, proto, mode) in vips {
             s += &format!(
-                "\n[[vip]]\nname = {name:?}\naddr = \"{addr}\"\nport = {VIP_PORT}\nproto = {proto:?}\n"
+                "\n[[vip]]\nname = {name:?}\naddr = \"{addr}\"\nport = {VIP_PORT}\nproto = {proto:?}\nmode = {mode:?}\n"
             );
+            let port = if mode == "dsr" {
+                VIP_PORT
+            } else {
+                BACKEND_PORT
+            };
             for i in 0..self.backends.len() {
                 let b: IpAddr = if addr.is_ipv4() {
                     backend_addr(i).into()
                 } else {
                     backend_addr6(i).into()
                 };
-                s += &format!("[[vip.backend]]\naddr = \"{b}\"\nport = {BACKEND_PORT}\n");
+                s += &format!("[[vip.backend]]\naddr = \"{b}\"\nport = {port}\n");
             }
         }
         s
     }
 
-    /// Starts `lb-backend` in every backend namespace and waits until each accepts.
-    pub fn start_backends(&mut self, bin: &Path) -> Result<()> {
+    /// Starts every backend VM: the DSR VIPs on its loopback, `lb-decap` on `eth0`, and
+    /// `lb-backend` serving the NAT port and the DSR VIP port; waits until each accepts.
+    pub fn start_backends(&mut self, backend_bin: &Path, decap_bin: &Path) -> Result<()> {
         for (i, ns) in self.backends.iter_mut().enumerate() {
+            ns.ip(&["addr", "add", &format!("{VIP_DSR}/32"), "dev", "lo"])?;
+            ns.ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{VIP6_DSR}/128"),
+                "dev",
+                "lo",
+                "nodad",
+            ])?;
+            let decap = ns.command(&decap_bin.display().to_string(), &["--iface", "eth0"])?;
+            ns.spawn(decap)?;
             // Dual-stack: IPv4 clients arrive as v4-mapped addresses.
-            let listen = format!("[::]:{BACKEND_PORT}");
-            let cmd = ns.command(
-                &bin.display().to_string(),
-                &["--name", &backend_name(i), "--listen", &listen],
-            )?;
-            ns.spawn(cmd)?;
+            let nat = format!("[::]:{BACKEND_PORT}");
+            let dsr = format!("[::]:{VIP_PORT}");
+            let name = backend_name(i);
+            let args = ["--name", &name, "--listen", &nat, "--listen", &dsr];
+            let server = ns.command(&backend_bin.display().to_string(), &args)?;
+            ns.spawn(server)?;
         }
         for i in 0..self.backends.len() {
             let addr = SocketAddr::from((backend_addr(i), BACKEND_PORT));
-            self.backends[i]
-                .enter(move || wait_until(Duration::from_secs(5), || tcp_hello(addr).is_ok()))??;
+            let ns = &mut self.backends[i];
+            ns.enter(move || wait_until(Duration::from_secs(5), || tcp_hello(addr).is_ok()))??;
+            ns.check_children().context("backend VM processes")?;
         }
         Ok(())
     }

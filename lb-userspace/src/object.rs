@@ -8,6 +8,10 @@ use lb_common::HASH_SEED_GLOBAL;
 /// The `lb-ebpf` ELF object, built by this crate's build script.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf.o"));
 
+/// The decap object (`lb_decap`) that backend hosts of DSR VIPs attach.
+pub static DECAP_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-decap.o"));
+
 /// The benchmark harness object (`lb_bench`, `lb_pass`), used by `cargo xtask bench`.
 #[cfg(feature = "bench")]
 pub static BENCH_OBJECT: &[u8] =

@@ -183,16 +183,42 @@ impl Balancer {
 
     /// Adds a VIP `VIP:port/proto` with backends `(index, port, weight)`.
     pub fn add_vip(&mut self, name: &str, proto: Proto, port: u16, backends: &[(u8, u16, u32)]) {
-        self.add(name, VIP.into(), proto, port, backends, |i| {
+        self.add(name, VIP.into(), proto, Mode::Nat, port, backends, |i| {
             backend(i).into()
         });
     }
 
     /// Adds an IPv6 VIP `[VIP6]:port/proto` with IPv6 backends `(index, port, weight)`.
     pub fn add_vip6(&mut self, name: &str, proto: Proto, port: u16, backends: &[(u8, u16, u32)]) {
-        self.add(name, VIP6.into(), proto, port, backends, |i| {
+        self.add(name, VIP6.into(), proto, Mode::Nat, port, backends, |i| {
             backend6(i).into()
         });
+    }
+
+    /// Adds a DSR TCP VIP on `VIP` (or `VIP6`) with backends `index` on the VIP's port.
+    pub fn add_dsr_vip(&mut self, name: &str, v6: bool, port: u16, backends: &[u8]) {
+        let backends: Vec<(u8, u16, u32)> = backends.iter().map(|&i| (i, port, 1)).collect();
+        if v6 {
+            self.add(
+                name,
+                VIP6.into(),
+                Proto::Tcp,
+                Mode::Dsr,
+                port,
+                &backends,
+                |i| backend6(i).into(),
+            );
+        } else {
+            self.add(
+                name,
+                VIP.into(),
+                Proto::Tcp,
+                Mode::Dsr,
+                port,
+                &backends,
+                |i| backend(i).into(),
+            );
+        }
     }
 
     fn add(
@@ -200,6 +226,7 @@ impl Balancer {
         name: &str,
         addr: IpAddr,
         proto: Proto,
+        mode: Mode,
         port: u16,
         backends: &[(u8, u16, u32)],
         backend_addr: impl Fn(u8) -> IpAddr,
@@ -210,7 +237,7 @@ impl Balancer {
                 addr,
                 port,
                 proto,
-                mode: Mode::Nat,
+                mode,
                 ring_size: lb_common::RING_SIZES[0],
                 backends: backends
                     .iter()

@@ -20,7 +20,7 @@ impl RunningLab {
     pub fn start(n: usize) -> Self {
         crate::require_root();
         let mut topo = Topology::build(n).expect("build namespaces");
-        topo.start_backends(&crate::bin("lb-backend"))
+        topo.start_backends(&crate::bin("lb-backend"), &crate::bin("lb-decap"))
             .expect("start backends");
         let instance = unique_name("t3");
         let socket = std::env::temp_dir().join(format!("{instance}.sock"));

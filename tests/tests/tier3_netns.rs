@@ -7,7 +7,7 @@ use std::{
 
 use lb_userspace::lab::{
     backend_addr, backend_name, tcp_hello, tcp_hello_from, udp_hello, BACKEND_PORT, CLIENT, VIP,
-    VIP6, VIP_PORT,
+    VIP6, VIP6_DSR, VIP_DSR, VIP_PORT,
 };
 use tests::lab::RunningLab;
 
@@ -169,4 +169,40 @@ fn ipv6_connections_through_the_vip_reach_every_backend() {
         .expect("client namespace");
     assert_eq!(failed, 0, "{tally:?}");
     assert_eq!(tally.len(), 3, "every backend serves IPv6: {tally:?}");
+}
+
+#[test]
+fn dsr_connections_with_lb_decap_reach_every_backend_over_ipv4_and_ipv6() {
+    let lab = RunningLab::start(3);
+    for vip in [
+        SocketAddr::from((VIP_DSR, VIP_PORT)),
+        SocketAddr::from((VIP6_DSR, VIP_PORT)),
+    ] {
+        let (tally, failed) = lab
+            .topo
+            .as_client(move || {
+                let mut tally = BTreeMap::new();
+                let mut failed = 0;
+                for _ in 0..90 {
+                    match tcp_hello(vip) {
+                        Ok(name) => *tally.entry(name).or_insert(0usize) += 1,
+                        Err(_) => failed += 1,
+                    }
+                    if failed >= 5 {
+                        break;
+                    }
+                }
+                (tally, failed)
+            })
+            .expect("client namespace");
+        assert_eq!(failed, 0, "{vip}: {tally:?}");
+        assert_eq!(tally.len(), 3, "{vip}: every backend serves: {tally:?}");
+    }
+    let stats = lab.lbctl(&["stats", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
+    assert_eq!(
+        v["counters"]["fwd_reply"].as_u64(),
+        Some(0),
+        "DSR replies bypass the balancer's NAT: {v}"
+    );
 }

@@ -19,9 +19,9 @@ struct Args {
     /// Name this VM answers with.
     #[arg(long)]
     name: String,
-    /// Address and port to serve on (TCP and UDP).
-    #[arg(long, default_value = "0.0.0.0:8080")]
-    listen: SocketAddr,
+    /// Address and port to serve on, TCP and UDP (repeatable; `[::]:PORT` is dual-stack).
+    #[arg(long, default_value = "[::]:8080")]
+    listen: Vec<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -46,20 +46,36 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> Result<()> {
-    let tcp = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("TCP bind {}", args.listen))?;
-    let udp = UdpSocket::bind(args.listen)
-        .await
-        .with_context(|| format!("UDP bind {}", args.listen))?;
     let greeting = format!("{}\n", args.name);
-    let udp_greeting = greeting.clone();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while let Ok((_, from)) = udp.recv_from(&mut buf).await {
-            let _ = udp.send_to(udp_greeting.as_bytes(), from).await;
-        }
-    });
+    let mut servers = tokio::task::JoinSet::new();
+    for addr in args.listen {
+        let tcp = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("TCP bind {addr}"))?;
+        let udp = UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("UDP bind {addr}"))?;
+        servers.spawn(serve_udp(udp, greeting.clone()));
+        servers.spawn(serve_tcp(tcp, greeting.clone()));
+    }
+    match servers.join_next().await {
+        Some(Ok(result)) => result,
+        Some(Err(e)) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// Answers every datagram with the greeting.
+async fn serve_udp(udp: UdpSocket, greeting: String) -> Result<()> {
+    let mut buf = [0u8; 2048];
+    loop {
+        let (_, from) = udp.recv_from(&mut buf).await.context("UDP receive")?;
+        let _ = udp.send_to(greeting.as_bytes(), from).await;
+    }
+}
+
+/// Greets every connection and closes it.
+async fn serve_tcp(tcp: TcpListener, greeting: String) -> Result<()> {
     loop {
         let (mut stream, _) = tcp.accept().await.context("accept")?;
         let greeting = greeting.clone();

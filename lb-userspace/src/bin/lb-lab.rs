@@ -17,7 +17,7 @@ use clap::Parser;
 use lb_userspace::{
     api::StatsView,
     client,
-    lab::{self, tcp_hello, TempFile, Topology, VIP, VIP6, VIP_PORT},
+    lab::{tcp_hello, TempFile, Topology, VIP, VIP6, VIP6_DSR, VIP_DSR, VIP_PORT},
     netns::unique_name,
 };
 
@@ -105,12 +105,8 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<()> {
         "creating namespaces: client, balancer, {n} backend VMs"
     ));
     let mut topo = Topology::build(n)?;
-    step(&format!(
-        "starting lb-backend in each VM ({}:{})",
-        "10.200.1x.2",
-        lab::BACKEND_PORT
-    ));
-    topo.start_backends(&sibling("lb-backend")?)?;
+    step("starting lb-backend and lb-decap in each VM (DSR VIPs on their loopback)");
+    topo.start_backends(&sibling("lb-backend")?, &sibling("lb-decap")?)?;
     let instance = unique_name("lab");
     let socket = std::env::temp_dir().join(format!("{instance}.sock"));
     let config = TempFile::new(
@@ -118,18 +114,21 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<()> {
         &topo.config_toml(&instance, &socket),
     )?;
     step(&format!(
-        "starting lbd in {} on {} (VIPs {VIP}:{VIP_PORT} tcp+udp, [{VIP6}]:{VIP_PORT} tcp)",
+        "starting lbd in {} on {} (NAT VIPs {VIP}, {VIP6}; DSR VIPs {VIP_DSR}, {VIP6_DSR})",
         topo.lb.name(),
         topo.lb_interfaces().join(", ")
     ));
     topo.start_lbd(&sibling("lbd")?, config.path(), &socket)?;
     let mut failed = 0;
-    for vip in [
-        SocketAddr::from((VIP, VIP_PORT)),
-        SocketAddr::from((VIP6, VIP_PORT)),
-    ] {
+    let vips = [
+        ("NAT", SocketAddr::from((VIP, VIP_PORT))),
+        ("NAT", SocketAddr::from((VIP6, VIP_PORT))),
+        ("DSR", SocketAddr::from((VIP_DSR, VIP_PORT))),
+        ("DSR", SocketAddr::from((VIP6_DSR, VIP_PORT))),
+    ];
+    for (mode, vip) in vips {
         step(&format!(
-            "opening {} TCP connections from the client to {vip}",
+            "opening {} TCP connections from the client to {vip} ({mode})",
             args.connections
         ));
         failed += burst(&topo, vip, args.connections, stop)?;

@@ -86,6 +86,14 @@ fn classes() -> Vec<Class> {
             katran: (150.0, 195.0),
         },
         Class {
+            name: "DSR encap, established TCP",
+            frame: padded(Frame::tcp(CLIENT, 40000, VIP, 8443, ACK)),
+            new_flows: false,
+            repeat: 200_000,
+            expect: xdp_action::REDIRECT,
+            katran: (150.0, 195.0),
+        },
+        Class {
             name: "new flow (SYN), table empty",
             frame: tcp(SYN),
             new_flows: true,
@@ -234,6 +242,7 @@ fn run(lb: &mut Balancer, json_path: &PathBuf) -> Result<()> {
         80,
         &[(0, 8080, 1), (1, 8080, 1), (2, 8080, 1)],
     );
+    lb.add_dsr_vip("dsr", false, 8443, &[0, 1, 2]);
     let mut bench = Bench::load()?;
     let target = lb.ctl.dataplane().program()?.fd()?.try_clone()?;
     let pass = bench.prog(prog_names::LB_PASS)?.fd()?.try_clone()?;

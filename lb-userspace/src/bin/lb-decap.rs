@@ -1,0 +1,61 @@
+//! `lb-decap`: attaches `lb_decap` to a backend host's interface so it can serve DSR VIPs, and
+//! detaches it on SIGINT/SIGTERM.
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::{
+    programs::{Xdp, XdpMode},
+    Ebpf,
+};
+use clap::Parser;
+use lb_common::prog_names;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lb-decap",
+    version,
+    about = "Decapsulate DSR traffic on a backend host (hold the VIP on lo as well)",
+    after_help = "Example:\n  ip addr add 192.0.2.10/32 dev lo && lb-decap --iface eth0"
+)]
+struct Args {
+    /// Interface the balancer's encapsulated traffic arrives on (repeatable).
+    #[arg(long = "iface", value_name = "IFACE", required = true)]
+    ifaces: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lb-decap: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("must run as root: it attaches an XDP program (CAP_BPF, CAP_NET_ADMIN)");
+    }
+    let mut obj = Ebpf::load(lb_userspace::object::DECAP_OBJECT).context("loading lb_decap")?;
+    let prog: &mut Xdp = obj
+        .program_mut(prog_names::LB_DECAP)
+        .ok_or_else(|| anyhow!("object has no {}", prog_names::LB_DECAP))?
+        .try_into()?;
+    prog.load().context("verifier rejected lb_decap")?;
+    for iface in &args.ifaces {
+        lb_userspace::dataplane::ifindex(iface)
+            .with_context(|| format!("interface {iface:?} does not exist"))?;
+        prog.attach(iface, XdpMode::Default)
+            .with_context(|| format!("attaching lb_decap to {iface}"))?;
+        log::info!("lb_decap attached to {iface}");
+    }
+    let mut signals = nix::sys::signal::SigSet::empty();
+    signals.add(nix::sys::signal::Signal::SIGINT);
+    signals.add(nix::sys::signal::Signal::SIGTERM);
+    signals.thread_block().context("blocking signals")?;
+    let sig = signals.wait().context("waiting for a signal")?;
+    log::info!("{sig:?}: detaching lb_decap");
+    Ok(())
+}
