@@ -257,12 +257,25 @@ pub fn tcp_hello(addr: SocketAddr) -> Result<String> {
 /// Like [`tcp_hello`] from a fixed local port, closing with a reset so the same 4-tuple can
 /// be used again at once.
 pub fn tcp_hello_from(local: SocketAddrV4, addr: SocketAddr) -> Result<String> {
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    sock.set_reuse_address(true)?;
-    sock.bind(&SocketAddr::V4(local).into())?;
-    sock.connect_timeout(&addr.into(), PROBE_TIMEOUT)?;
-    sock.set_linger(Some(Duration::ZERO))?;
-    read_greeting(sock.into())
+    // The previous connection on this 4-tuple may still be tearing down: retry briefly.
+    let mut last = None;
+    for _ in 0..10 {
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+        sock.set_reuse_address(true)?;
+        sock.bind(&SocketAddr::V4(local).into())?;
+        match sock.connect_timeout(&addr.into(), PROBE_TIMEOUT) {
+            Ok(()) => {
+                sock.set_linger(Some(Duration::ZERO))?;
+                return read_greeting(sock.into());
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last.map_or_else(|| anyhow!("no attempt made"), Into::into))
 }
 
 fn read_greeting(mut stream: TcpStream) -> Result<String> {

@@ -183,58 +183,40 @@ impl Balancer {
 
     /// Adds a VIP `VIP:port/proto` with backends `(index, port, weight)`.
     pub fn add_vip(&mut self, name: &str, proto: Proto, port: u16, backends: &[(u8, u16, u32)]) {
-        self.add(name, VIP.into(), proto, Mode::Nat, port, backends, |i| {
-            backend(i).into()
-        });
+        self.add(name, false, proto, Mode::Nat, port, backends);
     }
 
     /// Adds an IPv6 VIP `[VIP6]:port/proto` with IPv6 backends `(index, port, weight)`.
     pub fn add_vip6(&mut self, name: &str, proto: Proto, port: u16, backends: &[(u8, u16, u32)]) {
-        self.add(name, VIP6.into(), proto, Mode::Nat, port, backends, |i| {
-            backend6(i).into()
-        });
+        self.add(name, true, proto, Mode::Nat, port, backends);
     }
 
     /// Adds a DSR TCP VIP on `VIP` (or `VIP6`) with backends `index` on the VIP's port.
     pub fn add_dsr_vip(&mut self, name: &str, v6: bool, port: u16, backends: &[u8]) {
         let backends: Vec<(u8, u16, u32)> = backends.iter().map(|&i| (i, port, 1)).collect();
-        if v6 {
-            self.add(
-                name,
-                VIP6.into(),
-                Proto::Tcp,
-                Mode::Dsr,
-                port,
-                &backends,
-                |i| backend6(i).into(),
-            );
-        } else {
-            self.add(
-                name,
-                VIP.into(),
-                Proto::Tcp,
-                Mode::Dsr,
-                port,
-                &backends,
-                |i| backend(i).into(),
-            );
-        }
+        self.add(name, v6, Proto::Tcp, Mode::Dsr, port, &backends);
     }
 
     fn add(
         &mut self,
         name: &str,
-        addr: IpAddr,
+        v6: bool,
         proto: Proto,
         mode: Mode,
         port: u16,
         backends: &[(u8, u16, u32)],
-        backend_addr: impl Fn(u8) -> IpAddr,
     ) {
+        let addr = |i: u8| -> IpAddr {
+            if v6 {
+                backend6(i).into()
+            } else {
+                backend(i).into()
+            }
+        };
         self.ctl
             .add_vip(VipConfig {
                 name: name.into(),
-                addr,
+                addr: if v6 { VIP6.into() } else { VIP.into() },
                 port,
                 proto,
                 mode,
@@ -242,7 +224,7 @@ impl Balancer {
                 backends: backends
                     .iter()
                     .map(|&(i, port, weight)| BackendConfig {
-                        addr: backend_addr(i),
+                        addr: addr(i),
                         port,
                         weight,
                     })
