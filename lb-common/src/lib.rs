@@ -80,6 +80,8 @@ pub mod prog_names {
     pub const LB_BENCH: &str = "lb_bench";
     /// Bench object: `return XDP_PASS`, the floor every figure is compared with.
     pub const LB_PASS: &str = "lb_pass";
+    /// Bench object: grows the frame by 20 bytes and passes (harness calibration).
+    pub const LB_GROW: &str = "lb_grow";
     /// Decap object: strips DSR encapsulation on backend hosts.
     pub const LB_DECAP: &str = "lb_decap";
 }

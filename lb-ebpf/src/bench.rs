@@ -1,6 +1,7 @@
 //! The benchmark harness object: `lb_bench` makes every BPF_PROG_TEST_RUN iteration start from
 //! the original frame (the kernel re-runs a program on its own output), then tail-calls the
-//! program under test; `lb_pass` is the `return XDP_PASS` floor.
+//! program under test; `lb_pass` is the `return XDP_PASS` floor and `lb_grow` calibrates the
+//! cost of undoing a grown frame.
 #![no_std]
 #![no_main]
 
@@ -59,6 +60,17 @@ pub fn lb_bench(ctx: XdpContext) -> u32 {
         BENCH_TARGET.tail_call(&ctx, 0);
     }
     xdp_action::XDP_ABORTED
+}
+
+/// Grows the frame by an IPv4 header's length and passes: calibrates what the harness spends
+/// shrinking a frame that the program under test grew (one `bpf_xdp_adjust_head` each way).
+#[xdp]
+pub fn lb_grow(ctx: XdpContext) -> u32 {
+    // SAFETY: `ctx.ctx` is this program's context; the helper checks the headroom.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -20) } != 0 {
+        return xdp_action::XDP_ABORTED;
+    }
+    xdp_action::XDP_PASS
 }
 
 /// `return XDP_PASS`: the floor.

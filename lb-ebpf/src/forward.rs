@@ -118,19 +118,32 @@ pub fn encap(
         let outer_len = inner_len
             .checked_add(IP_LEN as u16)
             .ok_or(Reason::DropMalformed)?;
-        let mut h = [0u8; IP_LEN];
-        h[0] = 0x45;
-        h[1] = tos;
-        h[2..4].copy_from_slice(&outer_len.to_be_bytes());
-        h[8] = ENCAP_TTL;
-        h[9] = PROTO_IPIP;
-        h[12] = ENCAP_SRC_V4_PREFIX[0];
-        h[13] = ENCAP_SRC_V4_PREFIX[1];
-        h[14] = low[0];
-        h[15] = low[1];
-        h[16..20].copy_from_slice(&backend[0].to_ne_bytes());
-        let check = ipv4_header_checksum(&h);
-        h[10..12].copy_from_slice(&check.to_be_bytes());
+        // Outer header as five 32-bit words in wire order; the checksum is summed from the
+        // 16-bit words that are not zero.
+        let dst = backend[0].to_ne_bytes();
+        let sum = u32::from(u16::from_be_bytes([0x45, tos]))
+            + u32::from(outer_len)
+            + u32::from(u16::from_be_bytes([ENCAP_TTL, PROTO_IPIP]))
+            + u32::from(u16::from_be_bytes(ENCAP_SRC_V4_PREFIX))
+            + u32::from(u16::from_be_bytes(low))
+            + u32::from(u16::from_be_bytes([dst[0], dst[1]]))
+            + u32::from(u16::from_be_bytes([dst[2], dst[3]]));
+        let sum = (sum & 0xffff) + (sum >> 16);
+        let check = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        let len = outer_len.to_be_bytes();
+        let chk = check.to_be_bytes();
+        let h: [u32; 5] = [
+            u32::from_ne_bytes([0x45, tos, len[0], len[1]]),
+            0,
+            u32::from_ne_bytes([ENCAP_TTL, PROTO_IPIP, chk[0], chk[1]]),
+            u32::from_ne_bytes([
+                ENCAP_SRC_V4_PREFIX[0],
+                ENCAP_SRC_V4_PREFIX[1],
+                low[0],
+                low[1],
+            ]),
+            backend[0],
+        ];
         grow_head(ctx, IP_LEN)?;
         packet::store(ctx, 0, macs)?;
         packet::store(ctx, 12, ETH_P_IP)?;
@@ -168,18 +181,6 @@ fn grow_head(ctx: &XdpContext, len: usize) -> Result<(), Reason> {
         return Err(Reason::DropNoHeadroom);
     }
     Ok(())
-}
-
-/// Internet checksum of a 20-byte IPv4 header whose checksum field is zero.
-#[inline(always)]
-fn ipv4_header_checksum(h: &[u8; IP_LEN]) -> u16 {
-    let mut sum = 0u32;
-    for i in 0..IP_LEN / 2 {
-        sum += u32::from(u16::from_be_bytes([h[2 * i], h[2 * i + 1]]));
-    }
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
 }
 
 /// Sends the rewritten or encapsulated frame (its IP header at `L3`) to the next hop cached
