@@ -62,13 +62,28 @@ pub mod map_names {
     pub const BACKEND_NH: &str = "LB_BACKEND_NH";
     /// `Array<u64>`, mmap-able: the prefilter bitmaps (see [`crate::filter`]).
     pub const FILTER: &str = "LB_FILTER";
+    /// `PerCpuArray<TrafficStats>` indexed by vip id: traffic to each VIP.
+    pub const VIP_STATS: &str = "LB_VIP_STATS";
+    /// `PerCpuArray<TrafficStats>` indexed by backend id: traffic sent to each backend.
+    pub const BACKEND_STATS: &str = "LB_BACKEND_STATS";
     /// `Array<u32>` with one element: next-hop cache epoch; bumping it makes every flow look
     /// its next hop up again on its next packet.
     pub const NH_EPOCH: &str = "LB_NH_EPOCH";
 
     /// Every map the object must define.
-    pub const ALL: [&str; 10] = [
-        VIPS, VIP_ADDRS, BACKENDS, RINGS, CONNS, STATS, TX_PORTS, BACKEND_NH, NH_EPOCH, FILTER,
+    pub const ALL: [&str; 12] = [
+        VIPS,
+        VIP_ADDRS,
+        BACKENDS,
+        RINGS,
+        CONNS,
+        STATS,
+        TX_PORTS,
+        BACKEND_NH,
+        NH_EPOCH,
+        FILTER,
+        VIP_STATS,
+        BACKEND_STATS,
     ];
 }
 
@@ -115,6 +130,10 @@ pub mod bench {
     // SAFETY: `#[repr(C)]`, integers and a byte array only, no implicit padding.
     unsafe impl aya::Pod for BenchFrame {}
 }
+
+/// Read-only global (`u32`) of `lb_xdp`: how long a UDP flow may be idle before its next
+/// datagram is balanced afresh, in units of 2^[`TIME_UNIT_SHIFT`] ns.
+pub const UDP_IDLE_GLOBAL: &str = "LB_UDP_IDLE";
 
 /// Read-only global (`u32`) of `lb_xdp`: the flow hash seed, set at load time. Every balancer
 /// host of a fleet must use the same seed so they all pick the same backend for a flow.
@@ -255,6 +274,19 @@ pub const DIR_FORWARD: u8 = 0;
 /// [`ConnEntry::dir`]: the key is backend -> client (a NAT reply).
 pub const DIR_REPLY: u8 = 1;
 
+/// Per-CPU traffic counters of a VIP or a backend (forward direction). 24 bytes, host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TrafficStats {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes, Ethernet frames as received.
+    pub bytes: u64,
+    /// Flows balanced afresh (connection table inserts).
+    pub new_flows: u64,
+}
+const _: () = assert!(core::mem::size_of::<TrafficStats>() == 24);
+
 /// A cached next hop: the result of `bpf_fib_lookup`, so packets skip the route lookup. Valid
 /// while `epoch` equals `LB_NH_EPOCH`. 20 bytes; integers in host byte order.
 #[repr(C)]
@@ -271,7 +303,13 @@ pub struct NextHop {
 }
 const _: () = assert!(core::mem::size_of::<NextHop>() == 20);
 
-/// Value of `LB_CONNS`. 28 bytes, host byte order.
+/// [`ConnEntry::flags`]: the client sent FIN or RST; the flow no longer counts as active.
+pub const CONN_F_CLOSED: u8 = 1;
+
+/// Unit of [`ConnEntry::last_seen`]: 2^30 ns (about 1.07 s) of `bpf_ktime_get_coarse_ns`.
+pub const TIME_UNIT_SHIFT: u32 = 30;
+
+/// Value of `LB_CONNS`. 36 bytes, host byte order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ConnEntry {
@@ -279,16 +317,22 @@ pub struct ConnEntry {
     pub backend_id: u32,
     /// VIP the flow was addressed to (index into `LB_VIP_ADDRS`).
     pub vip_id: u32,
+    /// Monotonic time (units of 2^[`TIME_UNIT_SHIFT`] ns) the flow was created; UDP flows
+    /// refresh it on every packet and are re-balanced when idle longer than the configured
+    /// timeout.
+    pub last_seen: u32,
     /// Reply entries: the next hop towards the client, filled by the first reply. Forward
     /// entries leave it empty: the next hop towards a backend is cached per backend in
     /// `LB_BACKEND_NH`.
     pub nh: NextHop,
     /// [`DIR_FORWARD`] or [`DIR_REPLY`].
     pub dir: u8,
+    /// [`CONN_F_CLOSED`] bits.
+    pub flags: u8,
     /// Always zero.
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 2],
 }
-const _: () = assert!(core::mem::size_of::<ConnEntry>() == 32);
+const _: () = assert!(core::mem::size_of::<ConnEntry>() == 36);
 
 /// Why a packet got its verdict: the index of its counter in `LB_STATS`. Each reason implies
 /// exactly one XDP action ([`Reason::action`]), so one counter per packet tells both.
@@ -412,27 +456,29 @@ impl Reason {
 /// the data path and the controller so tests and `lbctl plan` predict the data path exactly.
 #[inline(always)]
 pub fn flow_hash(seed: u32, key: &FlowKey) -> u32 {
-    let words = [
-        key.src[0],
-        key.src[1],
-        key.src[2],
-        key.src[3],
-        key.dst[0],
-        key.dst[1],
-        key.dst[2],
-        key.dst[3],
-        (u32::from(key.sport) << 16) | u32::from(key.dport),
-        u32::from(key.proto) | (u32::from(key.family) << 8),
-    ];
-    let mut h = seed;
-    let mut i = 0;
-    while i < words.len() {
-        let mut k = words[i].wrapping_mul(0xcc9e_2d51);
-        k = k.rotate_left(15).wrapping_mul(0x1b87_3593);
-        h ^= k;
-        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
-        i += 1;
+    // Word by word, without building an array: the BPF stack is 512 bytes in all.
+    #[inline(always)]
+    fn mix(h: u32, word: u32) -> u32 {
+        let k = word
+            .wrapping_mul(0xcc9e_2d51)
+            .rotate_left(15)
+            .wrapping_mul(0x1b87_3593);
+        (h ^ k)
+            .rotate_left(13)
+            .wrapping_mul(5)
+            .wrapping_add(0xe654_6b64)
     }
+    let mut h = seed;
+    h = mix(h, key.src[0]);
+    h = mix(h, key.src[1]);
+    h = mix(h, key.src[2]);
+    h = mix(h, key.src[3]);
+    h = mix(h, key.dst[0]);
+    h = mix(h, key.dst[1]);
+    h = mix(h, key.dst[2]);
+    h = mix(h, key.dst[3]);
+    h = mix(h, (u32::from(key.sport) << 16) | u32::from(key.dport));
+    h = mix(h, u32::from(key.proto) | (u32::from(key.family) << 8));
     h ^= 40;
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
@@ -457,4 +503,6 @@ mod pod {
     unsafe impl aya::Pod for super::ConnEntry {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::NextHop {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TrafficStats {}
 }

@@ -16,7 +16,7 @@ use lb_ebpf::packet;
 
 use crate::{
     csum,
-    maps::{LB_NH_EPOCH, LB_TX_PORTS},
+    maps::{LB_FIB_SCRATCH, LB_NH_EPOCH, LB_TX_PORTS},
     parse::{Flow, L3},
 };
 
@@ -240,9 +240,13 @@ fn rewrite_ip_v6(ctx: &XdpContext, side: Side, addr: [u32; 4]) -> Result<(), Rea
 /// the fast path cannot finish goes to the stack.
 #[inline(always)]
 fn lookup_next_hop(ctx: &XdpContext, v4: bool, nh: &mut NextHop) -> Result<(), Reason> {
-    // SAFETY: `bpf_fib_lookup` is plain data (integers and unions of integers); all-zero is
-    // a valid value and the documented way to start a lookup.
-    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    let fib = LB_FIB_SCRATCH.get_ptr_mut(0).ok_or(Reason::PassSlowPath)?;
+    // SAFETY: a per-CPU array value of this run, used by no one else; `bpf_fib_lookup` is
+    // plain data, so all-zero is valid and the documented way to start a lookup.
+    let fib = unsafe {
+        core::ptr::write_bytes(fib, 0, 1);
+        &mut *fib
+    };
     if v4 {
         fib.family = AF_INET;
         fib.l4_protocol = packet::load(ctx, L3 + 9)?;
@@ -264,7 +268,7 @@ fn lookup_next_hop(ctx: &XdpContext, v4: bool, nh: &mut NextHop) -> Result<(), R
     let rc = unsafe {
         generated::bpf_fib_lookup(
             ctx.as_ptr(),
-            &mut fib,
+            fib,
             core::mem::size_of::<bpf_fib_lookup>() as i32,
             0,
         )

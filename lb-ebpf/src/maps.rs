@@ -4,8 +4,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    filter, Backend, ConnEntry, FlowKey, NextHop, VipKey, VipMeta, CONNS_MAP_FLAGS, MAX_BACKENDS,
-    MAX_CONNS, MAX_TX_PORTS, MAX_VIPS, NUM_REASONS, RINGS_MAP_FLAGS, RING_MAX,
+    filter, Backend, ConnEntry, FlowKey, NextHop, TrafficStats, VipKey, VipMeta, CONNS_MAP_FLAGS,
+    MAX_BACKENDS, MAX_CONNS, MAX_TX_PORTS, MAX_VIPS, NUM_REASONS, RINGS_MAP_FLAGS, RING_MAX,
 };
 
 /// VIP:port/proto -> VIP metadata and live ring.
@@ -49,3 +49,16 @@ pub static LB_BACKEND_NH: Array<NextHop> = Array::pinned(MAX_BACKENDS, 0);
 /// Next-hop cache epoch (one element); see `lb_common::NextHop`.
 #[map]
 pub static LB_NH_EPOCH: Array<u32> = Array::pinned(1, 0);
+
+/// vip id -> per-CPU traffic counters.
+#[map]
+pub static LB_VIP_STATS: PerCpuArray<TrafficStats> = PerCpuArray::pinned(MAX_VIPS, 0);
+
+/// backend id -> per-CPU traffic counters.
+#[map]
+pub static LB_BACKEND_STATS: PerCpuArray<TrafficStats> = PerCpuArray::pinned(MAX_BACKENDS, 0);
+
+/// Scratch space for `bpf_fib_lookup` parameters (one per CPU): kept off the 512-byte stack.
+#[map]
+pub static LB_FIB_SCRATCH: PerCpuArray<aya_ebpf::bindings::bpf_fib_lookup> =
+    PerCpuArray::with_max_entries(1, 0);

@@ -39,6 +39,10 @@ const ETH_P_8021AD: u16 = u16::from_ne_bytes([0x88, 0xa8]);
 pub const TCP_SYN: u8 = 0x02;
 /// `Flow::tcp_flags` bit: ACK.
 pub const TCP_ACK: u8 = 0x10;
+/// `Flow::tcp_flags` bit: FIN.
+pub const TCP_FIN: u8 = 0x01;
+/// `Flow::tcp_flags` bit: RST.
+pub const TCP_RST: u8 = 0x04;
 
 /// Offset of the IP header: right after an untagged Ethernet header.
 pub const L3: usize = EthHdr::LEN;
@@ -140,6 +144,12 @@ fn l4(ctx: &XdpContext, mut key: FlowKey, l4: usize, l4_len: usize) -> Result<Fl
         }
         if tcp.ack() != 0 {
             flags |= TCP_ACK;
+        }
+        if tcp.fin() != 0 {
+            flags |= TCP_FIN;
+        }
+        if tcp.rst() != 0 {
+            flags |= TCP_RST;
         }
         (tcp.source, tcp.dest, flags, 16, TcpHdr::LEN)
     } else {

@@ -1,16 +1,25 @@
 //! The stages of `lb_xdp` after parsing: VIP lookup, connection tracking, ring selection, and
 //! the NAT rewrite in each direction.
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use lb_common::{
-    filter, flow_hash, ring_base, Backend, ConnEntry, FlowKey, Reason, VipKey, VipMeta,
-    BACKEND_NONE, DIR_FORWARD, DIR_REPLY, MODE_DSR, RING_BUF_BIT,
+    filter, flow_hash, ring_base, Backend, ConnEntry, FlowKey, Reason, TrafficStats, VipKey,
+    VipMeta, BACKEND_NONE, CONN_F_CLOSED, DIR_FORWARD, DIR_REPLY, MODE_DSR, PROTO_UDP,
+    RING_BUF_BIT, TIME_UNIT_SHIFT,
 };
+use lb_ebpf::packet;
 
 use crate::{
     forward::{self, Side},
-    maps::{LB_BACKENDS, LB_BACKEND_NH, LB_CONNS, LB_FILTER, LB_RINGS, LB_VIPS, LB_VIP_ADDRS},
-    parse::{self, Flow, TCP_ACK, TCP_SYN},
+    maps::{
+        LB_BACKENDS, LB_BACKEND_NH, LB_BACKEND_STATS, LB_CONNS, LB_FILTER, LB_RINGS, LB_VIPS,
+        LB_VIP_ADDRS, LB_VIP_STATS,
+    },
+    parse::{self, Flow, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
+
+/// UDP idle timeout, set by the loader (`lb_common::UDP_IDLE_GLOBAL`).
+#[unsafe(no_mangle)]
+static LB_UDP_IDLE: u32 = 28;
 
 /// Flow hash seed, set by the loader (`lb_common::HASH_SEED_GLOBAL`).
 #[unsafe(no_mangle)]
@@ -61,6 +70,7 @@ fn to_backend(ctx: &XdpContext, pkt: &Flow, meta: VipMeta) -> Result<Reason, Rea
     // SAFETY: the pointer came from an array lookup in this run; concurrent writers only
     // ever store the same lookup result, so a racing update is benign.
     let nh = unsafe { &mut *nh };
+    count_traffic(meta.vip_id, backend_id, packet::len(ctx) as u64, new);
     let (addr, port) = (backend.addr, backend.port);
     let verdict = if meta.mode == MODE_DSR {
         forward::encap(ctx, pkt, backend.addr, nh)
@@ -71,33 +81,33 @@ fn to_backend(ctx: &XdpContext, pkt: &Flow, meta: VipMeta) -> Result<Reason, Rea
         // Established, or not forwarded: nothing to record.
         return verdict;
     }
-    let fwd = ConnEntry {
+    // Keys and values are passed by reference: by value they would be copied onto the
+    // 512-byte stack once more. One entry serves both directions, its `dir` flipped.
+    let mut entry = ConnEntry {
         backend_id,
         vip_id: meta.vip_id,
+        last_seen: now(),
         dir: DIR_FORWARD,
         ..ConnEntry::default()
     };
-    // Both directions are recorded even when the stack has to finish this packet.
-    let reply_key = FlowKey {
-        src: backend.addr,
-        dst: pkt.key.src,
-        sport: backend.port,
-        dport: pkt.key.sport,
-        ..pkt.key
-    };
-    let reply = ConnEntry {
-        backend_id,
-        vip_id: meta.vip_id,
-        dir: DIR_REPLY,
-        ..ConnEntry::default()
-    };
+    #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
     LB_CONNS
-        .insert(pkt.key, fwd, 0)
+        .insert(&pkt.key, &entry, 0)
         .map_err(|_| Reason::DropConnTable)?;
     if meta.mode != MODE_DSR {
-        // DSR replies go straight from the backend to the client: no reply state.
+        // Both directions are recorded even when the stack has to finish this packet; DSR
+        // replies go straight from the backend to the client and need no state.
+        let reply_key = FlowKey {
+            src: backend.addr,
+            dst: pkt.key.src,
+            sport: backend.port,
+            dport: pkt.key.sport,
+            ..pkt.key
+        };
+        entry.dir = DIR_REPLY;
+        #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
         LB_CONNS
-            .insert(reply_key, reply, 0)
+            .insert(&reply_key, &entry, 0)
             .map_err(|_| Reason::DropConnTable)?;
     }
     verdict
@@ -110,13 +120,56 @@ fn tracked(pkt: &Flow, meta: &VipMeta) -> Option<(u32, Backend)> {
     if pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
         return None;
     }
-    // SAFETY: map lookup pointers are valid for reads during this program run.
-    let entry = unsafe { *LB_CONNS.get_ptr(pkt.key)? };
+    #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
+    let ptr = LB_CONNS.get_ptr_mut(&pkt.key)?;
+    // SAFETY: the pointer came from a map lookup in this run; writers on other CPUs only
+    // store a newer time or the same flag, so racing updates are benign.
+    let entry = unsafe { &mut *ptr };
     if entry.dir != DIR_FORWARD || entry.vip_id != meta.vip_id {
         return None;
     }
+    if pkt.key.proto == PROTO_UDP {
+        let now = now();
+        // SAFETY: reading a read-only global that the loader initialised.
+        let idle = unsafe { core::ptr::read_volatile(&LB_UDP_IDLE) };
+        if now.wrapping_sub(entry.last_seen) > idle {
+            return None;
+        }
+        if entry.last_seen != now {
+            entry.last_seen = now;
+        }
+    } else if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 && entry.flags & CONN_F_CLOSED == 0 {
+        entry.flags |= CONN_F_CLOSED;
+    }
     let backend = *LB_BACKENDS.get(entry.backend_id)?;
     (backend.family != 0).then_some((entry.backend_id, backend))
+}
+
+/// Coarse monotonic time in units of 2^`TIME_UNIT_SHIFT` ns.
+#[inline(always)]
+fn now() -> u32 {
+    // SAFETY: the helper has no arguments and no preconditions.
+    (unsafe { bpf_ktime_get_coarse_ns() } >> TIME_UNIT_SHIFT) as u32
+}
+
+/// Adds one packet of `len` bytes (and a flow, if `new`) to the VIP's and backend's counters.
+#[inline(always)]
+fn count_traffic(vip_id: u32, backend_id: u32, len: u64, new: bool) {
+    if let Some(stats) = LB_VIP_STATS.get_ptr_mut(vip_id) {
+        add(stats, len, new);
+    }
+    if let Some(stats) = LB_BACKEND_STATS.get_ptr_mut(backend_id) {
+        add(stats, len, new);
+    }
+}
+
+#[inline(always)]
+fn add(stats: *mut TrafficStats, len: u64, new: bool) {
+    // SAFETY: a per-CPU array pointer from this run; no other CPU writes this copy.
+    let stats = unsafe { &mut *stats };
+    stats.packets += 1;
+    stats.bytes += len;
+    stats.new_flows += u64::from(new);
 }
 
 /// Chooses a backend for a new flow from the VIP's live ring.
@@ -148,7 +201,8 @@ fn to_client(ctx: &XdpContext, pkt: &Flow) -> Result<Reason, Reason> {
     if !maybe(filter::BACKEND_PORTS, u16::from_be(pkt.key.sport)) {
         return Err(Reason::PassNotVip);
     }
-    let ptr = LB_CONNS.get_ptr_mut(pkt.key).ok_or(Reason::PassNotVip)?;
+    #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
+    let ptr = LB_CONNS.get_ptr_mut(&pkt.key).ok_or(Reason::PassNotVip)?;
     // SAFETY: the pointer came from a map lookup in this run; see `to_backend` on races.
     let entry = unsafe { &mut *ptr };
     if entry.dir != DIR_REPLY {

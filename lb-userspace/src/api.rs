@@ -38,6 +38,14 @@ pub struct BackendView {
     pub port: u16,
     /// Weight.
     pub weight: u32,
+    /// Packets sent to it.
+    pub packets: u64,
+    /// Bytes sent to it.
+    pub bytes: u64,
+    /// Flows balanced to it.
+    pub new_flows: u64,
+    /// Flows on it that are still open (from the connection table).
+    pub active_flows: u64,
 }
 
 /// A VIP with its backends.
@@ -55,6 +63,12 @@ pub struct VipView {
     pub mode: Mode,
     /// Maglev table size.
     pub ring_size: u32,
+    /// Packets to the VIP.
+    pub packets: u64,
+    /// Bytes to the VIP.
+    pub bytes: u64,
+    /// Flows balanced.
+    pub new_flows: u64,
     /// Backends.
     pub backends: Vec<BackendView>,
 }

@@ -59,6 +59,9 @@ pub struct Daemon {
     /// API socket path; default /run/lbd/<instance>.sock.
     #[serde(default)]
     pub socket: Option<PathBuf>,
+    /// Seconds a UDP flow may be idle before its next datagram is balanced afresh.
+    #[serde(default = "default_udp_idle")]
+    pub udp_idle_timeout_s: u32,
 }
 
 impl Default for Daemon {
@@ -68,12 +71,16 @@ impl Default for Daemon {
             interfaces: Vec::new(),
             hash_seed: DEFAULT_HASH_SEED,
             socket: None,
+            udp_idle_timeout_s: default_udp_idle(),
         }
     }
 }
 
 fn default_instance() -> String {
     "lb".into()
+}
+fn default_udp_idle() -> u32 {
+    30
 }
 fn default_seed() -> u32 {
     DEFAULT_HASH_SEED
@@ -212,6 +219,9 @@ impl Config {
                     format!("{iface:?} is not an interface name (1-15 characters, no / or space)"),
                 ));
             }
+        }
+        if !(1..=86_400).contains(&self.lbd.udp_idle_timeout_s) {
+            return Err(err("lbd.udp_idle_timeout_s", "must be 1-86400 seconds"));
         }
         if self.vips.len() > MAX_VIPS as usize {
             return Err(err("vip", format!("at most {MAX_VIPS} VIPs are supported")));

@@ -193,7 +193,7 @@ impl Controller {
             None => set.push(b),
         }
         self.commit(idx, set)?;
-        Ok(self.vip_view(&self.vips[idx]))
+        Ok(self.view_of(idx))
     }
 
     /// Removes a backend from a VIP; its tracked flows move to the remaining backends.
@@ -210,7 +210,7 @@ impl Controller {
             );
         }
         self.commit(idx, set)?;
-        Ok(self.vip_view(&self.vips[idx]))
+        Ok(self.view_of(idx))
     }
 
     /// Replaces the whole backend set of a VIP in one ring swap.
@@ -220,7 +220,7 @@ impl Controller {
         check.backends = backends;
         check.validate("vip")?;
         self.commit(idx, check.backends)?;
-        Ok(self.vip_view(&self.vips[idx]))
+        Ok(self.view_of(idx))
     }
 
     /// Makes `backends` the backend set of VIP `idx`: new backend records, then the ring swap
@@ -327,7 +327,10 @@ impl Controller {
         Ok(())
     }
 
-    fn vip_view(&self, vip: &Vip) -> VipView {
+    /// A VIP with its backends and their counters. `active` is [`Dataplane::active_flows`].
+    fn vip_view(&self, vip: &Vip, active: &HashMap<u32, u64>) -> VipView {
+        // Counters are informational: a failed read shows zeros rather than failing the call.
+        let vt = self.dp.traffic(true, vip.id).unwrap_or_default();
         VipView {
             name: vip.cfg.name.clone(),
             addr: vip.cfg.addr,
@@ -335,23 +338,43 @@ impl Controller {
             proto: vip.cfg.proto,
             mode: vip.cfg.mode,
             ring_size: vip.cfg.ring_size,
+            packets: vt.packets,
+            bytes: vt.bytes,
+            new_flows: vt.new_flows,
             backends: vip
                 .cfg
                 .backends
                 .iter()
-                .map(|b| BackendView {
-                    id: self.ids.get(&b.socket_addr()).unwrap_or(0),
-                    addr: b.addr,
-                    port: b.port,
-                    weight: b.weight,
+                .map(|b| {
+                    let id = self.ids.get(&b.socket_addr()).unwrap_or(0);
+                    let bt = self.dp.traffic(false, id).unwrap_or_default();
+                    BackendView {
+                        id,
+                        addr: b.addr,
+                        port: b.port,
+                        weight: b.weight,
+                        packets: bt.packets,
+                        bytes: bt.bytes,
+                        new_flows: bt.new_flows,
+                        active_flows: active.get(&id).copied().unwrap_or(0),
+                    }
                 })
                 .collect(),
         }
     }
 
-    /// Every VIP with its backends.
+    fn view_of(&self, idx: usize) -> VipView {
+        let active = self.dp.active_flows().unwrap_or_default();
+        self.vip_view(&self.vips[idx], &active)
+    }
+
+    /// Every VIP with its backends and counters.
     pub fn vips(&self) -> Vec<VipView> {
-        self.vips.iter().map(|v| self.vip_view(v)).collect()
+        let active = self.dp.active_flows().unwrap_or_default();
+        self.vips
+            .iter()
+            .map(|v| self.vip_view(v, &active))
+            .collect()
     }
 
     /// Data-path counters.

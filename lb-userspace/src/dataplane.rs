@@ -14,11 +14,12 @@ use aya::{
     Ebpf,
 };
 use lb_common::{
-    filter, map_names, prog_names, ring_base, Backend, NextHop, Reason, VipKey, VipMeta, MAX_VIPS,
-    NUM_REASONS, RING_BUF_BIT, RING_MAX, RING_SLOT_STRIDE,
+    filter, map_names, prog_names, ring_base, Backend, ConnEntry, FlowKey, NextHop, Reason,
+    TrafficStats, VipKey, VipMeta, CONN_F_CLOSED, DIR_FORWARD, MAX_VIPS, NUM_REASONS, PROTO_UDP,
+    RING_BUF_BIT, RING_MAX, RING_SLOT_STRIDE,
 };
 
-use crate::object;
+use crate::object::{self, time_units, LoadOptions};
 
 /// A ring buffer may be rewritten only this long after it stopped being live, so that no
 /// packet that read the old `VipMeta::ring` can still be reading that buffer (an XDP run
@@ -99,6 +100,11 @@ pub struct Dataplane {
     vip_addrs: Array<MapData, VipKey>,
     backends: Array<MapData, Backend>,
     backend_nh: Array<MapData, NextHop>,
+    conns: HashMap<MapData, FlowKey, ConnEntry>,
+    vip_stats: PerCpuArray<MapData, TrafficStats>,
+    backend_stats: PerCpuArray<MapData, TrafficStats>,
+    /// UDP idle timeout in data-path time units.
+    udp_idle: u32,
     nh_epoch: Array<MapData, u32>,
     stats: PerCpuArray<MapData, u64>,
     tx_ports: DevMapHash<MapData>,
@@ -118,9 +124,9 @@ where
 }
 
 impl Dataplane {
-    /// Loads the object with maps pinned under `pin_dir` and the given flow hash seed.
-    pub fn open(pin_dir: &Path, seed: u32) -> Result<Self> {
-        let mut ebpf = object::load(pin_dir, seed)?;
+    /// Loads the object with maps pinned under `pin_dir` and the given load-time settings.
+    pub fn open(pin_dir: &Path, opts: LoadOptions) -> Result<Self> {
+        let mut ebpf = object::load(pin_dir, opts)?;
         // Load before taking maps out: the program's map references are resolved now.
         let xdp: &mut Xdp = ebpf
             .program_mut(prog_names::LB_XDP)
@@ -138,6 +144,10 @@ impl Dataplane {
             vip_addrs: take(&mut ebpf, map_names::VIP_ADDRS)?,
             backends: take(&mut ebpf, map_names::BACKENDS)?,
             backend_nh: take(&mut ebpf, map_names::BACKEND_NH)?,
+            conns: take(&mut ebpf, map_names::CONNS)?,
+            vip_stats: take(&mut ebpf, map_names::VIP_STATS)?,
+            backend_stats: take(&mut ebpf, map_names::BACKEND_STATS)?,
+            udp_idle: time_units(opts.udp_idle_timeout_s),
             nh_epoch: take(&mut ebpf, map_names::NH_EPOCH)?,
             stats: take(&mut ebpf, map_names::STATS)?,
             tx_ports: take(&mut ebpf, map_names::TX_PORTS)?,
@@ -252,12 +262,56 @@ impl Dataplane {
         Ok(out)
     }
 
+    /// Traffic counters of a VIP (`vip: true`) or a backend, summed over CPUs.
+    pub fn traffic(&self, vip: bool, id: u32) -> Result<TrafficStats> {
+        let map = if vip {
+            &self.vip_stats
+        } else {
+            &self.backend_stats
+        };
+        let mut sum = TrafficStats::default();
+        for s in map.get(&id, 0)?.iter() {
+            sum.packets += s.packets;
+            sum.bytes += s.bytes;
+            sum.new_flows += s.new_flows;
+        }
+        Ok(sum)
+    }
+
+    /// Flows per backend id that are still active: forward entries of the connection table
+    /// whose client has not closed them (TCP) or that are not idle past the timeout (UDP).
+    /// Walks the whole table, so it costs time in proportion to its size.
+    pub fn active_flows(&self) -> Result<std::collections::HashMap<u32, u64>> {
+        let now = coarse_now()?;
+        let mut active = std::collections::HashMap::new();
+        for item in self.conns.iter() {
+            // An entry evicted while we walk is simply skipped.
+            let Ok((key, entry)) = item else { continue };
+            let open = if key.proto == PROTO_UDP {
+                now.wrapping_sub(entry.last_seen) <= self.udp_idle
+            } else {
+                entry.flags & CONN_F_CLOSED == 0
+            };
+            if entry.dir == DIR_FORWARD && open {
+                *active.entry(entry.backend_id).or_insert(0) += 1;
+            }
+        }
+        Ok(active)
+    }
+
     /// Removes the pinned maps (the data path stops once the program is detached).
     pub fn unpin(self) -> Result<()> {
         let dir = self.pin_dir.clone();
         drop(self);
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
     }
+}
+
+/// `CLOCK_MONOTONIC_COARSE` (the clock of `bpf_ktime_get_coarse_ns`) in data-path time units.
+fn coarse_now() -> Result<u32> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)?;
+    let ns = t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64;
+    Ok((ns >> lb_common::TIME_UNIT_SHIFT) as u32)
 }
 
 /// The index of interface `name` in the current network namespace.

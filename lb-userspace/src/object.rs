@@ -3,7 +3,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use aya::{Ebpf, EbpfLoader};
-use lb_common::HASH_SEED_GLOBAL;
+use lb_common::{HASH_SEED_GLOBAL, UDP_IDLE_GLOBAL};
 
 /// The `lb-ebpf` ELF object, built by this crate's build script.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf.o"));
@@ -17,15 +17,31 @@ pub static DECAP_OBJECT: &[u8] =
 pub static BENCH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-bench.o"));
 
+/// Settings fixed when the program is loaded.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Flow hash seed (the same on every balancer host of a fleet).
+    pub hash_seed: u32,
+    /// UDP flows idle longer than this many seconds are balanced afresh.
+    pub udp_idle_timeout_s: u32,
+}
+
+/// `seconds` in the data path's time unit (2^`TIME_UNIT_SHIFT` ns), rounded up.
+pub fn time_units(seconds: u32) -> u32 {
+    let unit = 1u64 << lb_common::TIME_UNIT_SHIFT;
+    (u64::from(seconds) * 1_000_000_000).div_ceil(unit) as u32
+}
+
 /// Loads the object with its maps pinned under `pin_dir` (existing pins are adopted, so a
-/// restarted controller keeps the flow table) and the flow hash seeded with `seed`.
-pub fn load(pin_dir: &Path, seed: u32) -> Result<Ebpf> {
+/// restarted controller keeps the flow table) and the load-time settings.
+pub fn load(pin_dir: &Path, opts: LoadOptions) -> Result<Ebpf> {
     ensure_bpffs()?;
     std::fs::create_dir_all(pin_dir)
         .with_context(|| format!("creating pin directory {}", pin_dir.display()))?;
     EbpfLoader::new()
         .default_map_pin_directory(pin_dir)
-        .override_global(HASH_SEED_GLOBAL, &seed, true)
+        .override_global(HASH_SEED_GLOBAL, &opts.hash_seed, true)
+        .override_global(UDP_IDLE_GLOBAL, &time_units(opts.udp_idle_timeout_s), true)
         .load(OBJECT)
         .context("loading the lb-ebpf object (needs root: CAP_BPF and CAP_NET_ADMIN)")
 }

@@ -13,6 +13,7 @@ use lb_userspace::{
     controller::Controller,
     dataplane::{self, Dataplane},
     netns::{unique_name, Netns},
+    object::LoadOptions,
 };
 
 /// The VIP of packet tests.
@@ -33,6 +34,8 @@ pub const BACKEND_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xcc];
 /// Number of backend addresses with neighbour entries.
 pub const BACKENDS: u8 = 8;
+/// UDP idle timeout of packet tests, in seconds.
+pub const UDP_IDLE_S: u32 = 30;
 /// Flow hash seed of packet tests.
 pub const SEED: u32 = 0x5eed;
 
@@ -170,7 +173,11 @@ pub struct Balancer {
 impl Balancer {
     fn open() -> Self {
         let pin_dir = PathBuf::from("/sys/fs/bpf").join(unique_name("lbtest"));
-        let mut dp = Dataplane::open(&pin_dir, SEED).expect("load lb_xdp");
+        let opts = LoadOptions {
+            hash_seed: SEED,
+            udp_idle_timeout_s: UDP_IDLE_S,
+        };
+        let mut dp = Dataplane::open(&pin_dir, opts).expect("load lb_xdp");
         for iface in ["t0", "t1"] {
             let idx = dataplane::ifindex(iface).expect("ifindex");
             dp.add_tx_port(idx).expect("add tx port");

@@ -41,11 +41,13 @@ fn flow_key_layout() {
 
 #[test]
 fn conn_entry_layout() {
-    assert_eq!(size_of::<ConnEntry>(), 32);
+    assert_eq!(size_of::<ConnEntry>(), 36);
     assert_eq!(offset_of!(ConnEntry, backend_id), 0);
     assert_eq!(offset_of!(ConnEntry, vip_id), 4);
-    assert_eq!(offset_of!(ConnEntry, nh), 8);
-    assert_eq!(offset_of!(ConnEntry, dir), 28);
+    assert_eq!(offset_of!(ConnEntry, last_seen), 8);
+    assert_eq!(offset_of!(ConnEntry, nh), 12);
+    assert_eq!(offset_of!(ConnEntry, dir), 32);
+    assert_eq!(offset_of!(ConnEntry, flags), 33);
 }
 
 #[test]

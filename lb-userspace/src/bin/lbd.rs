@@ -8,6 +8,7 @@ use lb_userspace::{
     config::Config,
     controller::{self, Controller},
     dataplane::{self, Dataplane},
+    object::LoadOptions,
 };
 
 #[derive(Parser, Debug)]
@@ -87,7 +88,11 @@ fn run(args: Args) -> Result<()> {
 
 async fn serve(cfg: Config) -> Result<()> {
     let pin_dir = PathBuf::from("/sys/fs/bpf").join(&cfg.lbd.instance);
-    let mut dp = Dataplane::open(&pin_dir, cfg.lbd.hash_seed)?;
+    let opts = LoadOptions {
+        hash_seed: cfg.lbd.hash_seed,
+        udp_idle_timeout_s: cfg.lbd.udp_idle_timeout_s,
+    };
+    let mut dp = Dataplane::open(&pin_dir, opts)?;
     for iface in &cfg.lbd.interfaces {
         if let Err(e) = dp.attach(iface) {
             let _ = dp.unpin();
