@@ -23,6 +23,11 @@ pub const MODE_NAT: u8 = 0;
 /// loopback and answers the client directly.
 pub const MODE_DSR: u8 = 1;
 
+/// IP protocol number of ICMP.
+pub const PROTO_ICMP: u8 = 1;
+/// IP protocol number of ICMPv6.
+pub const PROTO_ICMPV6: u8 = 58;
+
 /// IP protocol number of IPv4-in-IP encapsulation.
 pub const PROTO_IPIP: u8 = 4;
 /// IP protocol number of IPv6-in-IP encapsulation.
@@ -202,7 +207,8 @@ pub const fn ring_base(vip_id: u32, buf: u32) -> u32 {
     (vip_id * 2 + buf) * RING_MAX
 }
 
-/// Key of `LB_VIPS`: what a client addresses. 20 bytes.
+/// Key of `LB_VIPS`: what a client addresses. 20 bytes. Every VIP address also has an entry
+/// with port 0 and proto [`PROTO_ICMP`] / [`PROTO_ICMPV6`], so the data path answers pings.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct VipKey {
@@ -370,10 +376,12 @@ pub enum Reason {
     PassIpv6ExtHeader = 13,
     /// No headroom to encapsulate (the driver gave less than the outer header needs).
     DropNoHeadroom = 14,
+    /// ICMP / ICMPv6 echo request to a VIP address, answered by the balancer itself.
+    IcmpEchoReply = 15,
 }
 
 /// Number of counters in `LB_STATS`.
-pub const NUM_REASONS: u32 = 15;
+pub const NUM_REASONS: u32 = 16;
 
 /// XDP action codes (linux/bpf.h `enum xdp_action`).
 pub mod xdp_action {
@@ -407,6 +415,7 @@ impl Reason {
         Reason::DropConnTable,
         Reason::PassIpv6ExtHeader,
         Reason::DropNoHeadroom,
+        Reason::IcmpEchoReply,
     ];
 
     /// The XDP action this reason implies. Redirect reasons return `REDIRECT` only when the
@@ -422,6 +431,7 @@ impl Reason {
             | Reason::PassSlowPath
             | Reason::PassIpv6ExtHeader => xdp_action::PASS,
             Reason::FwdNat | Reason::FwdReply => xdp_action::REDIRECT,
+            Reason::IcmpEchoReply => xdp_action::TX,
             Reason::DropMalformed
             | Reason::DropNoBackend
             | Reason::DropNoRoute
@@ -448,6 +458,7 @@ impl Reason {
             Reason::DropConnTable => "drop_conn_table",
             Reason::PassIpv6ExtHeader => "pass_ipv6_ext_header",
             Reason::DropNoHeadroom => "drop_no_headroom",
+            Reason::IcmpEchoReply => "icmp_echo_reply",
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod csum;
 mod forward;
+mod icmp;
 mod maps;
 mod parse;
 mod pipeline;

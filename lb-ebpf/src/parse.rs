@@ -3,8 +3,8 @@
 //!
 //! Decisions, each counted under its own `Reason`:
 //! - VLAN-tagged frames (802.1Q, 802.1ad) pass to the stack untouched (`PassVlan`).
-//! - Frames that are neither IPv4 nor IPv6 pass (`PassNotIp`); IP packets that are not TCP or
-//!   UDP pass (`PassNotVip`).
+//! - Frames that are neither IPv4 nor IPv6 pass (`PassNotIp`); IP packets that are not TCP,
+//!   UDP, ICMP or ICMPv6 pass (`PassNotVip`). ICMP to a VIP address: see the `icmp` stage.
 //! - IPv4 with version != 4, IHL < 5, a total length shorter than its headers or longer than
 //!   the frame, IPv6 with version != 6 or a payload longer than the frame, and truncated
 //!   TCP/UDP headers are dropped (`DropMalformed`).
@@ -16,7 +16,9 @@
 //!   (`PassIpv6ExtHeader`): walking a chain of unknown length is not worth its cost for
 //!   traffic that load-balanced services do not send.
 use aya_ebpf::programs::XdpContext;
-use lb_common::{FlowKey, Reason, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP};
+use lb_common::{
+    FlowKey, Reason, FAMILY_V4, FAMILY_V6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -86,7 +88,7 @@ fn parse_v4(ctx: &XdpContext) -> Result<Flow, Reason> {
     if u16::from_be_bytes(ip.frags) & 0x3fff != 0 {
         return Err(Reason::PassFragment);
     }
-    if ip.proto != PROTO_TCP && ip.proto != PROTO_UDP {
+    if ip.proto != PROTO_TCP && ip.proto != PROTO_UDP && ip.proto != PROTO_ICMP {
         return Err(Reason::PassNotVip);
     }
     let addr = |a: [u8; 4]| [u32::from_ne_bytes(a), 0, 0, 0];
@@ -111,7 +113,7 @@ fn parse_v6(ctx: &XdpContext) -> Result<Flow, Reason> {
         return Err(Reason::DropMalformed);
     }
     match ip.next_hdr {
-        PROTO_TCP | PROTO_UDP => {}
+        PROTO_TCP | PROTO_UDP | PROTO_ICMPV6 => {}
         // hop-by-hop, routing, fragment, ESP, AH, destination options, mobility, HIP, shim6
         0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => return Err(Reason::PassIpv6ExtHeader),
         _ => return Err(Reason::PassNotVip),
@@ -134,8 +136,17 @@ pub fn words(a: [u8; 16]) -> [u32; 4] {
 }
 
 /// Reads the TCP/UDP ports at `l4`, with `l4_len` bytes of L4 data according to the IP header.
+/// ICMP and ICMPv6 have no ports (both 0); the `icmp` stage reads their header.
 #[inline(always)]
 fn l4(ctx: &XdpContext, mut key: FlowKey, l4: usize, l4_len: usize) -> Result<Flow, Reason> {
+    if key.proto == PROTO_ICMP || key.proto == PROTO_ICMPV6 {
+        return Ok(Flow {
+            l4,
+            key,
+            tcp_flags: 0,
+            l4_check: 2,
+        });
+    }
     let (sport, dport, tcp_flags, l4_check, min_len) = if key.proto == PROTO_TCP {
         let tcp: TcpHdr = packet::load(ctx, l4)?;
         let mut flags = 0;

@@ -3,13 +3,14 @@
 use aya_ebpf::{helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use lb_common::{
     filter, flow_hash, ring_base, Backend, ConnEntry, FlowKey, Reason, TrafficStats, VipKey,
-    VipMeta, BACKEND_NONE, CONN_F_CLOSED, DIR_FORWARD, DIR_REPLY, MODE_DSR, PROTO_UDP,
-    RING_BUF_BIT, TIME_UNIT_SHIFT,
+    VipMeta, BACKEND_NONE, CONN_F_CLOSED, DIR_FORWARD, DIR_REPLY, MODE_DSR, PROTO_ICMP,
+    PROTO_ICMPV6, PROTO_UDP, RING_BUF_BIT, TIME_UNIT_SHIFT,
 };
 use lb_ebpf::packet;
 
 use crate::{
     forward::{self, Side},
+    icmp,
     maps::{
         LB_BACKENDS, LB_BACKEND_NH, LB_BACKEND_STATS, LB_CONNS, LB_FILTER, LB_RINGS, LB_VIPS,
         LB_VIP_ADDRS, LB_VIP_STATS,
@@ -40,6 +41,9 @@ pub fn run(ctx: &XdpContext) -> Result<Reason, Reason> {
         || !maybe(filter::VIP_ADDRS, filter::fold(&pkt.key.dst))
     {
         return to_client(ctx, &pkt);
+    }
+    if pkt.key.proto == PROTO_ICMP || pkt.key.proto == PROTO_ICMPV6 {
+        return icmp::answer(ctx, &pkt);
     }
     let vip = VipKey {
         addr: pkt.key.dst,

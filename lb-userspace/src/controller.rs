@@ -94,6 +94,8 @@ fn filter_bits(vips: &[Vip], idx: usize, backends: &[BackendConfig]) -> Vec<u64>
     };
     for (i, vip) in vips.iter().enumerate() {
         set(filter::VIP_PORTS, vip.cfg.port);
+        // ICMP has no ports: the ping entry of every VIP address is found under port 0.
+        set(filter::VIP_PORTS, 0);
         set(filter::VIP_ADDRS, filter::fold(&addr_words(vip.cfg.addr)));
         let set_backends = if i == idx {
             backends
@@ -165,7 +167,8 @@ impl Controller {
             self.vips.pop();
             return Err(e);
         }
-        Ok(())
+        // The filter already admits ICMP (port 0) to this address: see `filter_bits`.
+        self.dp.answer_pings(self.vips[idx].cfg.addr)
     }
 
     fn vip_index(&self, name: &str) -> Result<usize> {

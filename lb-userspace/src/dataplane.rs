@@ -247,6 +247,23 @@ impl Dataplane {
         Ok(self.vips.insert(key, meta, 0)?)
     }
 
+    /// Makes the data path answer pings to `addr` (an address-level `LB_VIPS` entry: port 0,
+    /// proto ICMP or ICMPv6). Idempotent.
+    pub fn answer_pings(&mut self, addr: std::net::IpAddr) -> Result<()> {
+        let (proto, family) = if addr.is_ipv4() {
+            (lb_common::PROTO_ICMP, lb_common::FAMILY_V4)
+        } else {
+            (lb_common::PROTO_ICMPV6, lb_common::FAMILY_V6)
+        };
+        let key = VipKey {
+            addr: crate::controller::addr_words(addr),
+            port: 0,
+            proto,
+            family,
+        };
+        Ok(self.vips.insert(key, VipMeta::default(), 0)?)
+    }
+
     /// Removes a VIP: new packets to it pass to the stack.
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
         Ok(self.vips.remove(key)?)
