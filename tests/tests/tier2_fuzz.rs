@@ -1,44 +1,94 @@
 //! Tier 2 property test: 100,000 random and mutated frames through `lb_xdp`. None aborts, none
 //! is forwarded unless it is a well-formed packet for a VIP (or the reply of a flow the
 //! balancer forwarded), everything passed is untouched, and every frame is counted once.
-use std::{collections::HashSet, net::Ipv4Addr};
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use lb_common::{xdp_action, Reason};
 use lb_userspace::config::Proto;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tests::{
-    harness::{backend, Harness, CLIENT, VIP},
+    harness::{backend, backend6, Harness, CLIENT, CLIENT6, VIP, VIP6},
     packet::{Frame, ACK, SYN},
 };
 
 const FRAMES: usize = 100_000;
 
 /// What an independent parser says a frame is: `(src, sport, dst, dport, proto)` of a
-/// well-formed, unfragmented IPv4 TCP/UDP packet, or None.
-fn well_formed(f: &[u8]) -> Option<(Ipv4Addr, u16, Ipv4Addr, u16, u8)> {
-    if f.len() < 34 || f[12..14] != [0x08, 0x00] || f[14] >> 4 != 4 {
+/// well-formed, unfragmented IPv4 or IPv6 packet (ports 0 for ICMP, and the ICMP type in
+/// `sport`), or None.
+fn well_formed(f: &[u8]) -> Option<(IpAddr, u16, IpAddr, u16, u8)> {
+    if f.len() < 34 {
         return None;
     }
-    let ihl = usize::from(f[14] & 0x0f) * 4;
-    let tot = usize::from(u16::from_be_bytes([f[16], f[17]]));
-    let proto = f[23];
-    let l4_min = match proto {
-        6 => 20,
-        17 => 8,
+    let (src, dst, proto, l4, l4_len): (IpAddr, IpAddr, u8, usize, usize) = match [f[12], f[13]] {
+        [0x08, 0x00] => {
+            let ihl = usize::from(f[14] & 0x0f) * 4;
+            let tot = usize::from(u16::from_be_bytes([f[16], f[17]]));
+            let frag = u16::from_be_bytes([f[20], f[21]]) & 0x3fff;
+            if f[14] >> 4 != 4
+                || ihl < 20
+                || tot < ihl
+                || 14 + tot > f.len()
+                || frag != 0
+                || f[22] <= 1
+            {
+                return None;
+            }
+            let s = Ipv4Addr::new(f[26], f[27], f[28], f[29]);
+            let d = Ipv4Addr::new(f[30], f[31], f[32], f[33]);
+            (s.into(), d.into(), f[23], 14 + ihl, tot - ihl)
+        }
+        [0x86, 0xdd] if f.len() >= 54 => {
+            let payload = usize::from(u16::from_be_bytes([f[18], f[19]]));
+            if f[14] >> 4 != 6 || 54 + payload > f.len() || f[21] <= 1 {
+                return None;
+            }
+            let s = Ipv6Addr::from(<[u8; 16]>::try_from(&f[22..38]).unwrap());
+            let d = Ipv6Addr::from(<[u8; 16]>::try_from(&f[38..54]).unwrap());
+            (s.into(), d.into(), f[20], 54, payload)
+        }
         _ => return None,
     };
-    let frag = u16::from_be_bytes([f[20], f[21]]) & 0x3fff;
-    if ihl < 20 || tot < ihl + l4_min || 14 + tot > f.len() || frag != 0 || f[22] <= 1 {
+    let min = match proto {
+        6 => 20,
+        17 => 8,
+        1 | 58 => 2,
+        _ => return None,
+    };
+    if l4_len < min || l4 + min > f.len() {
         return None;
     }
-    let l4 = 14 + ihl;
+    if proto == 1 || proto == 58 {
+        return Some((
+            src,
+            u16::from(f[l4]) << 8 | u16::from(f[l4 + 1]),
+            dst,
+            0,
+            proto,
+        ));
+    }
     Some((
-        Ipv4Addr::new(f[26], f[27], f[28], f[29]),
+        src,
         u16::from_be_bytes([f[l4], f[l4 + 1]]),
-        Ipv4Addr::new(f[30], f[31], f[32], f[33]),
+        dst,
         u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]),
         proto,
     ))
+}
+
+/// Destination address and port of a forwarded (rewritten) frame.
+fn destination(f: &[u8]) -> (IpAddr, u16) {
+    if f[12..14] == [0x08, 0x00] {
+        let l4 = 14 + usize::from(f[14] & 0x0f) * 4;
+        let dst = Ipv4Addr::new(f[30], f[31], f[32], f[33]);
+        (dst.into(), u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]))
+    } else {
+        let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&f[38..54]).unwrap());
+        (dst.into(), u16::from_be_bytes([f[56], f[57]]))
+    }
 }
 
 fn random_frame(rng: &mut StdRng) -> Vec<u8> {
@@ -102,8 +152,15 @@ fn a_hundred_thousand_mutated_frames_are_all_counted_and_never_misforwarded() {
             &[(0, 8080, 1), (1, 8080, 1), (2, 8080, 1)],
         );
         lb.add_vip("dns", Proto::Udp, 53, &[(0, 8080, 1)]);
+        lb.add_vip6("web6", Proto::Tcp, 80, &[(0, 8080, 1), (1, 8080, 1)]);
         let mut rng = StdRng::seed_from_u64(0x1b_2025);
-        let vips: HashSet<(u16, u8)> = [(80, 6), (53, 17)].into();
+        let vip_addr = |a: IpAddr| a == IpAddr::from(VIP) || a == IpAddr::from(VIP6);
+        let vips: HashSet<(IpAddr, u16, u8)> = [
+            (VIP.into(), 80, 6),
+            (VIP.into(), 53, 17),
+            (VIP6.into(), 80, 6),
+        ]
+        .into();
         let mut forwarded_flows = HashSet::new();
         let mut redirected = 0;
         for i in 0..FRAMES {
@@ -115,17 +172,27 @@ fn a_hundred_thousand_mutated_frames_are_all_counted_and_never_misforwarded() {
                     let (src, sport, dst, dport, proto) = parsed.unwrap_or_else(|| {
                         panic!("frame {i} forwarded but malformed: {frame:02x?}")
                     });
-                    let to_vip = dst == VIP && vips.contains(&(dport, proto));
+                    let to_vip = vips.contains(&(dst, dport, proto));
                     let reply = forwarded_flows.contains(&(dst, dport, src, sport, proto));
                     assert!(
                         to_vip || reply,
                         "frame {i} forwarded but not for a VIP: {frame:02x?}"
                     );
                     if to_vip {
-                        let p = tests::packet::parse(&out);
-                        forwarded_flows.insert((src, sport, p.dst, p.dport, proto));
+                        let (to, to_port) = destination(&out);
+                        forwarded_flows.insert((src, sport, to, to_port, proto));
                     }
                     redirected += 1;
+                }
+                xdp_action::TX => {
+                    let (_, kind, dst, _, proto) = parsed.unwrap_or_else(|| {
+                        panic!("frame {i} answered but malformed: {frame:02x?}")
+                    });
+                    let echo = (proto == 1 && kind == 0x0800) || (proto == 58 && kind == 0x8000);
+                    assert!(
+                        echo && vip_addr(dst),
+                        "frame {i} answered but not a ping to a VIP"
+                    );
                 }
                 xdp_action::PASS => assert_eq!(out, frame, "frame {i} passed but modified"),
                 xdp_action::DROP => {}

@@ -62,7 +62,11 @@ fn ping_to_a_vip_is_answered_from_the_vip() {
         lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1)]);
         let (action, out) = lb.run(&icmp(CLIENT.into(), VIP.into(), 8, 0));
         assert_eq!(action, xdp_action::TX);
-        assert_eq!((&out[0..6], &out[6..12]), (&SRC_MAC[..], &DST_MAC[..]), "MACs swapped");
+        assert_eq!(
+            (&out[0..6], &out[6..12]),
+            (&SRC_MAC[..], &DST_MAC[..]),
+            "MACs swapped"
+        );
         let ip = &out[14..34];
         assert_eq!(ipv4_header_check(ip), 0);
         assert_eq!(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]), VIP);
@@ -95,7 +99,11 @@ fn ipv6_ping_to_a_vip_is_answered_from_the_vip() {
         let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&out[38..54]).unwrap());
         assert_eq!((src, dst), (VIP6, CLIENT6));
         assert_eq!(out[54], 129, "echo reply");
-        assert_eq!(l4_check(src.into(), dst.into(), 58, &out[54..]), 0, "ICMPv6 checksum");
+        assert_eq!(
+            l4_check(src.into(), dst.into(), 58, &out[54..]),
+            0,
+            "ICMPv6 checksum"
+        );
     });
 }
 
