@@ -92,20 +92,24 @@ fn destination(f: &[u8]) -> (IpAddr, u16) {
 }
 
 fn random_frame(rng: &mut StdRng) -> Vec<u8> {
-    let dst = if rng.random_bool(0.7) {
-        VIP
-    } else {
-        Ipv4Addr::from(rng.random::<u32>())
+    let v6 = rng.random_bool(0.3);
+    let dst: IpAddr = match (v6, rng.random_bool(0.7)) {
+        (false, true) => VIP.into(),
+        (false, false) => Ipv4Addr::from(rng.random::<u32>()).into(),
+        (true, true) => VIP6.into(),
+        (true, false) => Ipv6Addr::from(rng.random::<u128>()).into(),
     };
-    let src = if rng.random_bool(0.1) {
-        backend(rng.random_range(0..3))
-    } else {
-        CLIENT
+    let from_backend = rng.random_bool(0.1);
+    let src: IpAddr = match (v6, from_backend) {
+        (false, true) => backend(rng.random_range(0..3)).into(),
+        (false, false) => CLIENT.into(),
+        (true, true) => backend6(rng.random_range(0..3)).into(),
+        (true, false) => CLIENT6.into(),
     };
-    let sport = if src == CLIENT {
-        rng.random_range(40000..40100)
-    } else {
+    let sport = if from_backend {
         8080
+    } else {
+        rng.random_range(40000..40100)
     };
     let dport = *[80u16, 53, 81, 8080].get(rng.random_range(0..4)).unwrap();
     let mut frame = if rng.random_bool(0.5) {
@@ -163,6 +167,7 @@ fn a_hundred_thousand_mutated_frames_are_all_counted_and_never_misforwarded() {
         .into();
         let mut forwarded_flows = HashSet::new();
         let mut redirected = 0;
+        let mut redirected_v6 = 0;
         for i in 0..FRAMES {
             let frame = random_frame(&mut rng);
             let (action, out) = lb.run(&frame);
@@ -183,6 +188,7 @@ fn a_hundred_thousand_mutated_frames_are_all_counted_and_never_misforwarded() {
                         forwarded_flows.insert((src, sport, to, to_port, proto));
                     }
                     redirected += 1;
+                    redirected_v6 += usize::from(dst.is_ipv6());
                 }
                 xdp_action::TX => {
                     let (_, kind, dst, _, proto) = parsed.unwrap_or_else(|| {
@@ -205,6 +211,7 @@ fn a_hundred_thousand_mutated_frames_are_all_counted_and_never_misforwarded() {
             redirected > 1000,
             "the mix must exercise forwarding too ({redirected})"
         );
+        assert!(redirected_v6 > 300, "and IPv6 forwarding ({redirected_v6})");
         assert!(
             lb.count(Reason::DropMalformed) > 1000,
             "and malformed drops"
