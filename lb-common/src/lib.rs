@@ -140,6 +140,12 @@ pub mod bench {
 /// datagram is balanced afresh, in units of 2^[`TIME_UNIT_SHIFT`] ns.
 pub const UDP_IDLE_GLOBAL: &str = "LB_UDP_IDLE";
 
+/// Read-only global (`u32`) of `lb_xdp`: the most new DSR flows one CPU records in the
+/// connection table per time unit (2^[`TIME_UNIT_SHIFT`] ns); past it, new flows are forwarded
+/// by hash alone (counted as [`Reason::FwdUntracked`]), so a flood of new flows cannot evict
+/// established ones. 0 = no limit.
+pub const NEW_FLOW_LIMIT_GLOBAL: &str = "LB_NEW_FLOW_LIMIT";
+
 /// Read-only global (`u32`) of `lb_xdp`: the flow hash seed, set at load time. Every balancer
 /// host of a fleet must use the same seed so they all pick the same backend for a flow.
 pub const HASH_SEED_GLOBAL: &str = "LB_HASH_SEED";
@@ -280,6 +286,17 @@ pub const DIR_FORWARD: u8 = 0;
 /// [`ConnEntry::dir`]: the key is backend -> client (a NAT reply).
 pub const DIR_REPLY: u8 = 1;
 
+/// Per-CPU state of the new-flow limit (`LB_FLOW_RATE`, one element). 8 bytes, host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct FlowRate {
+    /// Time unit (2^[`TIME_UNIT_SHIFT`] ns) the count belongs to.
+    pub window: u32,
+    /// New flows recorded in that unit.
+    pub count: u32,
+}
+const _: () = assert!(core::mem::size_of::<FlowRate>() == 8);
+
 /// Per-CPU traffic counters of a VIP or a backend (forward direction). 24 bytes, host order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
@@ -378,10 +395,13 @@ pub enum Reason {
     DropNoHeadroom = 14,
     /// ICMP / ICMPv6 echo request to a VIP address, answered by the balancer itself.
     IcmpEchoReply = 15,
+    /// New DSR flow forwarded by hash without a connection-table entry: this CPU is past its
+    /// new-flow limit (a flood); established flows keep their entries.
+    FwdUntracked = 16,
 }
 
 /// Number of counters in `LB_STATS`.
-pub const NUM_REASONS: u32 = 16;
+pub const NUM_REASONS: u32 = 17;
 
 /// XDP action codes (linux/bpf.h `enum xdp_action`).
 pub mod xdp_action {
@@ -416,6 +436,7 @@ impl Reason {
         Reason::PassIpv6ExtHeader,
         Reason::DropNoHeadroom,
         Reason::IcmpEchoReply,
+        Reason::FwdUntracked,
     ];
 
     /// The XDP action this reason implies. Redirect reasons return `REDIRECT` only when the
@@ -430,7 +451,7 @@ impl Reason {
             | Reason::PassNoNeigh
             | Reason::PassSlowPath
             | Reason::PassIpv6ExtHeader => xdp_action::PASS,
-            Reason::FwdNat | Reason::FwdReply => xdp_action::REDIRECT,
+            Reason::FwdNat | Reason::FwdReply | Reason::FwdUntracked => xdp_action::REDIRECT,
             Reason::IcmpEchoReply => xdp_action::TX,
             Reason::DropMalformed
             | Reason::DropNoBackend
@@ -459,6 +480,7 @@ impl Reason {
             Reason::PassIpv6ExtHeader => "pass_ipv6_ext_header",
             Reason::DropNoHeadroom => "drop_no_headroom",
             Reason::IcmpEchoReply => "icmp_echo_reply",
+            Reason::FwdUntracked => "fwd_untracked",
         }
     }
 }

@@ -4,8 +4,9 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    filter, Backend, ConnEntry, FlowKey, NextHop, TrafficStats, VipKey, VipMeta, CONNS_MAP_FLAGS,
-    MAX_BACKENDS, MAX_CONNS, MAX_TX_PORTS, MAX_VIPS, NUM_REASONS, RINGS_MAP_FLAGS, RING_MAX,
+    filter, Backend, ConnEntry, FlowKey, FlowRate, NextHop, TrafficStats, VipKey, VipMeta,
+    CONNS_MAP_FLAGS, MAX_BACKENDS, MAX_CONNS, MAX_TX_PORTS, MAX_VIPS, NUM_REASONS, RINGS_MAP_FLAGS,
+    RING_MAX,
 };
 
 /// VIP:port/proto -> VIP metadata and live ring.
@@ -62,3 +63,7 @@ pub static LB_BACKEND_STATS: PerCpuArray<TrafficStats> = PerCpuArray::pinned(MAX
 #[map]
 pub static LB_FIB_SCRATCH: PerCpuArray<aya_ebpf::bindings::bpf_fib_lookup> =
     PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU new-flow limit state (one element); see `lb_common::NEW_FLOW_LIMIT_GLOBAL`.
+#[map]
+pub static LB_FLOW_RATE: PerCpuArray<FlowRate> = PerCpuArray::with_max_entries(1, 0);

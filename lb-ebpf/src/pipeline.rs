@@ -12,8 +12,8 @@ use crate::{
     forward::{self, Side},
     icmp,
     maps::{
-        LB_BACKENDS, LB_BACKEND_NH, LB_BACKEND_STATS, LB_CONNS, LB_FILTER, LB_RINGS, LB_VIPS,
-        LB_VIP_ADDRS, LB_VIP_STATS,
+        LB_BACKENDS, LB_BACKEND_NH, LB_BACKEND_STATS, LB_CONNS, LB_FILTER, LB_FLOW_RATE, LB_RINGS,
+        LB_VIPS, LB_VIP_ADDRS, LB_VIP_STATS,
     },
     parse::{self, Flow, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
@@ -21,6 +21,11 @@ use crate::{
 /// UDP idle timeout, set by the loader (`lb_common::UDP_IDLE_GLOBAL`).
 #[unsafe(no_mangle)]
 static LB_UDP_IDLE: u32 = 28;
+
+/// New DSR flows one CPU records per time unit, set by the loader
+/// (`lb_common::NEW_FLOW_LIMIT_GLOBAL`); 0 = no limit.
+#[unsafe(no_mangle)]
+static LB_NEW_FLOW_LIMIT: u32 = 0;
 
 /// Flow hash seed, set by the loader (`lb_common::HASH_SEED_GLOBAL`).
 #[unsafe(no_mangle)]
@@ -87,10 +92,15 @@ fn to_backend(ctx: &XdpContext, pkt: &Flow, meta: VipMeta) -> Result<Reason, Rea
     }
     // Keys and values are passed by reference: by value they would be copied onto the
     // 512-byte stack once more. One entry serves both directions, its `dir` flipped.
+    let now = now();
+    if meta.mode == MODE_DSR && !within_flow_limit(now) {
+        // Forwarded by hash alone: a flood cannot evict established entries.
+        return verdict.map(|_| Reason::FwdUntracked);
+    }
     let mut entry = ConnEntry {
         backend_id,
         vip_id: meta.vip_id,
-        last_seen: now(),
+        last_seen: now,
         dir: DIR_FORWARD,
         ..ConnEntry::default()
     };
@@ -147,6 +157,27 @@ fn tracked(pkt: &Flow, meta: &VipMeta) -> Option<(u32, Backend)> {
     }
     let backend = *LB_BACKENDS.get(entry.backend_id)?;
     (backend.family != 0).then_some((entry.backend_id, backend))
+}
+
+/// Counts a new flow against this CPU's limit; false once the limit is reached this unit.
+#[inline(always)]
+fn within_flow_limit(now: u32) -> bool {
+    // SAFETY: reading a read-only global that the loader initialised.
+    let limit = unsafe { core::ptr::read_volatile(&LB_NEW_FLOW_LIMIT) };
+    if limit == 0 {
+        return true;
+    }
+    let Some(rate) = LB_FLOW_RATE.get_ptr_mut(0) else {
+        return true;
+    };
+    // SAFETY: a per-CPU array pointer from this run; no other CPU writes this copy.
+    let rate = unsafe { &mut *rate };
+    if rate.window != now {
+        rate.window = now;
+        rate.count = 0;
+    }
+    rate.count += 1;
+    rate.count <= limit
 }
 
 /// Coarse monotonic time in units of 2^`TIME_UNIT_SHIFT` ns.

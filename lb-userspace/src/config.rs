@@ -62,6 +62,10 @@ pub struct Daemon {
     /// Seconds a UDP flow may be idle before its next datagram is balanced afresh.
     #[serde(default = "default_udp_idle")]
     pub udp_idle_timeout_s: u32,
+    /// New DSR flows one CPU records per second before forwarding by hash alone (0 = no
+    /// limit); keeps a flood of new flows from evicting established ones.
+    #[serde(default = "default_new_flow_limit")]
+    pub max_new_flows_per_cpu: u32,
 }
 
 impl Default for Daemon {
@@ -72,12 +76,16 @@ impl Default for Daemon {
             hash_seed: DEFAULT_HASH_SEED,
             socket: None,
             udp_idle_timeout_s: default_udp_idle(),
+            max_new_flows_per_cpu: default_new_flow_limit(),
         }
     }
 }
 
 fn default_instance() -> String {
     "lb".into()
+}
+fn default_new_flow_limit() -> u32 {
+    125_000
 }
 fn default_udp_idle() -> u32 {
     30

@@ -52,6 +52,8 @@ pub fn backend6(i: u8) -> Ipv6Addr {
 /// The namespace of one packet test.
 pub struct Harness {
     ns: Netns,
+    /// New DSR flows per CPU per second the balancer records (0 = no limit).
+    new_flow_limit: u32,
 }
 
 impl Harness {
@@ -143,14 +145,25 @@ impl Harness {
             .expect("enable IPv6 forwarding");
         ns.sysctl("net.ipv4.ip_forward=1")
             .expect("enable forwarding");
-        Harness { ns }
+        Harness {
+            ns,
+            new_flow_limit: 0,
+        }
+    }
+
+    /// The same, with a new-flow limit (see `LoadOptions::max_new_flows_per_cpu`).
+    pub fn with_new_flow_limit(per_second: u32) -> Self {
+        Harness {
+            new_flow_limit: per_second,
+            ..Harness::new()
+        }
     }
 
     /// Loads a balancer inside the namespace and runs `f` with it there.
     pub fn run<R: Send>(&self, f: impl FnOnce(&mut Balancer) -> R + Send) -> R {
         self.ns
             .enter(|| {
-                let mut b = Balancer::open();
+                let mut b = Balancer::open(self.new_flow_limit);
                 f(&mut b)
             })
             .expect("run in namespace")
@@ -171,11 +184,12 @@ pub struct Balancer {
 }
 
 impl Balancer {
-    fn open() -> Self {
+    fn open(new_flow_limit: u32) -> Self {
         let pin_dir = PathBuf::from("/sys/fs/bpf").join(unique_name("lbtest"));
         let opts = LoadOptions {
             hash_seed: SEED,
             udp_idle_timeout_s: UDP_IDLE_S,
+            max_new_flows_per_cpu: new_flow_limit,
         };
         let mut dp = Dataplane::open(&pin_dir, opts).expect("load lb_xdp");
         for iface in ["t0", "t1"] {

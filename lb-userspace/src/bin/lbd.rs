@@ -91,6 +91,7 @@ async fn serve(cfg: Config) -> Result<()> {
     let opts = LoadOptions {
         hash_seed: cfg.lbd.hash_seed,
         udp_idle_timeout_s: cfg.lbd.udp_idle_timeout_s,
+        max_new_flows_per_cpu: cfg.lbd.max_new_flows_per_cpu,
     };
     let mut dp = Dataplane::open(&pin_dir, opts)?;
     for iface in &cfg.lbd.interfaces {
