@@ -15,6 +15,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::bench::{BenchFrame, FRAME_LEN};
+// The panic handler lives in the crate's library.
+use lb_ebpf as _;
 
 /// The frame each iteration starts from.
 #[map]
@@ -77,13 +79,6 @@ pub fn lb_grow(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn lb_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
-}
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // The verifier rejects any program that could reach a panic, so this is never executed.
-    loop {}
 }
 
 /// License the kernel requires for GPL-only helpers.

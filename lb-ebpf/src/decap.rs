@@ -58,13 +58,6 @@ fn decap(ctx: &XdpContext) -> Result<(), lb_common::Reason> {
     packet::store(ctx, 12, inner_type)
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // The verifier rejects any program that could reach a panic, so this is never executed.
-    loop {}
-}
-
 /// License of the program.
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]

@@ -21,13 +21,6 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     stats::count(reason)
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // The verifier rejects any program that could reach a panic, so this is never executed.
-    loop {}
-}
-
 /// License the kernel requires for GPL-only helpers such as `bpf_fib_lookup`.
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]

@@ -51,7 +51,11 @@ pub fn load(pin_dir: &Path, opts: LoadOptions) -> Result<Ebpf> {
         .default_map_pin_directory(pin_dir)
         .override_global(HASH_SEED_GLOBAL, &opts.hash_seed, true)
         .override_global(UDP_IDLE_GLOBAL, &time_units(opts.udp_idle_timeout_s), true)
-        .override_global(NEW_FLOW_LIMIT_GLOBAL, &per_time_unit(opts.max_new_flows_per_cpu), true)
+        .override_global(
+            NEW_FLOW_LIMIT_GLOBAL,
+            &per_time_unit(opts.max_new_flows_per_cpu),
+            true,
+        )
         .load(OBJECT)
         .context("loading the lb-ebpf object (needs root: CAP_BPF and CAP_NET_ADMIN)")
 }

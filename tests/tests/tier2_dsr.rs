@@ -223,7 +223,11 @@ fn past_the_new_flow_limit_dsr_flows_are_forwarded_untracked() {
         lb.add_dsr_vip("dsr", false, 80, &[0]);
         for sport in 40000..40010 {
             let (action, _) = lb.run(&Frame::tcp(CLIENT, sport, VIP, 80, SYN).bytes());
-            assert_eq!(action, xdp_action::REDIRECT, "every flow is still forwarded");
+            assert_eq!(
+                action,
+                xdp_action::REDIRECT,
+                "every flow is still forwarded"
+            );
         }
         let tracked = lb.count(Reason::FwdNat);
         let untracked = lb.count(Reason::FwdUntracked);

@@ -18,6 +18,23 @@ fn conns(lb: &Balancer) -> HashMap<MapData, FlowKey, ConnEntry> {
     HashMap::try_from(Map::LruHashMap(data)).expect("hash map")
 }
 
+/// Backend 0 drained (weight 0: no new flows, tracked ones stay) and backend 1 taking new ones.
+fn drain_backend0(lb: &mut Balancer) {
+    let drained = vec![
+        BackendConfig {
+            addr: backend(0).into(),
+            port: 5353,
+            weight: 0,
+        },
+        BackendConfig {
+            addr: backend(1).into(),
+            port: 5353,
+            weight: 1,
+        },
+    ];
+    lb.ctl.replace_backends("dns", drained).expect("drain");
+}
+
 fn key(proto: u8, sport: u16, dport: u16) -> FlowKey {
     FlowKey {
         src: addr_words(CLIENT.into()),
@@ -77,27 +94,7 @@ fn a_udp_flow_stays_on_its_backend_while_active() {
     Harness::new().run(|lb| {
         lb.add_vip("dns", Proto::Udp, 53, &[(0, 5353, 1)]);
         lb.run(&Frame::udp(CLIENT, 40000, VIP, 53).bytes());
-        let only_b1 = vec![BackendConfig {
-            addr: backend(1).into(),
-            port: 5353,
-            weight: 1,
-        }];
-        lb.ctl.replace_backends("dns", only_b1).expect("swap");
-        // Backend 0 left the ring, but its record is gone too: make it stay by re-adding it
-        // with weight 0 (drained: no new flows, tracked ones stay).
-        let drained = vec![
-            BackendConfig {
-                addr: backend(0).into(),
-                port: 5353,
-                weight: 0,
-            },
-            BackendConfig {
-                addr: backend(1).into(),
-                port: 5353,
-                weight: 1,
-            },
-        ];
-        lb.ctl.replace_backends("dns", drained).expect("drain");
+        drain_backend0(lb);
         let (_, out) = lb.run(&Frame::udp(CLIENT, 40000, VIP, 53).bytes());
         assert_eq!(
             parse_and_verify(&out).dst,
@@ -112,19 +109,7 @@ fn a_udp_flow_idle_past_the_timeout_is_balanced_afresh() {
     Harness::new().run(|lb| {
         lb.add_vip("dns", Proto::Udp, 53, &[(0, 5353, 1)]);
         lb.run(&Frame::udp(CLIENT, 40000, VIP, 53).bytes());
-        let drained = vec![
-            BackendConfig {
-                addr: backend(0).into(),
-                port: 5353,
-                weight: 0,
-            },
-            BackendConfig {
-                addr: backend(1).into(),
-                port: 5353,
-                weight: 1,
-            },
-        ];
-        lb.ctl.replace_backends("dns", drained).expect("drain");
+        drain_backend0(lb);
         // Age the entry past the timeout.
         let k = key(PROTO_UDP, 40000, 53);
         let mut map = conns(lb);

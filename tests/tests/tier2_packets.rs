@@ -14,6 +14,19 @@ use tests::{
     packet::{parse_and_verify, Frame, ACK, SYN},
 };
 
+/// The data path's key of a TCP flow from the test client's `sport` to VIP:80.
+fn tcp_key(sport: u16) -> FlowKey {
+    FlowKey {
+        src: addr_words(CLIENT.into()),
+        dst: addr_words(VIP.into()),
+        sport: sport.to_be(),
+        dport: 80u16.to_be(),
+        proto: PROTO_TCP,
+        family: FAMILY_V4,
+        _pad: [0; 2],
+    }
+}
+
 fn syn() -> Frame {
     Frame::tcp(CLIENT, 40000, VIP, 80, SYN)
 }
@@ -196,15 +209,7 @@ fn backend_is_the_maglev_slot_of_the_flow_hash() {
         let table = maglev::build(&members, vip.ring_size);
         let mut seen = std::collections::HashSet::new();
         for sport in 40000..40064u16 {
-            let key = FlowKey {
-                src: addr_words(CLIENT.into()),
-                dst: addr_words(VIP.into()),
-                sport: sport.to_be(),
-                dport: 80u16.to_be(),
-                proto: PROTO_TCP,
-                family: FAMILY_V4,
-                _pad: [0; 2],
-            };
+            let key = tcp_key(sport);
             let id = table[(flow_hash(SEED, &key) % vip.ring_size) as usize];
             let want = vip
                 .backends
@@ -439,15 +444,7 @@ fn ring_swaps_under_traffic_never_expose_a_half_written_ring() {
                     let after = generation.load(Ordering::SeqCst);
                     assert_eq!(res.return_value, xdp_action::REDIRECT);
                     let got = parse_and_verify(&out[..res.data_size_out as usize]).dst;
-                    let key = FlowKey {
-                        src: addr_words(CLIENT.into()),
-                        dst: addr_words(VIP.into()),
-                        sport: sport.to_be(),
-                        dport: 80u16.to_be(),
-                        proto: PROTO_TCP,
-                        family: FAMILY_V4,
-                        _pad: [0; 2],
-                    };
+                    let key = tcp_key(sport);
                     let slot = (flow_hash(SEED, &key) % 65537) as usize;
                     // Generation g means set g % 4 is live; g - 1 may still be read.
                     let allowed: Vec<Ipv4Addr> = (before.saturating_sub(1)..=after)

@@ -15,22 +15,30 @@ fn vip() -> SocketAddr {
     SocketAddr::from((VIP, VIP_PORT))
 }
 
-/// Opens `n` connections to the VIP from the client; returns connections per backend name
-/// and the number that failed.
-fn burst(lab: &RunningLab, n: usize) -> (BTreeMap<String, usize>, usize) {
+/// Opens `n` connections to `vip` from the client; returns connections per backend name and
+/// the number that failed. Gives up after 5 failures (each costs a probe timeout).
+fn burst_to(lab: &RunningLab, vip: SocketAddr, n: usize) -> (BTreeMap<String, usize>, usize) {
     lab.topo
         .as_client(move || {
             let mut tally = BTreeMap::new();
             let mut failed = 0;
             for _ in 0..n {
-                match tcp_hello(vip()) {
+                match tcp_hello(vip) {
                     Ok(name) => *tally.entry(name).or_insert(0) += 1,
                     Err(_) => failed += 1,
+                }
+                if failed >= 5 {
+                    break;
                 }
             }
             (tally, failed)
         })
         .expect("client namespace")
+}
+
+/// [`burst_to`] the IPv4 NAT VIP.
+fn burst(lab: &RunningLab, n: usize) -> (BTreeMap<String, usize>, usize) {
+    burst_to(lab, vip(), n)
 }
 
 #[test]
@@ -152,21 +160,7 @@ fn lbctl_reports_a_missing_lbd_and_bad_arguments_clearly() {
 #[test]
 fn ipv6_connections_through_the_vip_reach_every_backend() {
     let lab = RunningLab::start(3);
-    let vip6 = SocketAddr::from((VIP6, VIP_PORT));
-    let (tally, failed) = lab
-        .topo
-        .as_client(move || {
-            let mut tally = BTreeMap::new();
-            let mut failed = 0;
-            for _ in 0..90 {
-                match tcp_hello(vip6) {
-                    Ok(name) => *tally.entry(name).or_insert(0usize) += 1,
-                    Err(_) => failed += 1,
-                }
-            }
-            (tally, failed)
-        })
-        .expect("client namespace");
+    let (tally, failed) = burst_to(&lab, SocketAddr::from((VIP6, VIP_PORT)), 90);
     assert_eq!(failed, 0, "{tally:?}");
     assert_eq!(tally.len(), 3, "every backend serves IPv6: {tally:?}");
 }
@@ -178,23 +172,7 @@ fn dsr_connections_with_lb_decap_reach_every_backend_over_ipv4_and_ipv6() {
         SocketAddr::from((VIP_DSR, VIP_PORT)),
         SocketAddr::from((VIP6_DSR, VIP_PORT)),
     ] {
-        let (tally, failed) = lab
-            .topo
-            .as_client(move || {
-                let mut tally = BTreeMap::new();
-                let mut failed = 0;
-                for _ in 0..90 {
-                    match tcp_hello(vip) {
-                        Ok(name) => *tally.entry(name).or_insert(0usize) += 1,
-                        Err(_) => failed += 1,
-                    }
-                    if failed >= 5 {
-                        break;
-                    }
-                }
-                (tally, failed)
-            })
-            .expect("client namespace");
+        let (tally, failed) = burst_to(&lab, vip, 90);
         assert_eq!(failed, 0, "{vip}: {tally:?}");
         assert_eq!(tally.len(), 3, "{vip}: every backend serves: {tally:?}");
     }
