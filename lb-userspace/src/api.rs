@@ -46,6 +46,18 @@ pub struct BackendView {
     pub new_flows: u64,
     /// Flows on it that are still open (from the connection table).
     pub active_flows: u64,
+    /// `active` (weight > 0), `draining` (weight 0, flows still open) or `drained` (weight 0,
+    /// none left: safe to remove).
+    pub state: String,
+}
+
+/// The state of a backend from its weight and active flows.
+pub fn backend_state(weight: u32, active_flows: u64) -> &'static str {
+    match (weight, active_flows) {
+        (0, 0) => "drained",
+        (0, _) => "draining",
+        _ => "active",
+    }
 }
 
 /// A VIP with its backends.

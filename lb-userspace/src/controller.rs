@@ -12,7 +12,7 @@ use lb_common::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    api::{BackendChange, BackendView, StatsView, StatusView, VipView},
+    api::{backend_state, BackendChange, BackendView, StatsView, StatusView, VipView},
     config::{validate_backend, BackendConfig, Config, Mode, VipConfig},
     dataplane::Dataplane,
     maglev::{self, Member},
@@ -360,6 +360,8 @@ impl Controller {
                         bytes: bt.bytes,
                         new_flows: bt.new_flows,
                         active_flows: active.get(&id).copied().unwrap_or(0),
+                        state: backend_state(b.weight, active.get(&id).copied().unwrap_or(0))
+                            .to_string(),
                     }
                 })
                 .collect(),

@@ -184,3 +184,30 @@ fn dsr_connections_with_lb_decap_reach_every_backend_over_ipv4_and_ipv6() {
         "DSR replies bypass the balancer's NAT: {v}"
     );
 }
+
+#[test]
+fn a_drained_backend_takes_no_new_flows_and_reports_drained_when_its_flows_closed() {
+    let lab = RunningLab::start(3);
+    let (before, failed) = burst(&lab, 60);
+    assert_eq!(failed, 0);
+    assert!(before.contains_key(&backend_name(2)), "{before:?}");
+    let drained = format!("{}:{BACKEND_PORT}", backend_addr(2));
+    let out = lab.lbctl(&["backend", "drain", "--vip", "web", &drained]);
+    assert!(out.contains("draining"), "{out}");
+    let (after, failed) = burst(&lab, 120);
+    assert_eq!(failed, 0, "{after:?}");
+    assert_eq!(after.get(&backend_name(2)), None, "drained backend got new flows: {after:?}");
+    // Every connection of the bursts was closed by the client (FIN): none is active.
+    let list: serde_json::Value =
+        serde_json::from_str(&lab.lbctl(&["backend", "list", "--vip", "web", "--json"]))
+            .expect("list JSON");
+    let b = list[0]["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .find(|b| b["port"] == BACKEND_PORT && b["addr"] == backend_addr(2).to_string())
+        .expect("drained backend listed")
+        .clone();
+    assert_eq!(b["weight"], 0);
+    assert_eq!(b["state"], "drained", "{b}");
+}

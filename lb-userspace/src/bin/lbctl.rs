@@ -76,6 +76,29 @@ enum BackendCmd {
         #[arg(long, default_value_t = 1)]
         weight: u32,
     },
+    /// Change a backend's weight (0 = drain).
+    #[command(after_help = "Example:\n  lbctl backend weight --vip web 10.0.0.5:8080 3")]
+    Weight {
+        /// VIP name or ADDR:PORT/PROTO.
+        #[arg(long)]
+        vip: String,
+        /// Backend ADDR:PORT.
+        #[arg(value_parser = parse_addr)]
+        backend: SocketAddr,
+        /// Relative weight, 0-65535.
+        weight: u32,
+    },
+    /// Drain a backend: no new flows, established ones stay; `backend list` shows `drained`
+    /// once none is left.
+    #[command(after_help = "Example:\n  lbctl backend drain --vip web 10.0.0.5:8080")]
+    Drain {
+        /// VIP name or ADDR:PORT/PROTO.
+        #[arg(long)]
+        vip: String,
+        /// Backend ADDR:PORT.
+        #[arg(value_parser = parse_addr)]
+        backend: SocketAddr,
+    },
     /// Remove a backend from a VIP.
     #[command(after_help = "Example:\n  lbctl backend remove --vip web 10.0.0.5:8080")]
     Remove {
@@ -164,17 +187,21 @@ fn run(cli: Cli) -> Result<()> {
                 return print_json(&serde_json::to_value(&vips)?);
             }
             println!(
-                "{:<16} {:<24} {:>5} {:>7}",
-                "VIP", "BACKEND", "ID", "WEIGHT"
+                "{:<16} {:<24} {:>5} {:>7} {:>12} {:>10} {:>8}  STATE",
+                "VIP", "BACKEND", "ID", "WEIGHT", "PACKETS", "NEW FLOWS", "ACTIVE"
             );
             for vip in vips {
                 for b in vip.backends {
                     println!(
-                        "{:<16} {:<24} {:>5} {:>7}",
+                        "{:<16} {:<24} {:>5} {:>7} {:>12} {:>10} {:>8}  {}",
                         vip.name,
                         SocketAddr::new(b.addr, b.port),
                         b.id,
-                        b.weight
+                        b.weight,
+                        b.packets,
+                        b.new_flows,
+                        b.active_flows,
+                        b.state
                     );
                 }
             }
@@ -188,6 +215,16 @@ fn run(cli: Cli) -> Result<()> {
                 json!({"vip": vip, "addr": backend.ip(), "port": backend.port(), "weight": weight});
             let v = client::call(&socket, "POST", "/v1/backends", Some(&body))?;
             report_change(cli.json, "added", &backend, v)?;
+        }
+        Cmd::Backend(BackendCmd::Weight {
+            vip,
+            backend,
+            weight,
+        }) => {
+            set_weight(&socket, cli.json, &vip, &backend, weight, "reweighted")?;
+        }
+        Cmd::Backend(BackendCmd::Drain { vip, backend }) => {
+            set_weight(&socket, cli.json, &vip, &backend, 0, "draining")?;
         }
         Cmd::Backend(BackendCmd::Remove { vip, backend }) => {
             let body = json!({"vip": vip, "addr": backend.ip(), "port": backend.port()});
@@ -207,6 +244,33 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Changes the weight of an existing backend (the API adds it if it is not there, so check).
+fn set_weight(
+    socket: &std::path::Path,
+    json: bool,
+    vip: &str,
+    backend: &SocketAddr,
+    weight: u32,
+    what: &str,
+) -> Result<()> {
+    let vips: Vec<VipView> =
+        serde_json::from_value(client::call(socket, "GET", "/v1/vips", None)?)?;
+    let known = vips
+        .iter()
+        .filter(|v| v.name == vip)
+        .flat_map(|v| &v.backends)
+        .any(|b| SocketAddr::new(b.addr, b.port) == *backend);
+    if !known {
+        anyhow::bail!(
+            "backend: {backend} is not a backend of {vip:?} (see `lbctl backend list`; add one \
+             with `lbctl backend add --vip {vip} {backend}`)"
+        );
+    }
+    let body = json!({"vip": vip, "addr": backend.ip(), "port": backend.port(), "weight": weight});
+    let v = client::call(socket, "POST", "/v1/backends", Some(&body))?;
+    report_change(json, what, backend, v)
 }
 
 fn report_change(json: bool, what: &str, backend: &SocketAddr, v: Value) -> Result<()> {
