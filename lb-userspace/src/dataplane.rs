@@ -125,7 +125,17 @@ where
 
 impl Dataplane {
     /// Loads the object with maps pinned under `pin_dir` and the given load-time settings.
+    /// If it fails, a pin directory it created is removed again (an adopted one is kept).
     pub fn open(pin_dir: &Path, opts: LoadOptions) -> Result<Self> {
+        let adopted = pin_dir.exists();
+        let opened = Self::open_inner(pin_dir, opts);
+        if opened.is_err() && !adopted {
+            let _ = std::fs::remove_dir_all(pin_dir);
+        }
+        opened
+    }
+
+    fn open_inner(pin_dir: &Path, opts: LoadOptions) -> Result<Self> {
         let mut ebpf = object::load(pin_dir, opts)?;
         // Load before taking maps out: the program's map references are resolved now.
         let xdp: &mut Xdp = ebpf
