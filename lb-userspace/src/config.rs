@@ -59,6 +59,9 @@ pub struct Daemon {
     /// API socket path; default /run/lbd/<instance>.sock.
     #[serde(default)]
     pub socket: Option<PathBuf>,
+    /// Loopback address to serve Prometheus metrics on (`/metrics`); none = off.
+    #[serde(default)]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Seconds a UDP flow may be idle before its next datagram is balanced afresh.
     #[serde(default = "default_udp_idle")]
     pub udp_idle_timeout_s: u32,
@@ -75,6 +78,7 @@ impl Default for Daemon {
             interfaces: Vec::new(),
             hash_seed: DEFAULT_HASH_SEED,
             socket: None,
+            metrics: None,
             udp_idle_timeout_s: default_udp_idle(),
             max_new_flows_per_cpu: default_new_flow_limit(),
         }
@@ -225,6 +229,14 @@ impl Config {
                 return Err(err(
                     format!("lbd.interfaces[{i}]"),
                     format!("{iface:?} is not an interface name (1-15 characters, no / or space)"),
+                ));
+            }
+        }
+        if let Some(addr) = self.lbd.metrics {
+            if !addr.ip().is_loopback() {
+                return Err(err(
+                    "lbd.metrics",
+                    format!("{addr} is not a loopback address (the page has no authentication)"),
                 ));
             }
         }

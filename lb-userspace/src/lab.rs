@@ -29,6 +29,8 @@ pub const VIP_PORT: u16 = 80;
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 200, 1, 2);
 /// The port backend servers listen on.
 pub const BACKEND_PORT: u16 = 8080;
+/// Where lbd serves metrics, inside the balancer's namespace.
+pub const METRICS: &str = "127.0.0.1:9669";
 /// How long a probe waits for an answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -143,7 +145,7 @@ impl Topology {
             .map(|i| format!("{i:?}"))
             .collect();
         let mut s = format!(
-            "[lbd]\ninstance = {instance:?}\ninterfaces = [{}]\nsocket = {:?}\n",
+            "[lbd]\ninstance = {instance:?}\ninterfaces = [{}]\nsocket = {:?}\nmetrics = \"{METRICS}\"\n",
             ifaces.join(", "),
             socket.display().to_string()
         );

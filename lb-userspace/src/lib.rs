@@ -6,5 +6,6 @@ pub mod controller;
 pub mod dataplane;
 pub mod lab;
 pub mod maglev;
+pub mod metrics;
 pub mod netns;
 pub mod object;

@@ -155,3 +155,20 @@ fn multicast_vip_is_rejected() {
         "unicast",
     );
 }
+
+#[test]
+fn metrics_must_listen_on_loopback() {
+    rejects(
+        &GOOD.replace(
+            "hash_seed = 42",
+            "hash_seed = 42\nmetrics = \"0.0.0.0:9100\"",
+        ),
+        "lbd.metrics",
+        "loopback",
+    );
+    let ok = GOOD.replace(
+        "hash_seed = 42",
+        "hash_seed = 42\nmetrics = \"127.0.0.1:9100\"",
+    );
+    assert!(Config::parse(&ok).is_ok());
+}

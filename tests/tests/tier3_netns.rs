@@ -196,7 +196,11 @@ fn a_drained_backend_takes_no_new_flows_and_reports_drained_when_its_flows_close
     assert!(out.contains("draining"), "{out}");
     let (after, failed) = burst(&lab, 120);
     assert_eq!(failed, 0, "{after:?}");
-    assert_eq!(after.get(&backend_name(2)), None, "drained backend got new flows: {after:?}");
+    assert_eq!(
+        after.get(&backend_name(2)),
+        None,
+        "drained backend got new flows: {after:?}"
+    );
     // Every connection of the bursts was closed by the client (FIN): none is active.
     let list: serde_json::Value =
         serde_json::from_str(&lab.lbctl(&["backend", "list", "--vip", "web", "--json"]))
@@ -210,4 +214,43 @@ fn a_drained_backend_takes_no_new_flows_and_reports_drained_when_its_flows_close
         .clone();
     assert_eq!(b["weight"], 0);
     assert_eq!(b["state"], "drained", "{b}");
+}
+
+#[test]
+fn prometheus_metrics_show_per_backend_flows_and_verdicts() {
+    use std::io::{Read, Write};
+    let lab = RunningLab::start(2);
+    let (_, failed) = burst(&lab, 40);
+    assert_eq!(failed, 0);
+    let page = lab
+        .topo
+        .lb
+        .enter(|| {
+            let addr: SocketAddr = lb_userspace::lab::METRICS.parse().unwrap();
+            let mut s = std::net::TcpStream::connect(addr).expect("metrics port");
+            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: lbd\r\n\r\n")
+                .unwrap();
+            let mut page = String::new();
+            s.read_to_string(&mut page).unwrap();
+            page
+        })
+        .expect("balancer namespace");
+    assert!(
+        page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"),
+        "{page}"
+    );
+    assert!(
+        page.contains("# TYPE lb_backend_active_flows gauge"),
+        "{page}"
+    );
+    let flows: u64 = page
+        .lines()
+        .filter(|l| l.starts_with("lb_backend_new_flows_total{vip=\"web\","))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(flows, 40, "{page}");
+    assert!(
+        page.contains("lb_packets_total{reason=\"fwd_nat\"}"),
+        "{page}"
+    );
 }

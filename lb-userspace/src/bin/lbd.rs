@@ -8,6 +8,7 @@ use lb_userspace::{
     config::Config,
     controller::{self, Controller},
     dataplane::{self, Dataplane},
+    metrics,
     object::LoadOptions,
 };
 
@@ -87,6 +88,15 @@ fn run(args: Args) -> Result<()> {
 }
 
 async fn serve(cfg: Config) -> Result<()> {
+    // Bound before the kernel is touched: a busy port then leaves nothing behind.
+    let metrics_listener = match cfg.lbd.metrics {
+        Some(addr) => {
+            let listener = metrics::bind(addr).await?;
+            log::info!("metrics on http://{addr}/metrics");
+            Some(listener)
+        }
+        None => None,
+    };
     let pin_dir = PathBuf::from("/sys/fs/bpf").join(&cfg.lbd.instance);
     let opts = LoadOptions {
         hash_seed: cfg.lbd.hash_seed,
@@ -114,6 +124,13 @@ async fn serve(cfg: Config) -> Result<()> {
     let listener = api::bind(&socket)?;
     let (handle, task) = controller::spawn(ctl);
     let refresher = tokio::spawn(refresh_next_hops(handle.clone()));
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = metrics_listener.map(|listener| {
+        let stopped = async {
+            let _ = metrics_stopped.await;
+        };
+        tokio::spawn(metrics::serve(listener, handle.clone(), stopped))
+    });
     log::info!(
         "serving {} VIPs; API on {} (root only)",
         cfg.vips.len(),
@@ -122,6 +139,10 @@ async fn serve(cfg: Config) -> Result<()> {
     let served = api::serve(listener, handle, shutdown_signal()).await;
     refresher.abort();
     let _ = refresher.await;
+    let _ = stop_metrics.send(());
+    if let Some(task) = metrics {
+        let _ = task.await;
+    }
     let _ = std::fs::remove_file(&socket);
     let ctl = task.await.context("controller task")?;
     ctl.into_dataplane().unpin()?;

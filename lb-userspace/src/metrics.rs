@@ -1,0 +1,128 @@
+//! Prometheus text exposition of the data-path counters, served on a TCP address (loopback by
+//! default) at `/metrics`.
+use std::{fmt::Write as _, net::SocketAddr};
+
+use anyhow::{bail, Context, Result};
+use axum::{extract::State, http::header, response::IntoResponse, routing::get, Router};
+
+use crate::{
+    api::{StatsView, VipView},
+    controller::{Command, Handle},
+};
+
+/// Renders the metrics page from the controller's views.
+pub fn render(vips: &[VipView], stats: &StatsView) -> String {
+    let mut out = String::from(
+        "# HELP lb_packets_total Packets by data-path verdict reason.\n\
+         # TYPE lb_packets_total counter\n",
+    );
+    for (reason, n) in &stats.counters {
+        let _ = writeln!(out, "lb_packets_total{{reason=\"{reason}\"}} {n}");
+    }
+    type Field = (&'static str, &'static str, &'static str);
+    let vip_fields: [Field; 3] = [
+        ("lb_vip_packets_total", "Packets to the VIP.", "counter"),
+        ("lb_vip_bytes_total", "Bytes to the VIP.", "counter"),
+        (
+            "lb_vip_new_flows_total",
+            "Flows balanced for the VIP.",
+            "counter",
+        ),
+    ];
+    for (i, (name, help, kind)) in vip_fields.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for v in vips {
+            let value = [v.packets, v.bytes, v.new_flows][i];
+            let _ = writeln!(out, "{name}{{vip=\"{}\"}} {value}", v.name);
+        }
+    }
+    let backend_fields: [Field; 5] = [
+        (
+            "lb_backend_packets_total",
+            "Packets sent to the backend.",
+            "counter",
+        ),
+        (
+            "lb_backend_bytes_total",
+            "Bytes sent to the backend.",
+            "counter",
+        ),
+        (
+            "lb_backend_new_flows_total",
+            "Flows balanced to the backend.",
+            "counter",
+        ),
+        (
+            "lb_backend_active_flows",
+            "Open flows on the backend.",
+            "gauge",
+        ),
+        (
+            "lb_backend_weight",
+            "Ring weight of the backend (0 = draining).",
+            "gauge",
+        ),
+    ];
+    for (i, (name, help, kind)) in backend_fields.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for v in vips {
+            for b in &v.backends {
+                let value = [
+                    b.packets,
+                    b.bytes,
+                    b.new_flows,
+                    b.active_flows,
+                    u64::from(b.weight),
+                ][i];
+                let addr = SocketAddr::new(b.addr, b.port);
+                let _ = writeln!(
+                    out,
+                    "{name}{{vip=\"{}\",backend=\"{addr}\",state=\"{}\"}} {value}",
+                    v.name, b.state
+                );
+            }
+        }
+    }
+    out
+}
+
+async fn metrics(State(h): State<Handle>) -> impl IntoResponse {
+    let page = async {
+        let vips = h.call(Command::Vips).await?;
+        let stats = h.call(Command::Stats).await??;
+        anyhow::Ok(render(&vips, &stats))
+    };
+    match page.await {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("metrics unavailable: {e:#}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// Binds the metrics address; only loopback addresses are accepted (the page is unauthenticated).
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    if !addr.ip().is_loopback() {
+        bail!("lbd.metrics: {addr} is not a loopback address (the page has no authentication)");
+    }
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding metrics on {addr}"))
+}
+
+/// Serves `/metrics` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    handle: Handle,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(handle);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("metrics server")
+}
