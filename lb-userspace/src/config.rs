@@ -59,6 +59,10 @@ pub struct Daemon {
     /// API socket path; default /run/lbd/<instance>.sock.
     #[serde(default)]
     pub socket: Option<PathBuf>,
+    /// Where lbd keeps the desired state, rewritten after every change (CLI included) and
+    /// restored from on start; default /var/lib/lbd/<instance>.toml.
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
     /// Loopback address to serve Prometheus metrics on (`/metrics`); none = off.
     #[serde(default)]
     pub metrics: Option<std::net::SocketAddr>,
@@ -78,6 +82,7 @@ impl Default for Daemon {
             interfaces: Vec::new(),
             hash_seed: DEFAULT_HASH_SEED,
             socket: None,
+            state_file: None,
             metrics: None,
             udp_idle_timeout_s: default_udp_idle(),
             max_new_flows_per_cpu: default_new_flow_limit(),

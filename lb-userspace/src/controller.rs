@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     api::{backend_state, BackendChange, BackendView, StatsView, StatusView, VipView},
-    config::{validate_backend, BackendConfig, Config, Mode, VipConfig},
+    config::{validate_backend, BackendConfig, Config, Daemon, Mode, VipConfig},
     dataplane::Dataplane,
     maglev::{self, Member},
 };
@@ -67,9 +67,14 @@ impl BackendIds {
         self.by_addr.get(addr).map(|(id, _)| *id)
     }
 
-    fn free_id(&self) -> Option<u32> {
-        let used: std::collections::HashSet<u32> =
-            self.by_addr.values().map(|(id, _)| *id).collect();
+    /// A free id, skipping `reserved` ones (pinned records not yet claimed or released).
+    fn free_id(&self, reserved: &HashMap<SocketAddr, u32>) -> Option<u32> {
+        let used: std::collections::HashSet<u32> = self
+            .by_addr
+            .values()
+            .map(|(id, _)| *id)
+            .chain(reserved.values().copied())
+            .collect();
         (1..MAX_BACKENDS).find(|id| !used.contains(id))
     }
 }
@@ -83,6 +88,25 @@ pub struct Controller {
     ids: BackendIds,
     /// The prefilter bitmaps as last written.
     filter: Vec<u64>,
+    /// VIPs found in adopted (pinned) maps and not claimed by the config yet.
+    pinned_vips: HashMap<VipKey, VipMeta>,
+    /// Backend records found in adopted maps and not claimed yet: address -> id.
+    pinned_backends: HashMap<SocketAddr, u32>,
+    /// Where the desired state is written after every change, with the daemon settings.
+    persist: Option<(std::path::PathBuf, Daemon)>,
+}
+
+/// The address of a backend record.
+fn record_addr(b: &Backend) -> SocketAddr {
+    let bytes: Vec<u8> = b.addr.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let ip = if b.family == FAMILY_V4 {
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+    } else {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&bytes);
+        IpAddr::from(a)
+    };
+    SocketAddr::new(ip, u16::from_be(b.port))
 }
 
 /// Prefilter bitmaps for a set of VIPs, where VIP `idx` has `backends` instead of its own.
@@ -114,7 +138,11 @@ fn filter_bits(vips: &[Vip], idx: usize, backends: &[BackendConfig]) -> Vec<u64>
 
 impl Controller {
     /// A controller over a loaded data plane, with no VIPs yet.
+    /// If the maps were adopted from an earlier controller, their VIP ids, live ring buffers
+    /// and backend ids are reused for the same VIPs and backends, so tracked flows keep their
+    /// backends and a ring swap never writes the buffer packets are reading.
     pub fn new(dp: Dataplane, instance: &str, interfaces: &[String]) -> Self {
+        let pinned = dp.pinned_state();
         Controller {
             dp,
             instance: instance.to_string(),
@@ -122,15 +150,59 @@ impl Controller {
             vips: Vec::new(),
             ids: BackendIds::default(),
             filter: vec![0; filter::TOTAL_WORDS as usize],
+            pinned_vips: pinned.vips.into_iter().collect(),
+            pinned_backends: pinned
+                .backends
+                .into_iter()
+                .map(|(id, b)| (record_addr(&b), id))
+                .collect(),
+            persist: None,
         }
     }
 
-    /// Applies every VIP of a validated config.
+    /// After every change, writes the desired state (as a config file) to `path`.
+    pub fn persist_to(&mut self, path: std::path::PathBuf, daemon: Daemon) {
+        self.persist = Some((path, daemon));
+    }
+
+    /// Applies every VIP of a validated config, then drops whatever adopted maps held that
+    /// the config no longer has.
     pub fn apply_config(&mut self, cfg: &Config) -> Result<()> {
         for vip in &cfg.vips {
             self.add_vip(vip.clone())?;
         }
+        for (key, _) in std::mem::take(&mut self.pinned_vips) {
+            self.dp.remove_vip(&key)?;
+        }
+        for (_, id) in std::mem::take(&mut self.pinned_backends) {
+            self.dp.clear_backend(id)?;
+        }
+        self.save();
         Ok(())
+    }
+
+    /// Writes the desired state if persistence is on. A failure is logged: the change is
+    /// already live, and the next successful change writes the file again.
+    fn save(&self) {
+        let Some((path, daemon)) = &self.persist else {
+            return;
+        };
+        let cfg = Config {
+            lbd: daemon.clone(),
+            vips: self.vips.iter().map(|v| v.cfg.clone()).collect(),
+        };
+        let write = || -> Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, toml::to_string(&cfg)?)?;
+            std::fs::rename(&tmp, path)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            log::error!("could not save the state to {}: {e:#}", path.display());
+        }
     }
 
     /// The data plane, e.g. for tests that run packets through it.
@@ -150,9 +222,16 @@ impl Controller {
             bail!("vip: {:?} exists already", cfg.name);
         }
         let used: Vec<u32> = self.vips.iter().map(|v| v.id).collect();
-        let id = (0..MAX_VIPS)
-            .find(|i| !used.contains(i))
-            .ok_or_else(|| anyhow!("vip: all {MAX_VIPS} VIP slots are in use"))?;
+        let reserved: Vec<u32> = self.pinned_vips.values().map(|m| m.vip_id).collect();
+        let (id, ring) = match self.pinned_vips.remove(&vip_key(&cfg)) {
+            Some(meta) if !used.contains(&meta.vip_id) => (meta.vip_id, meta.ring),
+            _ => (
+                (0..MAX_VIPS)
+                    .find(|i| !used.contains(i) && !reserved.contains(i))
+                    .ok_or_else(|| anyhow!("vip: all {MAX_VIPS} VIP slots are in use"))?,
+                0,
+            ),
+        };
         let backends = cfg.backends.clone();
         self.vips.push(Vip {
             cfg: VipConfig {
@@ -160,7 +239,7 @@ impl Controller {
                 ..cfg
             },
             id,
-            ring: 0,
+            ring,
         });
         let idx = self.vips.len() - 1;
         if let Err(e) = self.commit(idx, backends) {
@@ -256,6 +335,7 @@ impl Controller {
         }
         self.dp.set_filter(&next);
         self.filter = next;
+        self.save();
         Ok(())
     }
 
@@ -271,10 +351,13 @@ impl Controller {
             let id = match self.ids.get(&addr) {
                 Some(id) => id,
                 None => {
-                    let id = self
-                        .ids
-                        .free_id()
-                        .ok_or_else(|| anyhow!("backend: all {MAX_BACKENDS} ids are in use"))?;
+                    let id = match self.pinned_backends.remove(&addr) {
+                        Some(id) => id,
+                        None => self
+                            .ids
+                            .free_id(&self.pinned_backends)
+                            .ok_or_else(|| anyhow!("backend: all {MAX_BACKENDS} ids are in use"))?,
+                    };
                     let record = Backend {
                         addr: addr_words(b.addr),
                         port: b.port.to_be(),

@@ -10,7 +10,11 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{Array, DevMapHash, HashMap, Map, MapData, PerCpuArray},
-    programs::{Xdp, XdpMode},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+        Xdp, XdpMode,
+    },
     Ebpf,
 };
 use lb_common::{
@@ -90,6 +94,14 @@ impl Drop for MmapArray {
         // SAFETY: unmapping exactly the region `map` mapped; nothing refers to it afterwards.
         unsafe { libc::munmap(self.base.as_ptr().cast::<c_void>(), self.len) };
     }
+}
+
+/// What adopted maps held when a controller started.
+pub struct PinnedState {
+    /// VIP keys with their metadata (id and live ring).
+    pub vips: Vec<(VipKey, VipMeta)>,
+    /// Backend records by id.
+    pub backends: Vec<(u32, Backend)>,
 }
 
 /// The loaded program and its maps.
@@ -184,13 +196,50 @@ impl Dataplane {
     }
 
     /// Attaches `lb_xdp` to `iface` and lets it redirect frames out of that interface.
+    /// The link is pinned under `<pin_dir>/links/<iface>`, so the program stays attached if the
+    /// controller dies; a link pinned by an earlier controller is adopted and gets this
+    /// program in one atomic replacement, so forwarding never stops.
     pub fn attach(&mut self, iface: &str) -> Result<()> {
         let ifindex = ifindex(iface)?;
-        self.program()?
-            .attach_to_if_index(ifindex, XdpMode::Default)
-            .with_context(|| format!("attaching lb_xdp to {iface}"))?;
+        let links = self.pin_dir.join("links");
+        std::fs::create_dir_all(&links).with_context(|| format!("creating {}", links.display()))?;
+        let path = links.join(iface);
+        let prog = self.program()?;
+        if path.exists() {
+            let pinned = PinnedLink::from_pin(&path)
+                .with_context(|| format!("opening pinned link {}", path.display()))?;
+            let link = XdpLink::try_from(FdLink::from(pinned))
+                .with_context(|| format!("{} is not an XDP link", path.display()))?;
+            prog.attach_to_link(link)
+                .with_context(|| format!("replacing the program on {iface}"))?;
+            log::info!("lb_xdp adopted the pinned link on {iface}");
+        } else {
+            let id = prog
+                .attach_to_if_index(ifindex, XdpMode::Default)
+                .with_context(|| format!("attaching lb_xdp to {iface}"))?;
+            let link = FdLink::try_from(prog.take_link(id)?)
+                .with_context(|| format!("{iface}: the kernel gave no bpf_link to pin"))?;
+            link.pin(&path)
+                .with_context(|| format!("pinning the link of {iface}"))?;
+        }
         self.add_tx_port(ifindex)
             .with_context(|| format!("adding {iface} to {}", map_names::TX_PORTS))
+    }
+
+    /// VIPs (not the ping entries) and backend records found in the maps, as a controller
+    /// that adopts pinned maps finds them.
+    pub fn pinned_state(&self) -> PinnedState {
+        let vips = self
+            .vips
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| k.port != 0)
+            .collect();
+        let backends = (1..lb_common::MAX_BACKENDS)
+            .filter_map(|id| Some((id, self.backends.get(&id, 0).ok()?)))
+            .filter(|(_, b)| b.family != 0)
+            .collect();
+        PinnedState { vips, backends }
     }
 
     /// Lets `lb_xdp` redirect frames out of interface `ifindex`.
@@ -326,7 +375,7 @@ impl Dataplane {
         Ok(active)
     }
 
-    /// Removes the pinned maps (the data path stops once the program is detached).
+    /// Removes the pinned maps and links: the program is detached and the data path stops.
     pub fn unpin(self) -> Result<()> {
         let dir = self.pin_dir.clone();
         drop(self);

@@ -145,9 +145,11 @@ impl Topology {
             .map(|i| format!("{i:?}"))
             .collect();
         let mut s = format!(
-            "[lbd]\ninstance = {instance:?}\ninterfaces = [{}]\nsocket = {:?}\nmetrics = \"{METRICS}\"\n",
+            "[lbd]\ninstance = {instance:?}\ninterfaces = [{}]\nsocket = {:?}\nstate_file = {:?}\n\
+             metrics = \"{METRICS}\"\n",
             ifaces.join(", "),
-            socket.display().to_string()
+            socket.display().to_string(),
+            state_file(socket).display().to_string()
         );
         let vips: [(&str, IpAddr, &str, &str); 5] = [
             ("web", VIP.into(), "tcp", "nat"),
@@ -210,22 +212,10 @@ impl Topology {
         Ok(())
     }
 
-    /// Starts `lbd --config CONFIG` in the balancer namespace and waits for its API socket.
-    pub fn start_lbd(&mut self, bin: &Path, config: &Path, socket: &Path) -> Result<()> {
-        let cmd = self.lb.command(
-            &bin.display().to_string(),
-            &["--config", &config.display().to_string()],
-        )?;
-        self.lb.spawn(cmd)?;
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            self.lb.check_children().context("lbd did not come up")?;
-            if crate::client::request(socket, "GET", "/v1/status", None).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("lbd did not answer on {} within 10 s", socket.display())
+    /// Starts `lbd --config CONFIG` in the balancer namespace and waits for its API socket;
+    /// returns lbd's pid.
+    pub fn start_lbd(&mut self, bin: &Path, config: &Path, socket: &Path) -> Result<u32> {
+        start_lbd_in(&mut self.lb, bin, config, socket)
     }
 
     /// Runs `f` in the client namespace.
@@ -236,6 +226,22 @@ impl Topology {
     {
         self.client.enter(f)
     }
+}
+
+/// Starts `lbd --config CONFIG` in namespace `lb` and waits for its API socket; returns its pid.
+pub fn start_lbd_in(lb: &mut Netns, bin: &Path, config: &Path, socket: &Path) -> Result<u32> {
+    let config = config.display().to_string();
+    let cmd = lb.command(&bin.display().to_string(), &["--config", &config])?;
+    let pid = lb.spawn(cmd)?;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        lb.check_children().context("lbd did not come up")?;
+        if crate::client::request(socket, "GET", "/v1/status", None).is_ok() {
+            return Ok(pid);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("lbd did not answer on {} within 10 s", socket.display())
 }
 
 /// Calls `ready` every 50 ms until it returns true or `limit` passes.
@@ -308,6 +314,11 @@ pub fn udp_hello(socket: &UdpSocket, addr: SocketAddr) -> Result<String> {
     Ok(String::from_utf8_lossy(&buf[..n]).trim().to_string())
 }
 
+/// Where the lab's lbd keeps its state: next to its API socket.
+pub fn state_file(socket: &Path) -> PathBuf {
+    socket.with_extension("state.toml")
+}
+
 /// Writes `text` to a file that is removed when the guard drops.
 pub struct TempFile(PathBuf);
 
@@ -328,6 +339,15 @@ impl TempFile {
 }
 
 impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Removes a file someone else creates (lbd's state file) when the guard drops.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }

@@ -80,6 +80,21 @@ impl Netns {
         Ok(pid)
     }
 
+    /// Sends `signal` to the process `pid` this guard started and, for a fatal one, reaps it.
+    pub fn signal_child(&mut self, pid: u32, signal: nix::sys::signal::Signal) -> Result<()> {
+        let idx = self
+            .children
+            .iter()
+            .position(|c| c.id() == pid)
+            .with_context(|| format!("no child {pid} in {}", self.name))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)?;
+        if signal == nix::sys::signal::Signal::SIGKILL {
+            let mut child = self.children.remove(idx);
+            child.wait()?;
+        }
+        Ok(())
+    }
+
     /// Fails if a process this guard started has exited, with its exit status.
     pub fn check_children(&mut self) -> Result<()> {
         for child in &mut self.children {

@@ -2,8 +2,9 @@
 use std::{path::PathBuf, process::Command};
 
 use lb_userspace::{
-    lab::{TempFile, Topology},
+    lab::{start_lbd_in, state_file, RemoveOnDrop, TempFile, Topology},
     netns::unique_name,
+    netns::Netns,
 };
 
 /// Namespaces with `lb-backend` in every VM and `lbd` in the balancer.
@@ -12,7 +13,11 @@ pub struct RunningLab {
     pub topo: Topology,
     /// lbd's API socket.
     pub socket: PathBuf,
-    _config: TempFile,
+    /// lbd's pid.
+    pub lbd: u32,
+    /// lbd's config file.
+    pub config: TempFile,
+    _state: RemoveOnDrop,
 }
 
 impl RunningLab {
@@ -29,13 +34,30 @@ impl RunningLab {
             &topo.config_toml(&instance, &socket),
         )
         .expect("write config");
-        topo.start_lbd(&crate::bin("lbd"), config.path(), &socket)
+        let state = RemoveOnDrop(state_file(&socket));
+        let lbd = topo
+            .start_lbd(&crate::bin("lbd"), config.path(), &socket)
             .expect("start lbd");
         RunningLab {
             topo,
             socket,
-            _config: config,
+            lbd,
+            config,
+            _state: state,
         }
+    }
+
+    /// Kills lbd with SIGKILL (no cleanup at all) and starts a new one with the same config.
+    /// Borrows only the balancer side, so a client thread can keep using `topo.client`.
+    pub fn kill_and_restart_lbd(
+        lb: &mut Netns,
+        lbd: &mut u32,
+        config: &TempFile,
+        socket: &std::path::Path,
+    ) {
+        lb.signal_child(*lbd, nix::sys::signal::Signal::SIGKILL)
+            .expect("kill lbd");
+        *lbd = start_lbd_in(lb, &crate::bin("lbd"), config.path(), socket).expect("restart lbd");
     }
 
     /// Runs `lbctl --socket <socket> ARGS...` and returns its stdout; panics with stderr on failure.

@@ -254,3 +254,61 @@ fn prometheus_metrics_show_per_backend_flows_and_verdicts() {
         "{page}"
     );
 }
+
+#[test]
+fn lbd_killed_with_sigkill_and_restarted_breaks_no_connection_and_keeps_cli_changes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut lab = RunningLab::start(3);
+    let drained = format!("{}:{BACKEND_PORT}", backend_addr(2));
+    lab.lbctl(&["backend", "drain", "--vip", "web", &drained]);
+    let stop = AtomicBool::new(false);
+    let (ok, failed) = std::thread::scope(|s| {
+        let client_ns = &lab.topo.client;
+        let client = s.spawn(|| {
+            client_ns
+                .enter(|| {
+                    let (mut ok, mut failed) = (0u32, 0u32);
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                    while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                        match tcp_hello(vip()) {
+                            Ok(_) => ok += 1,
+                            Err(_) => failed += 1,
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    (ok, failed)
+                })
+                .expect("client namespace")
+        });
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        RunningLab::kill_and_restart_lbd(&mut lab.topo.lb, &mut lab.lbd, &lab.config, &lab.socket);
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        stop.store(true, Ordering::SeqCst);
+        client.join().expect("client thread")
+    });
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} connections broke across the restart",
+        ok + failed
+    );
+    assert!(ok > 50, "steady traffic ran ({ok} connections)");
+    let list: serde_json::Value =
+        serde_json::from_str(&lab.lbctl(&["backend", "list", "--vip", "web", "--json"]))
+            .expect("list JSON");
+    let weights: Vec<(String, u64)> = list[0]["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .map(|b| {
+            (
+                b["addr"].as_str().unwrap().to_string(),
+                b["weight"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        weights.contains(&(backend_addr(2).to_string(), 0)),
+        "the drain made before the kill survived: {weights:?}"
+    );
+}

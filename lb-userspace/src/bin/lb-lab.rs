@@ -17,7 +17,7 @@ use clap::Parser;
 use lb_userspace::{
     api::StatsView,
     client,
-    lab::{tcp_hello, TempFile, Topology, VIP, VIP6, VIP6_DSR, VIP_DSR, VIP_PORT},
+    lab::{self, tcp_hello, TempFile, Topology, VIP, VIP6, VIP6_DSR, VIP_DSR, VIP_PORT},
     netns::unique_name,
 };
 
@@ -118,6 +118,7 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<()> {
         topo.lb.name(),
         topo.lb_interfaces().join(", ")
     ));
+    let _state = lab::RemoveOnDrop(lab::state_file(&socket));
     topo.start_lbd(&sibling("lbd")?, config.path(), &socket)?;
     let mut failed = 0;
     let vips = [

@@ -37,6 +37,10 @@ struct Args {
     /// API socket path; replaces `lbd.socket` of the config.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// On exit, leave the data path running (programs, links and maps stay pinned; the next
+    /// lbd adopts them). Without it, a clean exit detaches and unpins everything.
+    #[arg(long)]
+    detach: bool,
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,21 @@ fn run(args: Args) -> Result<()> {
         cfg.lbd.socket = Some(socket.clone());
     }
     cfg.validate()?;
+    let state_file = cfg
+        .lbd
+        .state_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/var/lib/lbd/{}.toml", cfg.lbd.instance)));
+    if state_file.exists() {
+        let saved = Config::load(&state_file)
+            .with_context(|| format!("restoring the state saved in {}", state_file.display()))?;
+        log::info!(
+            "restoring {} VIPs from {} (the state of the last run; delete it to start from the config)",
+            saved.vips.len(),
+            state_file.display()
+        );
+        cfg.vips = saved.vips;
+    }
     if !nix::unistd::geteuid().is_root() {
         bail!("must run as root: it loads XDP programs (CAP_BPF, CAP_NET_ADMIN)");
     }
@@ -84,10 +103,10 @@ fn run(args: Args) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(cfg))
+    runtime.block_on(serve(cfg, state_file, args.detach))
 }
 
-async fn serve(cfg: Config) -> Result<()> {
+async fn serve(cfg: Config, state_file: PathBuf, detach: bool) -> Result<()> {
     // Bound before the kernel is touched: a busy port then leaves nothing behind.
     let metrics_listener = match cfg.lbd.metrics {
         Some(addr) => {
@@ -112,6 +131,7 @@ async fn serve(cfg: Config) -> Result<()> {
         log::info!("lb_xdp attached to {iface}");
     }
     let mut ctl = Controller::new(dp, &cfg.lbd.instance, &cfg.lbd.interfaces);
+    ctl.persist_to(state_file, cfg.lbd.clone());
     if let Err(e) = ctl.apply_config(&cfg) {
         let _ = ctl.into_dataplane().unpin();
         return Err(e.context("applying the config"));
@@ -145,12 +165,22 @@ async fn serve(cfg: Config) -> Result<()> {
     }
     let _ = std::fs::remove_file(&socket);
     let ctl = task.await.context("controller task")?;
-    ctl.into_dataplane().unpin()?;
-    log::info!(
-        "stopped: lb_xdp detached from {}, maps unpinned from {}",
-        cfg.lbd.interfaces.join(", "),
-        pin_dir.display()
-    );
+    if detach {
+        log::info!(
+            "stopped, data path left running: lb_xdp stays attached to {} with its maps and \
+             links pinned under {}; the next lbd adopts them",
+            cfg.lbd.interfaces.join(", "),
+            pin_dir.display()
+        );
+    } else {
+        ctl.into_dataplane().unpin()?;
+        log::info!(
+            "stopped, data path removed: lb_xdp detached from {}, maps and links unpinned \
+             from {} (use --detach to leave it running)",
+            cfg.lbd.interfaces.join(", "),
+            pin_dir.display()
+        );
+    }
     served
 }
 
