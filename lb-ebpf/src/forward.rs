@@ -1,6 +1,6 @@
-//! Rewriting and sending: NAT of one address and port with incremental checksums, TTL / hop
-//! limit decrement, a cached next hop (from `bpf_fib_lookup` on a miss or a new epoch), and
-//! redirect through `LB_TX_PORTS`.
+//! Rewriting and sending: NAT of one address and port with incremental checksums and TTL / hop
+//! limit decrement, or DSR encapsulation; then a cached next hop (from `bpf_fib_lookup` on a
+//! miss or a new epoch) and redirect through `LB_TX_PORTS`.
 use aya_ebpf::{
     bindings::{bpf_fib_lookup, xdp_action},
     helpers::generated,

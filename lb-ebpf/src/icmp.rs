@@ -1,5 +1,6 @@
 //! ICMP to VIP addresses: echo requests (ping) are answered by the balancer itself, from the
-//! VIP, with XDP_TX. Other ICMP to a VIP (errors quoting a flow) goes to the stack for now.
+//! VIP, with XDP_TX. Other ICMP to a VIP, errors quoting a flow included, goes to the stack:
+//! forwarding those to the owning backend needs stack room the program does not have yet.
 use aya_ebpf::programs::XdpContext;
 use lb_common::{Reason, VipKey, FAMILY_V4};
 use lb_ebpf::packet;

@@ -1,5 +1,6 @@
-//! The stages of `lb_xdp` after parsing: VIP lookup, connection tracking, ring selection, and
-//! the NAT rewrite in each direction.
+//! The stages of `lb_xdp` after parsing: prefilters, VIP lookup, connection tracking (with UDP
+//! idle expiry and the new-flow limit), ring selection, counters, and handing the packet to
+//! NAT or DSR forwarding; NAT replies are rewritten back to the VIP.
 use aya_ebpf::{helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use lb_common::{
     filter, flow_hash, ring_base, Backend, ConnEntry, FlowKey, Reason, TrafficStats, VipKey,
