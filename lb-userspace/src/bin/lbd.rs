@@ -122,10 +122,15 @@ async fn serve(cfg: Config, state_file: PathBuf, detach: bool) -> Result<()> {
         udp_idle_timeout_s: cfg.lbd.udp_idle_timeout_s,
         max_new_flows_per_cpu: cfg.lbd.max_new_flows_per_cpu,
     };
+    // A data path pinned by an earlier lbd is adopted; if starting fails it is left running
+    // as it was, and only what this lbd created is removed.
+    let adopted = pin_dir.exists();
     let mut dp = Dataplane::open(&pin_dir, opts)?;
     for iface in &cfg.lbd.interfaces {
         if let Err(e) = dp.attach(iface) {
-            let _ = dp.unpin();
+            if !adopted {
+                let _ = dp.unpin();
+            }
             return Err(e);
         }
         log::info!("lb_xdp attached to {iface}");
@@ -133,7 +138,9 @@ async fn serve(cfg: Config, state_file: PathBuf, detach: bool) -> Result<()> {
     let mut ctl = Controller::new(dp, &cfg.lbd.instance, &cfg.lbd.interfaces);
     ctl.persist_to(state_file, cfg.lbd.clone());
     if let Err(e) = ctl.apply_config(&cfg) {
-        let _ = ctl.into_dataplane().unpin();
+        if !adopted {
+            let _ = ctl.into_dataplane().unpin();
+        }
         return Err(e.context("applying the config"));
     }
     let socket = cfg
