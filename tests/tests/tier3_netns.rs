@@ -312,3 +312,75 @@ fn lbd_killed_with_sigkill_and_restarted_breaks_no_connection_and_keeps_cli_chan
         "the drain made before the kill survived: {weights:?}"
     );
 }
+
+#[test]
+fn the_api_refuses_a_non_root_user() {
+    use std::os::unix::process::CommandExt;
+    let lab = RunningLab::start(1);
+    let out = std::process::Command::new(tests::bin("lbctl"))
+        .arg("--socket")
+        .arg(&lab.socket)
+        .arg("status")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run lbctl as nobody");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(
+        lab.lbctl(&["status"]).contains("instance"),
+        "root still gets in"
+    );
+}
+
+#[test]
+fn an_invalid_change_through_the_api_is_refused_and_changes_nothing() {
+    let lab = RunningLab::start(2);
+    let before = lab.lbctl(&["backend", "list", "--json"]);
+    let stats_before: serde_json::Value =
+        serde_json::from_str(&lab.lbctl(&["stats", "--json"])).unwrap();
+    for (body, field) in [
+        (
+            r#"{"vip":"web","addr":"10.200.10.2","port":0}"#,
+            "backend.port",
+        ),
+        (r#"{"vip":"nope","addr":"10.200.10.2","port":8080}"#, "vip"),
+        (
+            r#"{"vip":"web","addr":"fd00::1","port":8080}"#,
+            "backend.addr",
+        ),
+        (
+            r#"{"vip":"web","addr":"10.200.10.2","port":8080,"weight":70000}"#,
+            "backend.weight",
+        ),
+        (r#"{"vip":"web","adr":"10.200.10.2","port":8080}"#, "body"),
+        ("not json", "body"),
+    ] {
+        let (status, v) = lb_userspace::client::request(
+            &lab.socket,
+            "POST",
+            "/v1/backends",
+            Some(&serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.into()))),
+        )
+        .expect("API answers");
+        assert!((400..500).contains(&status), "{body}: HTTP {status}");
+        let msg = v["error"].as_str().unwrap_or_default();
+        assert!(
+            msg.starts_with(field),
+            "{body}: {msg:?} should name {field}"
+        );
+    }
+    assert_eq!(
+        lab.lbctl(&["backend", "list", "--json"]),
+        before,
+        "nothing changed"
+    );
+    let (tally, failed) = burst(&lab, 30);
+    assert_eq!(failed, 0, "still forwarding: {tally:?}");
+    let stats_after: serde_json::Value =
+        serde_json::from_str(&lab.lbctl(&["stats", "--json"])).unwrap();
+    assert!(
+        stats_after["counters"]["fwd_nat"].as_u64() > stats_before["counters"]["fwd_nat"].as_u64()
+    );
+}
