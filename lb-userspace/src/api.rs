@@ -22,6 +22,7 @@ use tokio::net::UnixListener;
 use crate::{
     config::{Mode, Proto},
     controller::{Command, Handle},
+    plan::Plan,
 };
 
 /// Largest request body accepted, in bytes.
@@ -100,6 +101,38 @@ pub struct BackendChange {
     pub weight: Option<u32>,
 }
 
+/// What `POST /v1/plan` is asked: a change to one backend of a VIP.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequest {
+    /// VIP name or `ADDR:PORT/PROTO`.
+    pub vip: String,
+    /// `add`, `remove` or `weight`.
+    pub op: PlanOp,
+    /// Backend address.
+    pub addr: IpAddr,
+    /// Backend port.
+    pub port: u16,
+    /// Weight (`add`: default 1; `weight`: required).
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// Apply the change right after planning it (in one controller step).
+    #[serde(default)]
+    pub apply: bool,
+}
+
+/// The operation a plan is about.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanOp {
+    /// Add a backend (or change its weight if present).
+    Add,
+    /// Remove a backend.
+    Remove,
+    /// Change a backend's weight.
+    Weight,
+}
+
 /// Data-path counters by name.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StatsView {
@@ -170,6 +203,11 @@ async fn remove_backend(State(h): State<Handle>, body: Bytes) -> Result<Json<Vip
     ))
 }
 
+async fn plan(State(h): State<Handle>, body: Bytes) -> Result<Json<Plan>, ApiError> {
+    let req: PlanRequest = parse_body(&body)?;
+    Ok(Json(h.call(|tx| Command::Plan(req, tx)).await??))
+}
+
 async fn stats(State(h): State<Handle>) -> Result<Json<StatsView>, ApiError> {
     Ok(Json(h.call(Command::Stats).await??))
 }
@@ -181,7 +219,8 @@ async fn status(State(h): State<Handle>) -> Result<Json<StatusView>, ApiError> {
 async fn not_found() -> ApiError {
     ApiError(
         StatusCode::NOT_FOUND,
-        "path: no such endpoint (see GET /v1/status, /v1/vips, /v1/stats, POST|DELETE /v1/backends)"
+        "path: no such endpoint (see GET /v1/status, /v1/vips, /v1/stats, POST|DELETE \
+         /v1/backends, POST /v1/plan)"
             .into(),
     )
 }
@@ -217,6 +256,7 @@ pub async fn serve(
             "/v1/backends",
             axum::routing::post(add_backend).delete(remove_backend),
         )
+        .route("/v1/plan", axum::routing::post(plan))
         .route("/v1/stats", get(stats))
         .route("/v1/status", get(status))
         .fallback(not_found)

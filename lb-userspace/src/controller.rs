@@ -12,10 +12,14 @@ use lb_common::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    api::{backend_state, BackendChange, BackendView, StatsView, StatusView, VipView},
+    api::{
+        backend_state, BackendChange, BackendView, PlanOp, PlanRequest, StatsView, StatusView,
+        VipView,
+    },
     config::{validate_backend, BackendConfig, Config, Daemon, Mode, VipConfig},
     dataplane::Dataplane,
     maglev::{self, Member},
+    plan::{self, Plan},
 };
 
 /// Raw network-order words of an address, as `lb-common` stores them.
@@ -305,6 +309,44 @@ impl Controller {
         Ok(self.view_of(idx))
     }
 
+    /// Plans a change to one backend of a VIP and, if asked, applies exactly that change.
+    pub fn plan(&mut self, req: &PlanRequest) -> Result<Plan> {
+        let idx = self.vip_index(&req.vip)?;
+        let target = SocketAddr::new(req.addr, req.port);
+        let before = self.vips[idx].cfg.backends.clone();
+        let mut after = before.clone();
+        let present = after.iter().position(|b| b.socket_addr() == target);
+        match (req.op, present) {
+            (PlanOp::Add, Some(i)) => after[i].weight = req.weight.unwrap_or(1),
+            (PlanOp::Add, None) => after.push(BackendConfig {
+                addr: req.addr,
+                port: req.port,
+                weight: req.weight.unwrap_or(1),
+            }),
+            (PlanOp::Remove, Some(i)) => {
+                after.remove(i);
+            }
+            (PlanOp::Weight, Some(i)) => {
+                after[i].weight = req
+                    .weight
+                    .ok_or_else(|| anyhow!("backend.weight: required for op weight"))?;
+            }
+            (PlanOp::Remove | PlanOp::Weight, None) => bail!(
+                "backend: {target} is not a backend of {:?}",
+                self.vips[idx].cfg.name
+            ),
+        }
+        let mut check = self.vips[idx].cfg.clone();
+        check.backends = after.clone();
+        check.validate("vip")?;
+        let mut p = plan::plan(&check.name, &before, &after, check.ring_size);
+        if req.apply {
+            self.commit(idx, after)?;
+            p.applied = true;
+        }
+        Ok(p)
+    }
+
     /// Makes `backends` the backend set of VIP `idx`: new backend records, then the ring swap
     /// (one atomic VIP update), then release of ids no VIP uses any more. On error nothing the
     /// data path reads has changed.
@@ -509,6 +551,8 @@ pub enum Command {
     Stats(oneshot::Sender<Result<StatsView>>),
     /// Identity and size.
     Status(oneshot::Sender<StatusView>),
+    /// Plan (and maybe apply) a change.
+    Plan(PlanRequest, oneshot::Sender<Result<Plan>>),
     /// Make cached next hops stale so routes and neighbours are looked up again.
     RefreshNextHops,
 }
@@ -558,6 +602,9 @@ pub fn spawn(mut ctl: Controller) -> (Handle, tokio::task::JoinHandle<Controller
                 }
                 Command::Status(reply) => {
                     let _ = reply.send(ctl.status());
+                }
+                Command::Plan(req, reply) => {
+                    let _ = reply.send(ctl.plan(&req));
                 }
                 Command::RefreshNextHops => {
                     if let Err(e) = ctl.dp.bump_nh_epoch() {

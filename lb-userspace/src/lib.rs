@@ -9,3 +9,4 @@ pub mod maglev;
 pub mod metrics;
 pub mod netns;
 pub mod object;
+pub mod plan;

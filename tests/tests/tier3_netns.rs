@@ -384,3 +384,34 @@ fn an_invalid_change_through_the_api_is_refused_and_changes_nothing() {
         stats_after["counters"]["fwd_nat"].as_u64() > stats_before["counters"]["fwd_nat"].as_u64()
     );
 }
+
+#[test]
+fn lbctl_plan_shows_the_moved_share_and_apply_makes_exactly_that_change() {
+    let lab = RunningLab::start(3);
+    let before = lab.lbctl(&["backend", "list", "--json"]);
+    let removed = format!("{}:{BACKEND_PORT}", backend_addr(1));
+    let dry: serde_json::Value =
+        serde_json::from_str(&lab.lbctl(&["plan", "--vip", "web", "--json", "remove", &removed]))
+            .expect("plan JSON");
+    assert_eq!(dry["applied"], false);
+    let moved = dry["moved_share"].as_f64().unwrap();
+    assert!(
+        (0.30..0.40).contains(&moved),
+        "removing 1 of 3 moves about a third: {moved}"
+    );
+    assert_eq!(
+        lab.lbctl(&["backend", "list", "--json"]),
+        before,
+        "a plan changes nothing"
+    );
+    let text = lab.lbctl(&["plan", "--vip", "web", "--apply", "remove", &removed]);
+    assert!(
+        text.contains("(applied)") && text.contains("moves"),
+        "{text}"
+    );
+    let list = lab.lbctl(&["backend", "list", "--vip", "web"]);
+    assert!(!list.contains(&removed), "{list}");
+    let (tally, failed) = burst(&lab, 60);
+    assert_eq!(failed, 0);
+    assert_eq!(tally.get(&backend_name(1)), None, "{tally:?}");
+}

@@ -6,6 +6,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use lb_userspace::{
     api::{self, StatsView, StatusView, VipView},
     client,
+    plan::Plan,
 };
 use serde_json::{json, Value};
 
@@ -42,10 +43,52 @@ enum Cmd {
     Backend(BackendCmd),
     /// Data-path packet counters.
     Stats,
+    /// Before changing a backend: the share of new flows the change would move, overall and
+    /// per backend (from the two Maglev tables); `--apply` then makes exactly that change.
+    #[command(
+        after_help = "Examples:\n  lbctl plan --vip web add 10.0.0.5:8080 --weight 2\n  lbctl plan --vip web remove 10.0.0.5:8080 --apply"
+    )]
+    Plan {
+        /// VIP name or ADDR:PORT/PROTO.
+        #[arg(long)]
+        vip: String,
+        /// Apply the change after planning it.
+        #[arg(long)]
+        apply: bool,
+        #[command(subcommand)]
+        op: PlanCmd,
+    },
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PlanCmd {
+    /// Add a backend (or change its weight).
+    Add {
+        /// Backend ADDR:PORT.
+        #[arg(value_parser = parse_addr)]
+        backend: SocketAddr,
+        /// Relative weight, 0-65535.
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+    },
+    /// Remove a backend.
+    Remove {
+        /// Backend ADDR:PORT.
+        #[arg(value_parser = parse_addr)]
+        backend: SocketAddr,
+    },
+    /// Change a backend's weight.
+    Weight {
+        /// Backend ADDR:PORT.
+        #[arg(value_parser = parse_addr)]
+        backend: SocketAddr,
+        /// Relative weight, 0-65535.
+        weight: u32,
     },
 }
 
@@ -230,6 +273,44 @@ fn run(cli: Cli) -> Result<()> {
             let body = json!({"vip": vip, "addr": backend.ip(), "port": backend.port()});
             let v = client::call(&socket, "DELETE", "/v1/backends", Some(&body))?;
             report_change(cli.json, "removed", &backend, v)?;
+        }
+        Cmd::Plan { vip, apply, op } => {
+            let (op, backend, weight) = match op {
+                PlanCmd::Add { backend, weight } => ("add", backend, Some(weight)),
+                PlanCmd::Remove { backend } => ("remove", backend, None),
+                PlanCmd::Weight { backend, weight } => ("weight", backend, Some(weight)),
+            };
+            let body = json!({"vip": vip, "op": op, "addr": backend.ip(), "port": backend.port(),
+                "weight": weight, "apply": apply});
+            let v = client::call(&socket, "POST", "/v1/plan", Some(&body))?;
+            if cli.json {
+                return print_json(&v);
+            }
+            let p: Plan = serde_json::from_value(v)?;
+            println!(
+                "{op} {backend} on {}: moves {:.2}% of new flows{}",
+                p.vip,
+                100.0 * p.moved_share,
+                if p.applied {
+                    " (applied)"
+                } else {
+                    " (not applied; add --apply)"
+                }
+            );
+            println!(
+                "{:<24} {:>8} {:>8} {:>11} {:>9}",
+                "BACKEND", "BEFORE", "AFTER", "MOVES AWAY", "MOVES IN"
+            );
+            for b in p.backends {
+                println!(
+                    "{:<24} {:>7.2}% {:>7.2}% {:>10.2}% {:>8.2}%",
+                    b.backend,
+                    100.0 * b.share_before,
+                    100.0 * b.share_after,
+                    100.0 * b.moves_away,
+                    100.0 * b.moves_in
+                );
+            }
         }
         Cmd::Stats => {
             let v = get("/v1/stats")?;
