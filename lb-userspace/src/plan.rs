@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn no_change_moves_nothing() {
-        let before = set(5, |i| u32::from(i));
+        let before = set(5, u32::from);
         let p = plan("web", &before, &before, 1021);
         assert_eq!(p.moved_share, 0.0);
         assert!(p
