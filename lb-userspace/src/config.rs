@@ -169,9 +169,80 @@ pub struct VipConfig {
     /// Maglev table size, one of `lb_common::RING_SIZES`.
     #[serde(default = "default_ring_size")]
     pub ring_size: u32,
+    /// Health checking of the backends (none: always considered up).
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
     /// Backends serving the VIP.
     #[serde(default, rename = "backend")]
     pub backends: Vec<BackendConfig>,
+}
+
+/// How a health check probes a backend.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    /// A TCP connection is accepted.
+    #[default]
+    Tcp,
+    /// `GET <path>` answers with the expected HTTP status.
+    Http,
+}
+
+/// `[vip.health]`: HAProxy semantics. A backend goes down after `fall` failed checks in a row
+/// and comes back after `rise` good ones; checks run every `inter_ms`, every `fastinter_ms`
+/// while the state is changing, and every `downinter_ms` while down.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// `tcp` (default) or `http`.
+    #[serde(default)]
+    pub kind: CheckKind,
+    /// HTTP path (`http` only).
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Expected HTTP status (`http` only).
+    #[serde(default = "default_status")]
+    pub expect_status: u16,
+    /// Milliseconds between checks of a steady backend.
+    #[serde(default = "default_inter")]
+    pub inter_ms: u64,
+    /// Milliseconds between checks while the state is changing.
+    #[serde(default = "default_fastinter")]
+    pub fastinter_ms: u64,
+    /// Milliseconds between checks of a down backend.
+    #[serde(default = "default_inter")]
+    pub downinter_ms: u64,
+    /// Milliseconds a check may take.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Good checks in a row that bring a backend up.
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    /// Failed checks in a row that take a backend down.
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+}
+
+fn default_path() -> String {
+    "/".into()
+}
+fn default_status() -> u16 {
+    200
+}
+fn default_inter() -> u64 {
+    2000
+}
+fn default_fastinter() -> u64 {
+    500
+}
+fn default_timeout() -> u64 {
+    1000
+}
+fn default_rise() -> u32 {
+    2
+}
+fn default_fall() -> u32 {
+    3
 }
 
 /// `[[vip.backend]]`: one backend of a VIP.
@@ -304,6 +375,25 @@ impl VipConfig {
         }
         if self.port == 0 {
             return Err(err(format!("{at}.port"), "must be 1-65535"));
+        }
+        if let Some(h) = &self.health {
+            let at = format!("{at}.health");
+            for (name, ms) in [
+                ("inter_ms", h.inter_ms),
+                ("fastinter_ms", h.fastinter_ms),
+                ("downinter_ms", h.downinter_ms),
+                ("timeout_ms", h.timeout_ms),
+            ] {
+                if !(10..=3_600_000).contains(&ms) {
+                    return Err(err(format!("{at}.{name}"), "must be 10-3600000 ms"));
+                }
+            }
+            if !(1..=100).contains(&h.rise) || !(1..=100).contains(&h.fall) {
+                return Err(err(format!("{at}.rise/fall"), "must be 1-100"));
+            }
+            if h.kind == CheckKind::Http && !h.path.starts_with('/') {
+                return Err(err(format!("{at}.path"), "must start with /"));
+            }
         }
         if !RING_SIZES.contains(&self.ring_size) {
             return Err(err(

@@ -92,6 +92,8 @@ pub struct Controller {
     ids: BackendIds,
     /// The prefilter bitmaps as last written.
     filter: Vec<u64>,
+    /// (VIP name, backend) pairs whose health checks say down.
+    down: std::collections::HashSet<(String, SocketAddr)>,
     /// VIPs found in adopted (pinned) maps and not claimed by the config yet.
     pinned_vips: HashMap<VipKey, VipMeta>,
     /// Backend records found in adopted maps and not claimed yet: address -> id.
@@ -154,6 +156,7 @@ impl Controller {
             vips: Vec::new(),
             ids: BackendIds::default(),
             filter: vec![0; filter::TOTAL_WORDS as usize],
+            down: Default::default(),
             pinned_vips: pinned.vips.into_iter().collect(),
             pinned_backends: pinned
                 .backends
@@ -274,11 +277,22 @@ impl Controller {
         };
         validate_backend("backend", &self.vips[idx].cfg, &b)?;
         let mut set = self.vips[idx].cfg.backends.clone();
+        let key = (self.vips[idx].cfg.name.clone(), b.socket_addr());
+        let mut joins_down = false;
         match set.iter_mut().find(|x| x.socket_addr() == b.socket_addr()) {
             Some(x) => x.weight = b.weight,
-            None => set.push(b),
+            None => {
+                // With health checks, a new backend joins the ring after `rise` good checks.
+                joins_down = self.vips[idx].cfg.health.is_some() && self.down.insert(key.clone());
+                set.push(b);
+            }
         }
-        self.commit(idx, set)?;
+        if let Err(e) = self.commit(idx, set) {
+            if joins_down {
+                self.down.remove(&key);
+            }
+            return Err(e);
+        }
         Ok(self.view_of(idx))
     }
 
@@ -296,6 +310,8 @@ impl Controller {
             );
         }
         self.commit(idx, set)?;
+        let name = self.vips[idx].cfg.name.clone();
+        self.down.remove(&(name, target));
         Ok(self.view_of(idx))
     }
 
@@ -307,6 +323,49 @@ impl Controller {
         check.validate("vip")?;
         self.commit(idx, check.backends)?;
         Ok(self.view_of(idx))
+    }
+
+    /// Applies a health check's verdict: a down backend leaves the ring (its tracked flows
+    /// stay, as when draining) and an up one returns with its weight.
+    pub fn set_health(&mut self, vip: &str, addr: SocketAddr, up: bool) -> Result<()> {
+        let idx = self.vip_index(vip)?;
+        if !self.vips[idx]
+            .cfg
+            .backends
+            .iter()
+            .any(|b| b.socket_addr() == addr)
+        {
+            return Ok(());
+        }
+        let key = (vip.to_string(), addr);
+        let changed = if up {
+            self.down.remove(&key)
+        } else {
+            self.down.insert(key)
+        };
+        if changed {
+            log::info!(
+                "{vip}: backend {addr} is {}",
+                if up { "up" } else { "down" }
+            );
+            let set = self.vips[idx].cfg.backends.clone();
+            self.commit(idx, set)?;
+        }
+        Ok(())
+    }
+
+    /// What the health checkers should check, and whether each backend is up now.
+    pub fn health_targets(&self) -> Vec<crate::health::Target> {
+        self.vips
+            .iter()
+            .filter_map(|v| Some((v, v.cfg.health.clone()?)))
+            .flat_map(|(v, h)| {
+                v.cfg.backends.iter().map(move |b| {
+                    let up = !self.down.contains(&(v.cfg.name.clone(), b.socket_addr()));
+                    (v.cfg.name.clone(), b.socket_addr(), h.clone(), up)
+                })
+            })
+            .collect()
     }
 
     /// Plans a change to one backend of a VIP and, if asked, applies exactly that change.
@@ -412,10 +471,12 @@ impl Controller {
                     id
                 }
             };
+            // A backend whose health checks failed takes no new flows, like a drained one.
+            let down = self.down.contains(&(self.vips[idx].cfg.name.clone(), addr));
             members.push(Member {
                 id,
                 addr,
-                weight: b.weight,
+                weight: if down { 0 } else { b.weight },
             });
         }
         let vip = &self.vips[idx];
@@ -485,8 +546,12 @@ impl Controller {
                         bytes: bt.bytes,
                         new_flows: bt.new_flows,
                         active_flows: active.get(&id).copied().unwrap_or(0),
-                        state: backend_state(b.weight, active.get(&id).copied().unwrap_or(0))
-                            .to_string(),
+                        state: if self.down.contains(&(vip.cfg.name.clone(), b.socket_addr())) {
+                            "down".to_string()
+                        } else {
+                            backend_state(b.weight, active.get(&id).copied().unwrap_or(0))
+                                .to_string()
+                        },
                     }
                 })
                 .collect(),
@@ -553,6 +618,17 @@ pub enum Command {
     Status(oneshot::Sender<StatusView>),
     /// Plan (and maybe apply) a change.
     Plan(PlanRequest, oneshot::Sender<Result<Plan>>),
+    /// A health checker's verdict on a backend.
+    SetHealth {
+        /// VIP name.
+        vip: String,
+        /// Backend.
+        addr: SocketAddr,
+        /// Up or down.
+        up: bool,
+    },
+    /// What to health-check.
+    HealthTargets(oneshot::Sender<Vec<crate::health::Target>>),
     /// Make cached next hops stale so routes and neighbours are looked up again.
     RefreshNextHops,
 }
@@ -605,6 +681,14 @@ pub fn spawn(mut ctl: Controller) -> (Handle, tokio::task::JoinHandle<Controller
                 }
                 Command::Plan(req, reply) => {
                     let _ = reply.send(ctl.plan(&req));
+                }
+                Command::SetHealth { vip, addr, up } => {
+                    if let Err(e) = ctl.set_health(&vip, addr, up) {
+                        log::warn!("health of {addr} on {vip}: {e:#}");
+                    }
+                }
+                Command::HealthTargets(reply) => {
+                    let _ = reply.send(ctl.health_targets());
                 }
                 Command::RefreshNextHops => {
                     if let Err(e) = ctl.dp.bump_nh_epoch() {

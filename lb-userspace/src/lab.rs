@@ -57,6 +57,8 @@ pub struct Topology {
     pub lb: Netns,
     /// The client: `eth0`, default route via the balancer.
     pub client: Netns,
+    /// Pid of `lb-backend` in each backend VM.
+    pub servers: Vec<u32>,
 }
 
 impl Topology {
@@ -68,6 +70,7 @@ impl Topology {
             backends: Vec::new(),
             lb,
             client,
+            servers: Vec::new(),
         };
         // Links come up at once: no duplicate address detection delaying the first packets.
         topo.client.sysctl("net.ipv6.conf.default.accept_dad=0")?;
@@ -138,6 +141,7 @@ impl Topology {
 
     /// An lbd config with every backend behind each VIP: NAT on `VIP` (TCP `web`, UDP
     /// `web-udp`) and `VIP6` (`web6`), DSR on `VIP_DSR` (`web-dsr`) and `VIP6_DSR` (`web6-dsr`).
+    /// `web` has fast TCP health checks.
     pub fn config_toml(&self, instance: &str, socket: &Path) -> String {
         let ifaces: Vec<String> = self
             .lb_interfaces()
@@ -167,6 +171,10 @@ impl Topology {
             } else {
                 BACKEND_PORT
             };
+            if name == "web" {
+                s += "[vip.health]\nkind = \"tcp\"\ninter_ms = 200\nfastinter_ms = 100\n\
+                      downinter_ms = 200\ntimeout_ms = 300\nrise = 2\nfall = 2\n";
+            }
             for i in 0..self.backends.len() {
                 let b: IpAddr = if addr.is_ipv4() {
                     backend_addr(i).into()
@@ -182,7 +190,7 @@ impl Topology {
     /// Starts every backend VM: the DSR VIPs on its loopback, `lb-decap` on `eth0`, and
     /// `lb-backend` serving the NAT port and the DSR VIP port; waits until each accepts.
     pub fn start_backends(&mut self, backend_bin: &Path, decap_bin: &Path) -> Result<()> {
-        for (i, ns) in self.backends.iter_mut().enumerate() {
+        for ns in &mut self.backends {
             ns.ip(&["addr", "add", &format!("{VIP_DSR}/32"), "dev", "lo"])?;
             ns.ip(&[
                 "-6",
@@ -195,21 +203,37 @@ impl Topology {
             ])?;
             let decap = ns.command(&decap_bin.display().to_string(), &["--iface", "eth0"])?;
             ns.spawn(decap)?;
-            // Dual-stack: IPv4 clients arrive as v4-mapped addresses.
-            let nat = format!("[::]:{BACKEND_PORT}");
-            let dsr = format!("[::]:{VIP_PORT}");
-            let name = backend_name(i);
-            let args = ["--name", &name, "--listen", &nat, "--listen", &dsr];
-            let server = ns.command(&backend_bin.display().to_string(), &args)?;
-            ns.spawn(server)?;
         }
         for i in 0..self.backends.len() {
-            let addr = SocketAddr::from((backend_addr(i), BACKEND_PORT));
-            let ns = &mut self.backends[i];
-            ns.enter(move || wait_until(Duration::from_secs(5), || tcp_hello(addr).is_ok()))??;
-            ns.check_children().context("backend VM processes")?;
+            let pid = self.start_server(i, backend_bin)?;
+            self.servers.push(pid);
         }
         Ok(())
+    }
+
+    /// Starts `lb-backend` in backend VM `i` (serving the NAT port and the DSR VIP port) and
+    /// waits until it accepts; returns its pid.
+    pub fn start_server(&mut self, i: usize, bin: &Path) -> Result<u32> {
+        let ns = &mut self.backends[i];
+        // Dual-stack: IPv4 clients arrive as v4-mapped addresses.
+        let nat = format!("[::]:{BACKEND_PORT}");
+        let dsr = format!("[::]:{VIP_PORT}");
+        let name = backend_name(i);
+        let args = ["--name", &name, "--listen", &nat, "--listen", &dsr];
+        let pid = ns.spawn(ns.command(&bin.display().to_string(), &args)?)?;
+        let addr = SocketAddr::from((backend_addr(i), BACKEND_PORT));
+        ns.enter(move || wait_until(Duration::from_secs(5), || tcp_hello(addr).is_ok()))??;
+        ns.check_children().context("backend VM processes")?;
+        if let Some(slot) = self.servers.get_mut(i) {
+            *slot = pid;
+        }
+        Ok(pid)
+    }
+
+    /// Kills the server of backend VM `i` (SIGKILL), as a crash would.
+    pub fn kill_server(&mut self, i: usize) -> Result<()> {
+        let pid = self.servers[i];
+        self.backends[i].signal_child(pid, nix::sys::signal::Signal::SIGKILL)
     }
 
     /// Starts `lbd --config CONFIG` in the balancer namespace and waits for its API socket;

@@ -4,6 +4,7 @@ pub mod client;
 pub mod config;
 pub mod controller;
 pub mod dataplane;
+pub mod health;
 pub mod lab;
 pub mod maglev;
 pub mod metrics;

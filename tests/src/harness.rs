@@ -242,6 +242,7 @@ impl Balancer {
                 proto,
                 mode,
                 ring_size: lb_common::RING_SIZES[0],
+                health: None,
                 backends: backends
                     .iter()
                     .map(|&(i, port, weight)| BackendConfig {

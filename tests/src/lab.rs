@@ -15,6 +15,8 @@ pub struct RunningLab {
     pub socket: PathBuf,
     /// lbd's pid.
     pub lbd: u32,
+    /// lbd's instance name (its pins are under /sys/fs/bpf/<instance>).
+    pub instance: String,
     /// lbd's config file.
     pub config: TempFile,
     _state: RemoveOnDrop,
@@ -42,6 +44,7 @@ impl RunningLab {
             topo,
             socket,
             lbd,
+            instance,
             config,
             _state: state,
         }

@@ -415,3 +415,72 @@ fn lbctl_plan_shows_the_moved_share_and_apply_makes_exactly_that_change() {
     assert_eq!(failed, 0);
     assert_eq!(tally.get(&backend_name(1)), None, "{tally:?}");
 }
+
+/// The state of backend `i` of `web` in `lbctl backend list --json`.
+fn web_state(lab: &RunningLab, i: usize) -> String {
+    let list: serde_json::Value =
+        serde_json::from_str(&lab.lbctl(&["backend", "list", "--vip", "web", "--json"]))
+            .expect("list JSON");
+    list[0]["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .find(|b| b["addr"] == backend_addr(i).to_string())
+        .and_then(|b| b["state"].as_str())
+        .unwrap_or("missing")
+        .to_string()
+}
+
+#[test]
+fn a_backend_whose_server_dies_leaves_the_ring_and_returns_when_it_is_back() {
+    let mut lab = RunningLab::start(3);
+    assert_eq!(web_state(&lab, 1), "active");
+    lab.topo.kill_server(1).expect("kill vm1's server");
+    let killed = std::time::Instant::now();
+    // fall (2) x inter (200 ms) + timeout (300 ms) = 700 ms, plus scheduling slack.
+    lb_userspace::lab::wait_until(std::time::Duration::from_secs(3), || {
+        web_state(&lab, 1) == "down"
+    })
+    .expect("vm1 marked down");
+    let detected = killed.elapsed();
+    eprintln!("health detection: vm1 down after {detected:?}");
+    assert!(
+        detected < std::time::Duration::from_millis(1500),
+        "took {detected:?}"
+    );
+    let (tally, failed) = burst(&lab, 60);
+    assert_eq!(
+        failed, 0,
+        "no new connection goes to the dead backend: {tally:?}"
+    );
+    assert_eq!(tally.get(&backend_name(1)), None);
+    lab.topo
+        .start_server(1, &tests::bin("lb-backend"))
+        .expect("revive vm1's server");
+    lb_userspace::lab::wait_until(std::time::Duration::from_secs(3), || {
+        web_state(&lab, 1) == "active"
+    })
+    .expect("vm1 back up after rise checks");
+    let (tally, failed) = burst(&lab, 90);
+    assert_eq!(failed, 0);
+    assert!(
+        tally.contains_key(&backend_name(1)),
+        "vm1 serves again: {tally:?}"
+    );
+}
+
+#[test]
+fn sigterm_stops_lbd_cleanly_removing_its_pins_and_socket() {
+    let lab = RunningLab::start(2);
+    let pins = std::path::Path::new("/sys/fs/bpf").join(&lab.instance);
+    assert!(pins.join("links").exists(), "links pinned while running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(lab.lbd as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    lb_userspace::lab::wait_until(std::time::Duration::from_secs(2), || {
+        !pins.exists() && !lab.socket.exists()
+    })
+    .expect("lbd unpinned and removed its socket within 2 s");
+}

@@ -8,7 +8,7 @@ use lb_userspace::{
     config::Config,
     controller::{self, Controller},
     dataplane::{self, Dataplane},
-    metrics,
+    health, metrics,
     object::LoadOptions,
 };
 
@@ -151,6 +151,7 @@ async fn serve(cfg: Config, state_file: PathBuf, detach: bool) -> Result<()> {
     let listener = api::bind(&socket)?;
     let (handle, task) = controller::spawn(ctl);
     let refresher = tokio::spawn(refresh_next_hops(handle.clone()));
+    let checks = tokio::spawn(health::run(handle.clone()));
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = metrics_listener.map(|listener| {
         let stopped = async {
@@ -166,6 +167,8 @@ async fn serve(cfg: Config, state_file: PathBuf, detach: bool) -> Result<()> {
     let served = api::serve(listener, handle, shutdown_signal()).await;
     refresher.abort();
     let _ = refresher.await;
+    checks.abort();
+    let _ = checks.await;
     let _ = stop_metrics.send(());
     if let Some(task) = metrics {
         let _ = task.await;

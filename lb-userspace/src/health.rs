@@ -1,0 +1,204 @@
+//! Health checks with HAProxy semantics (inter, fastinter, downinter, timeout, rise, fall):
+//! one checker task per (VIP, backend), kept in line with the controller's backends by a
+//! manager task; state changes go to the controller, which takes a down backend out of the
+//! ring (weight 0: its tracked flows are not cut) and puts it back when it is up again.
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    task::JoinHandle,
+    time::timeout,
+};
+
+use crate::{
+    config::{CheckKind, HealthConfig},
+    controller::{Command, Handle},
+};
+
+/// What the manager checks: VIP name, backend, how, and whether it starts up.
+pub type Target = (String, SocketAddr, HealthConfig, bool);
+
+/// The up/down state of one backend and the streak of results that disagree with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthState {
+    /// Whether the backend is up.
+    pub up: bool,
+    streak: u32,
+}
+
+impl HealthState {
+    /// A backend starting up or down.
+    pub fn new(up: bool) -> Self {
+        HealthState { up, streak: 0 }
+    }
+
+    /// Records one check result; returns the new state when it flips (after `fall` failures
+    /// in a row while up, or `rise` successes in a row while down).
+    pub fn record(&mut self, ok: bool, cfg: &HealthConfig) -> Option<bool> {
+        if ok == self.up {
+            self.streak = 0;
+            return None;
+        }
+        self.streak += 1;
+        let needed = if self.up { cfg.fall } else { cfg.rise };
+        if self.streak < needed {
+            return None;
+        }
+        self.up = !self.up;
+        self.streak = 0;
+        Some(self.up)
+    }
+
+    /// Time to the next check: `fastinter` while changing, `downinter` while down, else `inter`.
+    pub fn next_interval(&self, cfg: &HealthConfig) -> Duration {
+        Duration::from_millis(if self.streak > 0 {
+            cfg.fastinter_ms
+        } else if !self.up {
+            cfg.downinter_ms
+        } else {
+            cfg.inter_ms
+        })
+    }
+}
+
+/// One check of `addr`: a TCP connection, or an HTTP GET answered with the expected status,
+/// within the timeout.
+pub async fn probe(addr: SocketAddr, cfg: &HealthConfig) -> bool {
+    let check = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        if cfg.kind == CheckKind::Tcp {
+            return Ok::<bool, std::io::Error>(true);
+        }
+        let request = format!(
+            "GET {} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: lbd-health\r\n\r\n",
+            cfg.path
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head).await?;
+        let line = String::from_utf8_lossy(&head[..n]);
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok());
+        Ok(status == Some(cfg.expect_status))
+    };
+    matches!(
+        timeout(Duration::from_millis(cfg.timeout_ms), check).await,
+        Ok(Ok(true))
+    )
+}
+
+async fn checker(handle: Handle, vip: String, addr: SocketAddr, cfg: HealthConfig, up: bool) {
+    let mut state = HealthState::new(up);
+    loop {
+        let ok = probe(addr, &cfg).await;
+        if let Some(up) = state.record(ok, &cfg) {
+            let cmd = Command::SetHealth {
+                vip: vip.clone(),
+                addr,
+                up,
+            };
+            if handle.send(cmd).await.is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(state.next_interval(&cfg)).await;
+    }
+}
+
+/// A running checker; dropping it stops the check (a dropped `JoinHandle` alone would not).
+struct Checker {
+    cfg: HealthConfig,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Keeps one checker per (VIP, backend) with health checks, as the backends change; runs
+/// until the controller stops or the task is aborted (which stops every checker with it).
+pub async fn run(handle: Handle) {
+    let mut checkers: HashMap<(String, SocketAddr), Checker> = HashMap::new();
+    while let Ok(targets) = handle.call(Command::HealthTargets).await {
+        let wanted: Vec<(String, SocketAddr)> =
+            targets.iter().map(|(v, a, _, _)| (v.clone(), *a)).collect();
+        checkers.retain(|key, _| wanted.contains(key));
+        for (vip, addr, cfg, up) in targets {
+            let key = (vip.clone(), addr);
+            if checkers.get(&key).is_some_and(|c| c.cfg == cfg) {
+                continue;
+            }
+            let task = tokio::spawn(checker(handle.clone(), vip, addr, cfg.clone(), up));
+            checkers.insert(key, Checker { cfg, task });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> HealthConfig {
+        HealthConfig {
+            kind: CheckKind::Tcp,
+            path: "/".into(),
+            expect_status: 200,
+            inter_ms: 1000,
+            fastinter_ms: 100,
+            downinter_ms: 3000,
+            timeout_ms: 500,
+            rise: 2,
+            fall: 3,
+        }
+    }
+
+    #[test]
+    fn goes_down_after_fall_failures_in_a_row() {
+        let c = cfg();
+        let mut s = HealthState::new(true);
+        assert_eq!(s.record(false, &c), None);
+        assert_eq!(
+            s.next_interval(&c),
+            Duration::from_millis(100),
+            "fastinter while changing"
+        );
+        assert_eq!(s.record(false, &c), None);
+        assert_eq!(s.record(false, &c), Some(false));
+        assert_eq!(
+            s.next_interval(&c),
+            Duration::from_millis(3000),
+            "downinter while down"
+        );
+    }
+
+    #[test]
+    fn a_success_resets_the_failure_streak() {
+        let c = cfg();
+        let mut s = HealthState::new(true);
+        s.record(false, &c);
+        s.record(false, &c);
+        assert_eq!(s.record(true, &c), None);
+        assert_eq!(
+            s.next_interval(&c),
+            Duration::from_millis(1000),
+            "inter when steady"
+        );
+        assert_eq!(s.record(false, &c), None, "the streak starts over");
+        assert!(s.up);
+    }
+
+    #[test]
+    fn comes_back_after_rise_successes() {
+        let c = cfg();
+        let mut s = HealthState::new(false);
+        assert_eq!(s.record(true, &c), None);
+        assert_eq!(s.record(true, &c), Some(true));
+        assert_eq!(s.record(true, &c), None, "no flip while steady");
+    }
+}
