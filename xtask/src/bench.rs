@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: data-path ns/packet through BPF_PROG_TEST_RUN (table + JSON).
+//! `cargo xtask bench`: data-path ns/packet through BPF_PROG_TEST_RUN and Maglev build time
+//! (tables + JSON).
 use std::process::Command;
 
 use anyhow::{bail, Result};

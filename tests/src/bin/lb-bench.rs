@@ -1,4 +1,4 @@
-//! `lb-bench` (run by `cargo xtask bench`): ns/packet of `lb_xdp` per traffic class through
+//! `lb-bench` (run by `cargo xtask bench`): Maglev build time, and ns/packet of `lb_xdp` per traffic class through
 //! BPF_PROG_TEST_RUN, net of the harness that restores each iteration's frame. Prints a table
 //! with Katran's figures on this machine kind beside ours, and writes JSON.
 use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
@@ -14,7 +14,10 @@ use lb_common::{
     map_names, prog_names, xdp_action, ConnEntry, FlowKey, DIR_FORWARD, FAMILY_V4, MAX_CONNS,
     PROTO_TCP,
 };
-use lb_userspace::config::Proto;
+use lb_userspace::{
+    config::Proto,
+    maglev::{self, Member},
+};
 use serde_json::json;
 use tests::{
     harness::{Balancer, Harness, CLIENT, CLIENT6, VIP, VIP6},
@@ -347,6 +350,46 @@ fn run(lb: &mut Balancer, json_path: &PathBuf) -> Result<()> {
     Ok(())
 }
 
+/// Maglev table build time (M = 65537) for growing backend counts: median, min, max of 9.
+fn maglev_build_times() -> serde_json::Value {
+    println!("\nMaglev table build, M = 65537, 9 builds each (target: < 5 ms at 1,000 backends)\n");
+    println!(
+        "{:>9} {:>10} {:>10} {:>10}",
+        "backends", "median ms", "min ms", "max ms"
+    );
+    let mut rows = Vec::new();
+    for n in [10u32, 100, 1000, 4096] {
+        let members: Vec<Member> = (1..=n)
+            .map(|i| Member {
+                id: i,
+                addr: std::net::SocketAddr::from((
+                    [10, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+                    8080,
+                )),
+                weight: 1,
+            })
+            .collect();
+        let times: Vec<f64> = (0..RUNS)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                std::hint::black_box(maglev::build(&members, 65537));
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        println!(
+            "{n:>9} {:>10.2} {:>10.2} {:>10.2}",
+            median(&times),
+            min(&times),
+            max(&times)
+        );
+        rows.push(
+            json!({"backends": n, "median_ms": median(&times), "min_ms": min(&times),
+            "max_ms": max(&times)}),
+        );
+    }
+    serde_json::Value::Array(rows)
+}
+
 fn main() -> Result<()> {
     let json_path = PathBuf::from(
         std::env::args()
@@ -354,5 +397,13 @@ fn main() -> Result<()> {
             .unwrap_or_else(|| "target/bench/dataplane.json".into()),
     );
     let harness = Harness::new();
-    harness.run(|lb| run(lb, &json_path))
+    harness.run(|lb| run(lb, &json_path))?;
+    let maglev = maglev_build_times();
+    let path = json_path.with_file_name("controlplane.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&json!({"maglev_build": maglev}))?,
+    )?;
+    println!("JSON: {}", path.display());
+    Ok(())
 }
