@@ -1,6 +1,6 @@
-//! `lb-bench` (run by `cargo xtask bench`): Maglev build time, and ns/packet of `lb_xdp` per traffic class through
-//! BPF_PROG_TEST_RUN, net of the harness that restores each iteration's frame. Prints a table
-//! with Katran's figures on this machine kind beside ours, and writes JSON.
+//! `lb-bench` (run by `cargo xtask bench`): ns/packet of `lb_xdp` per traffic class through
+//! BPF_PROG_TEST_RUN, net of the harness that restores each iteration's frame, with Katran's
+//! figures on this machine kind beside ours; then Maglev build times. Tables and JSON.
 use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use anyhow::{anyhow, bail, Context, Result};
