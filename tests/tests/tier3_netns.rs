@@ -484,3 +484,16 @@ fn sigterm_stops_lbd_cleanly_removing_its_pins_and_socket() {
     })
     .expect("lbd unpinned and removed its socket within 2 s");
 }
+
+#[test]
+fn lbctl_stats_watch_shows_per_backend_rates() {
+    let lab = RunningLab::start(2);
+    let (_, failed) = burst(&lab, 20);
+    assert_eq!(failed, 0);
+    let out = lab.lbctl(&["stats", "--watch", "--interval", "0.2", "--count", "2"]);
+    assert_eq!(out.matches("PKTS/S").count(), 2, "two refreshes: {out}");
+    for i in 0..2 {
+        assert!(out.contains(&format!("{}:{BACKEND_PORT}", backend_addr(i))), "{out}");
+    }
+    assert!(out.contains("active"), "{out}");
+}

@@ -41,8 +41,18 @@ enum Cmd {
     /// Backends of virtual services.
     #[command(subcommand)]
     Backend(BackendCmd),
-    /// Data-path packet counters.
-    Stats,
+    /// Data-path packet counters; with --watch, a live view of per-backend rates.
+    Stats {
+        /// Refresh in place: packets/s and new flows/s per backend, active flows, state.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between refreshes (with --watch).
+        #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
+        interval: f64,
+        /// Stop after this many refreshes (with --watch; default: until Ctrl-C).
+        #[arg(long)]
+        count: Option<u32>,
+    },
     /// Before changing a backend: the share of new flows the change would move, overall and
     /// per backend (from the two Maglev tables); `--apply` then makes exactly that change.
     #[command(
@@ -312,7 +322,12 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Cmd::Stats => {
+        Cmd::Stats {
+            watch: true,
+            interval,
+            count,
+        } => watch(&socket, interval, count)?,
+        Cmd::Stats { .. } => {
             let v = get("/v1/stats")?;
             if cli.json {
                 return print_json(&v);
@@ -352,6 +367,58 @@ fn set_weight(
     let body = json!({"vip": vip, "addr": backend.ip(), "port": backend.port(), "weight": weight});
     let v = client::call(socket, "POST", "/v1/backends", Some(&body))?;
     report_change(json, what, backend, v)
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not 0.1-3600 seconds (example: --interval 2)"
+        )),
+    }
+}
+
+/// The live view: per-backend rates from two samples `interval` seconds apart.
+fn watch(socket: &std::path::Path, interval: f64, count: Option<u32>) -> Result<()> {
+    use std::collections::HashMap;
+    let sample = || -> Result<Vec<VipView>> {
+        Ok(serde_json::from_value(client::call(
+            socket, "GET", "/v1/vips", None,
+        )?)?)
+    };
+    let mut prev: HashMap<(String, SocketAddr), (u64, u64)> = HashMap::new();
+    let mut shown = 0u32;
+    loop {
+        let vips = sample()?;
+        let mut out = String::from("\x1b[2J\x1b[H");
+        out += &format!(
+            "lbctl stats --watch (every {interval} s, Ctrl-C to stop)\n\n{:<14} {:<24} {:<9} {:>6} {:>10} {:>9} {:>8}\n",
+            "VIP", "BACKEND", "STATE", "WEIGHT", "PKTS/S", "NEW/S", "ACTIVE"
+        );
+        for vip in &vips {
+            for b in &vip.backends {
+                let key = (vip.name.clone(), SocketAddr::new(b.addr, b.port));
+                let (p0, n0) = prev.get(&key).copied().unwrap_or((b.packets, b.new_flows));
+                out += &format!(
+                    "{:<14} {:<24} {:<9} {:>6} {:>10.1} {:>9.1} {:>8}\n",
+                    vip.name,
+                    key.1,
+                    b.state,
+                    b.weight,
+                    b.packets.saturating_sub(p0) as f64 / interval,
+                    b.new_flows.saturating_sub(n0) as f64 / interval,
+                    b.active_flows
+                );
+                prev.insert(key, (b.packets, b.new_flows));
+            }
+        }
+        print!("{out}");
+        shown += 1;
+        if count.is_some_and(|c| shown >= c) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_secs_f64(interval));
+    }
 }
 
 fn report_change(json: bool, what: &str, backend: &SocketAddr, v: Value) -> Result<()> {
