@@ -20,7 +20,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::net::UnixListener;
 
 use crate::{
-    config::{Mode, Proto},
+    config::{Mode, Proto, VipConfig},
     controller::{Command, Handle},
     plan::Plan,
 };
@@ -203,6 +203,26 @@ async fn remove_backend(State(h): State<Handle>, body: Bytes) -> Result<Json<Vip
     ))
 }
 
+/// Body of `DELETE /v1/vips`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipName {
+    /// VIP name or `ADDR:PORT/PROTO`.
+    pub name: String,
+}
+
+async fn add_vip(State(h): State<Handle>, body: Bytes) -> Result<Json<Vec<VipView>>, ApiError> {
+    let cfg: VipConfig = parse_body(&body)?;
+    h.call(|tx| Command::AddVip(Box::new(cfg), tx)).await??;
+    Ok(Json(h.call(Command::Vips).await?))
+}
+
+async fn remove_vip(State(h): State<Handle>, body: Bytes) -> Result<Json<Vec<VipView>>, ApiError> {
+    let req: VipName = parse_body(&body)?;
+    h.call(|tx| Command::RemoveVip(req.name, tx)).await??;
+    Ok(Json(h.call(Command::Vips).await?))
+}
+
 async fn plan(State(h): State<Handle>, body: Bytes) -> Result<Json<Plan>, ApiError> {
     let req: PlanRequest = parse_body(&body)?;
     Ok(Json(h.call(|tx| Command::Plan(req, tx)).await??))
@@ -219,8 +239,8 @@ async fn status(State(h): State<Handle>) -> Result<Json<StatusView>, ApiError> {
 async fn not_found() -> ApiError {
     ApiError(
         StatusCode::NOT_FOUND,
-        "path: no such endpoint (see GET /v1/status, /v1/vips, /v1/stats, POST|DELETE \
-         /v1/backends, POST /v1/plan)"
+        "path: no such endpoint (see GET /v1/status, /v1/stats, GET|POST|DELETE /v1/vips, \
+         POST|DELETE /v1/backends, POST /v1/plan)"
             .into(),
     )
 }
@@ -251,7 +271,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let app = Router::new()
-        .route("/v1/vips", get(vips))
+        .route("/v1/vips", get(vips).post(add_vip).delete(remove_vip))
         .route(
             "/v1/backends",
             axum::routing::post(add_backend).delete(remove_backend),

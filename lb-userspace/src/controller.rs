@@ -257,6 +257,29 @@ impl Controller {
         self.dp.answer_pings(self.vips[idx].cfg.addr)
     }
 
+    /// Removes a VIP: new packets to it pass to the stack (removals in reverse order: the VIP
+    /// entry first, then its ping entry if no other VIP shares the address, then backend ids
+    /// and filter bits).
+    pub fn remove_vip(&mut self, name: &str) -> Result<()> {
+        let idx = self.vip_index(name)?;
+        let key = vip_key(&self.vips[idx].cfg);
+        self.dp.remove_vip(&key)?;
+        let vip = self.vips.remove(idx);
+        if !self.vips.iter().any(|v| v.cfg.addr == vip.cfg.addr) {
+            self.dp.stop_answering_pings(vip.cfg.addr)?;
+        }
+        for b in &vip.cfg.backends {
+            self.release(b.socket_addr())?;
+        }
+        self.down.retain(|(v, _)| *v != vip.cfg.name);
+        // Recompute the filter without the VIP (index past the end: no VIP is replaced).
+        let next = filter_bits(&self.vips, usize::MAX, &[]);
+        self.dp.set_filter(&next);
+        self.filter = next;
+        self.save();
+        Ok(())
+    }
+
     fn vip_index(&self, name: &str) -> Result<usize> {
         self.vips
             .iter()
@@ -618,6 +641,10 @@ pub enum Command {
     Status(oneshot::Sender<StatusView>),
     /// Plan (and maybe apply) a change.
     Plan(PlanRequest, oneshot::Sender<Result<Plan>>),
+    /// Add a VIP.
+    AddVip(Box<VipConfig>, oneshot::Sender<Result<()>>),
+    /// Remove a VIP by name.
+    RemoveVip(String, oneshot::Sender<Result<()>>),
     /// A health checker's verdict on a backend.
     SetHealth {
         /// VIP name.
@@ -681,6 +708,12 @@ pub fn spawn(mut ctl: Controller) -> (Handle, tokio::task::JoinHandle<Controller
                 }
                 Command::Plan(req, reply) => {
                     let _ = reply.send(ctl.plan(&req));
+                }
+                Command::AddVip(cfg, reply) => {
+                    let _ = reply.send(ctl.add_vip(*cfg));
+                }
+                Command::RemoveVip(name, reply) => {
+                    let _ = reply.send(ctl.remove_vip(&name));
                 }
                 Command::SetHealth { vip, addr, up } => {
                     if let Err(e) = ctl.set_health(&vip, addr, up) {

@@ -309,18 +309,12 @@ impl Dataplane {
     /// Makes the data path answer pings to `addr` (an address-level `LB_VIPS` entry: port 0,
     /// proto ICMP or ICMPv6). Idempotent.
     pub fn answer_pings(&mut self, addr: std::net::IpAddr) -> Result<()> {
-        let (proto, family) = if addr.is_ipv4() {
-            (lb_common::PROTO_ICMP, lb_common::FAMILY_V4)
-        } else {
-            (lb_common::PROTO_ICMPV6, lb_common::FAMILY_V6)
-        };
-        let key = VipKey {
-            addr: crate::controller::addr_words(addr),
-            port: 0,
-            proto,
-            family,
-        };
-        Ok(self.vips.insert(key, VipMeta::default(), 0)?)
+        Ok(self.vips.insert(ping_key(addr), VipMeta::default(), 0)?)
+    }
+
+    /// Stops answering pings to `addr`.
+    pub fn stop_answering_pings(&mut self, addr: std::net::IpAddr) -> Result<()> {
+        Ok(self.vips.remove(&ping_key(addr))?)
     }
 
     /// Removes a VIP: new packets to it pass to the stack.
@@ -380,6 +374,21 @@ impl Dataplane {
         let dir = self.pin_dir.clone();
         drop(self);
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
+    }
+}
+
+/// The address-level `LB_VIPS` key under which pings to `addr` are answered.
+fn ping_key(addr: std::net::IpAddr) -> VipKey {
+    let (proto, family) = if addr.is_ipv4() {
+        (lb_common::PROTO_ICMP, lb_common::FAMILY_V4)
+    } else {
+        (lb_common::PROTO_ICMPV6, lb_common::FAMILY_V6)
+    };
+    VipKey {
+        addr: crate::controller::addr_words(addr),
+        port: 0,
+        proto,
+        family,
     }
 }
 

@@ -493,7 +493,45 @@ fn lbctl_stats_watch_shows_per_backend_rates() {
     let out = lab.lbctl(&["stats", "--watch", "--interval", "0.2", "--count", "2"]);
     assert_eq!(out.matches("PKTS/S").count(), 2, "two refreshes: {out}");
     for i in 0..2 {
-        assert!(out.contains(&format!("{}:{BACKEND_PORT}", backend_addr(i))), "{out}");
+        assert!(
+            out.contains(&format!("{}:{BACKEND_PORT}", backend_addr(i))),
+            "{out}"
+        );
     }
     assert!(out.contains("active"), "{out}");
+}
+
+#[test]
+fn a_vip_added_live_serves_and_stops_serving_when_removed() {
+    let lab = RunningLab::start(2);
+    let api = SocketAddr::from((std::net::Ipv4Addr::new(10, 200, 0, 30), 8080));
+    let out = lab.lbctl(&[
+        "vip",
+        "add",
+        "--name",
+        "api",
+        "--addr",
+        "10.200.0.30",
+        "--port",
+        "8080",
+    ]);
+    assert!(out.contains("added VIP api"), "{out}");
+    let backend = format!("{}:{BACKEND_PORT}", backend_addr(0));
+    lab.lbctl(&["backend", "add", "--vip", "api", &backend]);
+    let (tally, failed) = burst_to(&lab, api, 10);
+    assert_eq!(
+        (failed, tally.get(&backend_name(0)).copied()),
+        (0, Some(10)),
+        "{tally:?}"
+    );
+    let out = lab.lbctl(&["vip", "remove", "api"]);
+    assert!(out.contains("removed VIP api"), "{out}");
+    assert!(!lab.lbctl(&["vip", "list"]).contains("api"));
+    let (tally, failed) = burst_to(&lab, api, 2);
+    assert!(
+        tally.is_empty() && failed == 2,
+        "removed VIP still served: {tally:?}"
+    );
+    let (_, failed) = burst(&lab, 20);
+    assert_eq!(failed, 0, "the other VIPs are untouched");
 }

@@ -106,6 +106,33 @@ enum PlanCmd {
 enum VipCmd {
     /// List VIPs.
     List,
+    /// Add a VIP (then add backends with `backend add`).
+    #[command(
+        after_help = "Example:\n  lbctl vip add --name api --addr 192.0.2.10 --port 443 --proto tcp --mode dsr"
+    )]
+    Add {
+        /// Name used by the CLI and metrics.
+        #[arg(long)]
+        name: String,
+        /// Address clients connect to.
+        #[arg(long)]
+        addr: std::net::IpAddr,
+        /// Port clients connect to.
+        #[arg(long)]
+        port: u16,
+        /// tcp or udp.
+        #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp"])]
+        proto: String,
+        /// nat or dsr.
+        #[arg(long, default_value = "nat", value_parser = ["nat", "dsr"])]
+        mode: String,
+    },
+    /// Remove a VIP (new packets to it pass to the host's stack).
+    #[command(after_help = "Example:\n  lbctl vip remove api")]
+    Remove {
+        /// VIP name or ADDR:PORT/PROTO.
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -201,6 +228,27 @@ fn run(cli: Cli) -> Result<()> {
             println!("maps        {}", s.pin_dir);
             println!("vips        {}", s.vips);
             println!("backends    {}", s.backends);
+        }
+        Cmd::Vip(VipCmd::Add {
+            name,
+            addr,
+            port,
+            proto,
+            mode,
+        }) => {
+            let body =
+                json!({"name": name, "addr": addr, "port": port, "proto": proto, "mode": mode});
+            client::call(&socket, "POST", "/v1/vips", Some(&body))?;
+            println!("added VIP {name} ({addr} port {port}/{proto}, {mode})");
+        }
+        Cmd::Vip(VipCmd::Remove { name }) => {
+            client::call(
+                &socket,
+                "DELETE",
+                "/v1/vips",
+                Some(&json!({ "name": name })),
+            )?;
+            println!("removed VIP {name}");
         }
         Cmd::Vip(VipCmd::List) => {
             let v = get("/v1/vips")?;
