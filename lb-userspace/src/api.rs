@@ -138,6 +138,12 @@ pub enum PlanOp {
 pub struct StatsView {
     /// Packets per verdict reason, summed over CPUs.
     pub counters: BTreeMap<String, u64>,
+    /// Ring changes the controller applied (backend records, ring swap, VIP update).
+    pub changes: u64,
+    /// Seconds spent applying them, in all.
+    pub change_seconds_total: f64,
+    /// Seconds the last one took.
+    pub last_change_seconds: f64,
 }
 
 /// Identity and size of the running instance.

@@ -92,6 +92,8 @@ pub struct Controller {
     ids: BackendIds,
     /// The prefilter bitmaps as last written.
     filter: Vec<u64>,
+    /// Applied changes: count, seconds in all, seconds of the last one.
+    timings: (u64, f64, f64),
     /// (VIP name, backend) pairs whose health checks say down.
     down: std::collections::HashSet<(String, SocketAddr)>,
     /// VIPs found in adopted (pinned) maps and not claimed by the config yet.
@@ -157,6 +159,7 @@ impl Controller {
             ids: BackendIds::default(),
             filter: vec![0; filter::TOTAL_WORDS as usize],
             down: Default::default(),
+            timings: (0, 0.0, 0.0),
             pinned_vips: pinned.vips.into_iter().collect(),
             pinned_backends: pinned
                 .backends
@@ -433,6 +436,14 @@ impl Controller {
     /// (one atomic VIP update), then release of ids no VIP uses any more. On error nothing the
     /// data path reads has changed.
     fn commit(&mut self, idx: usize, backends: Vec<BackendConfig>) -> Result<()> {
+        let started = std::time::Instant::now();
+        self.commit_timed(idx, backends)?;
+        let took = started.elapsed().as_secs_f64();
+        self.timings = (self.timings.0 + 1, self.timings.1 + took, took);
+        Ok(())
+    }
+
+    fn commit_timed(&mut self, idx: usize, backends: Vec<BackendConfig>) -> Result<()> {
         // Filter bits are set before the entries they guard exist, cleared after they are gone.
         let next = filter_bits(&self.vips, idx, &backends);
         let union: Vec<u64> = self.filter.iter().zip(&next).map(|(a, b)| a | b).collect();
@@ -603,6 +614,9 @@ impl Controller {
                 .iter()
                 .map(|r| (r.name().to_string(), counts[*r as usize]))
                 .collect(),
+            changes: self.timings.0,
+            change_seconds_total: self.timings.1,
+            last_change_seconds: self.timings.2,
         })
     }
 

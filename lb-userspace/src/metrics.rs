@@ -19,6 +19,19 @@ pub fn render(vips: &[VipView], stats: &StatsView) -> String {
     for (reason, n) in &stats.counters {
         let _ = writeln!(out, "lb_packets_total{{reason=\"{reason}\"}} {n}");
     }
+    let _ = write!(
+        out,
+        "# HELP lb_controller_changes_total Ring changes applied.\n\
+         # TYPE lb_controller_changes_total counter\n\
+         lb_controller_changes_total {}\n\
+         # HELP lb_controller_change_seconds_total Seconds spent applying ring changes.\n\
+         # TYPE lb_controller_change_seconds_total counter\n\
+         lb_controller_change_seconds_total {}\n\
+         # HELP lb_controller_last_change_seconds Seconds the last ring change took.\n\
+         # TYPE lb_controller_last_change_seconds gauge\n\
+         lb_controller_last_change_seconds {}\n",
+        stats.changes, stats.change_seconds_total, stats.last_change_seconds
+    );
     type Field = (&'static str, &'static str, &'static str);
     let vip_fields: [Field; 3] = [
         ("lb_vip_packets_total", "Packets to the VIP.", "counter"),
