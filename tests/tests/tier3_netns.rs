@@ -253,6 +253,15 @@ fn prometheus_metrics_show_per_backend_flows_and_verdicts() {
         page.contains("lb_packets_total{reason=\"fwd_nat\"}"),
         "{page}"
     );
+    let changes: u64 = page
+        .lines()
+        .find_map(|l| l.strip_prefix("lb_controller_changes_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        changes >= 5,
+        "one ring change per configured VIP at least: {changes}"
+    );
 }
 
 #[test]
