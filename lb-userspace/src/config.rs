@@ -186,6 +186,9 @@ pub enum CheckKind {
     Tcp,
     /// `GET <path>` answers with the expected HTTP status.
     Http,
+    /// The backend's agent (on `agent_port`) answers with HAProxy agent-check words: `up`,
+    /// `down`, `drain`, and a weight percentage such as `75%`.
+    Agent,
 }
 
 /// `[vip.health]`: HAProxy semantics. A backend goes down after `fall` failed checks in a row
@@ -203,6 +206,9 @@ pub struct HealthConfig {
     /// Expected HTTP status (`http` only).
     #[serde(default = "default_status")]
     pub expect_status: u16,
+    /// Port of the backend's agent (`agent` only).
+    #[serde(default)]
+    pub agent_port: u16,
     /// Milliseconds between checks of a steady backend.
     #[serde(default = "default_inter")]
     pub inter_ms: u64,
@@ -393,6 +399,9 @@ impl VipConfig {
             }
             if h.kind == CheckKind::Http && !h.path.starts_with('/') {
                 return Err(err(format!("{at}.path"), "must start with /"));
+            }
+            if h.kind == CheckKind::Agent && h.agent_port == 0 {
+                return Err(err(format!("{at}.agent_port"), "required for kind agent"));
             }
         }
         if !RING_SIZES.contains(&self.ring_size) {

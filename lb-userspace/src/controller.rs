@@ -16,7 +16,7 @@ use crate::{
         backend_state, BackendChange, BackendView, PlanOp, PlanRequest, StatsView, StatusView,
         VipView,
     },
-    config::{validate_backend, BackendConfig, Config, Daemon, Mode, VipConfig},
+    config::{validate_backend, BackendConfig, Config, Daemon, Mode, VipConfig, MAX_WEIGHT},
     dataplane::Dataplane,
     maglev::{self, Member},
     plan::{self, Plan},
@@ -94,6 +94,8 @@ pub struct Controller {
     filter: Vec<u64>,
     /// Applied changes: count, seconds in all, seconds of the last one.
     timings: (u64, f64, f64),
+    /// Weight percentages reported by backends' agents, by (VIP name, backend).
+    agent_percent: HashMap<(String, SocketAddr), u32>,
     /// (VIP name, backend) pairs whose health checks say down.
     down: std::collections::HashSet<(String, SocketAddr)>,
     /// VIPs found in adopted (pinned) maps and not claimed by the config yet.
@@ -159,6 +161,7 @@ impl Controller {
             ids: BackendIds::default(),
             filter: vec![0; filter::TOTAL_WORDS as usize],
             down: Default::default(),
+            agent_percent: HashMap::new(),
             timings: (0, 0.0, 0.0),
             pinned_vips: pinned.vips.into_iter().collect(),
             pinned_backends: pinned
@@ -380,6 +383,38 @@ impl Controller {
         Ok(())
     }
 
+    /// Applies an agent's weight percentage (0 = drain) to a backend's configured weight.
+    pub fn set_agent_weight(&mut self, vip: &str, addr: SocketAddr, percent: u32) -> Result<()> {
+        let idx = self.vip_index(vip)?;
+        if !self.vips[idx]
+            .cfg
+            .backends
+            .iter()
+            .any(|b| b.socket_addr() == addr)
+        {
+            return Ok(());
+        }
+        let key = (vip.to_string(), addr);
+        let old = self.agent_percent.insert(key, percent).unwrap_or(100);
+        if old != percent {
+            log::info!("{vip}: agent of {addr} reports {percent}%");
+            let set = self.vips[idx].cfg.backends.clone();
+            self.commit(idx, set)?;
+        }
+        Ok(())
+    }
+
+    /// The weight a backend of VIP `vip` has in the ring: 0 while its health checks say down,
+    /// else its configured weight scaled by its agent's percentage.
+    fn effective_weight(&self, vip: &str, b: &BackendConfig) -> u32 {
+        let key = (vip.to_string(), b.socket_addr());
+        if self.down.contains(&key) {
+            return 0;
+        }
+        let percent = self.agent_percent.get(&key).copied().unwrap_or(100);
+        (u64::from(b.weight) * u64::from(percent) / 100).min(u64::from(MAX_WEIGHT)) as u32
+    }
+
     /// What the health checkers should check, and whether each backend is up now.
     pub fn health_targets(&self) -> Vec<crate::health::Target> {
         self.vips
@@ -506,11 +541,10 @@ impl Controller {
                 }
             };
             // A backend whose health checks failed takes no new flows, like a drained one.
-            let down = self.down.contains(&(self.vips[idx].cfg.name.clone(), addr));
             members.push(Member {
                 id,
                 addr,
-                weight: if down { 0 } else { b.weight },
+                weight: self.effective_weight(&self.vips[idx].cfg.name, b),
             });
         }
         let vip = &self.vips[idx];
@@ -583,8 +617,8 @@ impl Controller {
                         state: if self.down.contains(&(vip.cfg.name.clone(), b.socket_addr())) {
                             "down".to_string()
                         } else {
-                            backend_state(b.weight, active.get(&id).copied().unwrap_or(0))
-                                .to_string()
+                            let weight = self.effective_weight(&vip.cfg.name, b);
+                            backend_state(weight, active.get(&id).copied().unwrap_or(0)).to_string()
                         },
                     }
                 })
@@ -670,6 +704,15 @@ pub enum Command {
     },
     /// What to health-check.
     HealthTargets(oneshot::Sender<Vec<crate::health::Target>>),
+    /// A backend's agent reported a weight percentage (0 = drain).
+    SetAgentWeight {
+        /// VIP name.
+        vip: String,
+        /// Backend.
+        addr: SocketAddr,
+        /// Percent of the configured weight.
+        percent: u32,
+    },
     /// Make cached next hops stale so routes and neighbours are looked up again.
     RefreshNextHops,
 }
@@ -736,6 +779,11 @@ pub fn spawn(mut ctl: Controller) -> (Handle, tokio::task::JoinHandle<Controller
                 }
                 Command::HealthTargets(reply) => {
                     let _ = reply.send(ctl.health_targets());
+                }
+                Command::SetAgentWeight { vip, addr, percent } => {
+                    if let Err(e) = ctl.set_agent_weight(&vip, addr, percent) {
+                        log::warn!("agent weight of {addr} on {vip}: {e:#}");
+                    }
                 }
                 Command::RefreshNextHops => {
                     if let Err(e) = ctl.dp.bump_nh_epoch() {

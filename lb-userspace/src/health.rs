@@ -62,13 +62,59 @@ impl HealthState {
     }
 }
 
-/// One check of `addr`: a TCP connection, or an HTTP GET answered with the expected status,
-/// within the timeout.
-pub async fn probe(addr: SocketAddr, cfg: &HealthConfig) -> bool {
+/// What an agent reported, in HAProxy's agent-check words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentReport {
+    /// `down`, `fail`, `stopped` or `maint` was said.
+    pub down: bool,
+    /// Weight percentage: `drain` is 0, `NN%` is NN, neither is 100.
+    pub percent: u32,
+}
+
+/// Parses an agent's line (words separated by spaces or commas; unknown words are ignored).
+pub fn parse_agent(line: &str) -> AgentReport {
+    let mut report = AgentReport {
+        down: false,
+        percent: 100,
+    };
+    for word in line
+        .split([' ', ',', '\t', '\r', '\n'])
+        .filter(|w| !w.is_empty())
+    {
+        let word = word.to_ascii_lowercase();
+        match word.as_str() {
+            "down" | "fail" | "stopped" | "maint" => report.down = true,
+            "drain" => report.percent = 0,
+            "up" | "ready" => report.down = false,
+            _ => {
+                if let Some(p) = word.strip_suffix('%').and_then(|p| p.parse::<u32>().ok()) {
+                    report.percent = p.min(256);
+                }
+            }
+        }
+    }
+    report
+}
+
+/// One check of `addr`: a TCP connection, an HTTP GET answered with the expected status, or
+/// the agent's report, within the timeout. `None` means the check failed.
+pub async fn probe(addr: SocketAddr, cfg: &HealthConfig) -> Option<AgentReport> {
+    let up = AgentReport {
+        down: false,
+        percent: 100,
+    };
     let check = async {
+        if cfg.kind == CheckKind::Agent {
+            let mut stream = TcpStream::connect(SocketAddr::new(addr.ip(), cfg.agent_port)).await?;
+            let mut line = [0u8; 128];
+            let n = stream.read(&mut line).await?;
+            return Ok::<_, std::io::Error>(Some(parse_agent(&String::from_utf8_lossy(
+                &line[..n],
+            ))));
+        }
         let mut stream = TcpStream::connect(addr).await?;
         if cfg.kind == CheckKind::Tcp {
-            return Ok::<bool, std::io::Error>(true);
+            return Ok(Some(up));
         }
         let request = format!(
             "GET {} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: lbd-health\r\n\r\n",
@@ -82,18 +128,32 @@ pub async fn probe(addr: SocketAddr, cfg: &HealthConfig) -> bool {
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse::<u16>().ok());
-        Ok(status == Some(cfg.expect_status))
+        Ok((status == Some(cfg.expect_status)).then_some(up))
     };
-    matches!(
-        timeout(Duration::from_millis(cfg.timeout_ms), check).await,
-        Ok(Ok(true))
-    )
+    match timeout(Duration::from_millis(cfg.timeout_ms), check).await {
+        Ok(Ok(report)) => report,
+        _ => None,
+    }
 }
 
 async fn checker(handle: Handle, vip: String, addr: SocketAddr, cfg: HealthConfig, up: bool) {
     let mut state = HealthState::new(up);
+    let mut percent = 100;
     loop {
-        let ok = probe(addr, &cfg).await;
+        let report = probe(addr, &cfg).await;
+        // An agent's weight applies at once; reachability and `down` go through rise/fall.
+        if let Some(r) = report.filter(|r| !r.down && r.percent != percent) {
+            percent = r.percent;
+            let cmd = Command::SetAgentWeight {
+                vip: vip.clone(),
+                addr,
+                percent,
+            };
+            if handle.send(cmd).await.is_err() {
+                return;
+            }
+        }
+        let ok = report.is_some_and(|r| !r.down);
         if let Some(up) = state.record(ok, &cfg) {
             let cmd = Command::SetHealth {
                 vip: vip.clone(),
@@ -144,11 +204,46 @@ pub async fn run(handle: Handle) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn agent_words_are_read_like_haproxy() {
+        assert_eq!(
+            parse_agent("up 100%\n"),
+            AgentReport {
+                down: false,
+                percent: 100
+            }
+        );
+        assert_eq!(
+            parse_agent("75%"),
+            AgentReport {
+                down: false,
+                percent: 75
+            }
+        );
+        assert_eq!(
+            parse_agent("drain"),
+            AgentReport {
+                down: false,
+                percent: 0
+            }
+        );
+        assert!(parse_agent("down #maintenance").down);
+        assert_eq!(parse_agent("ready,50%").percent, 50);
+        assert_eq!(
+            parse_agent("garbage"),
+            AgentReport {
+                down: false,
+                percent: 100
+            }
+        );
+    }
+
     fn cfg() -> HealthConfig {
         HealthConfig {
             kind: CheckKind::Tcp,
             path: "/".into(),
             expect_status: 200,
+            agent_port: 0,
             inter_ms: 1000,
             fastinter_ms: 100,
             downinter_ms: 3000,

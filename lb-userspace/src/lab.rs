@@ -27,6 +27,8 @@ pub const VIP6_DSR: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 0x20)
 pub const VIP_PORT: u16 = 80;
 /// The client's address.
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 200, 1, 2);
+/// The port of the backend servers' agents (`lb-backend --agent`).
+pub const AGENT_PORT: u16 = 9000;
 /// The port backend servers listen on.
 pub const BACKEND_PORT: u16 = 8080;
 /// Where lbd serves metrics, inside the balancer's namespace.
@@ -214,12 +216,25 @@ impl Topology {
     /// Starts `lb-backend` in backend VM `i` (serving the NAT port and the DSR VIP port) and
     /// waits until it accepts; returns its pid.
     pub fn start_server(&mut self, i: usize, bin: &Path) -> Result<u32> {
+        let state = self.agent_state_file(i).display().to_string();
         let ns = &mut self.backends[i];
         // Dual-stack: IPv4 clients arrive as v4-mapped addresses.
         let nat = format!("[::]:{BACKEND_PORT}");
         let dsr = format!("[::]:{VIP_PORT}");
         let name = backend_name(i);
-        let args = ["--name", &name, "--listen", &nat, "--listen", &dsr];
+        let agent = format!("[::]:{AGENT_PORT}");
+        let args = [
+            "--name",
+            &name,
+            "--listen",
+            &nat,
+            "--listen",
+            &dsr,
+            "--agent",
+            &agent,
+            "--agent-state",
+            &state,
+        ];
         let pid = ns.spawn(ns.command(&bin.display().to_string(), &args)?)?;
         let addr = SocketAddr::from((backend_addr(i), BACKEND_PORT));
         ns.enter(move || wait_until(Duration::from_secs(5), || tcp_hello(addr).is_ok()))??;
@@ -228,6 +243,11 @@ impl Topology {
             *slot = pid;
         }
         Ok(pid)
+    }
+
+    /// The file whose first line backend VM `i`'s agent answers with (absent: `up 100%`).
+    pub fn agent_state_file(&self, i: usize) -> PathBuf {
+        std::env::temp_dir().join(format!("{}.agent", self.backends[i].name()))
     }
 
     /// Kills the server of backend VM `i` (SIGKILL), as a crash would.
@@ -266,6 +286,14 @@ pub fn start_lbd_in(lb: &mut Netns, bin: &Path, config: &Path, socket: &Path) ->
         std::thread::sleep(Duration::from_millis(50));
     }
     bail!("lbd did not answer on {} within 10 s", socket.display())
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for i in 0..self.backends.len() {
+            let _ = std::fs::remove_file(self.agent_state_file(i));
+        }
+    }
 }
 
 /// Calls `ready` every 50 ms until it returns true or `limit` passes.

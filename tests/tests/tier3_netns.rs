@@ -544,3 +544,61 @@ fn a_vip_added_live_serves_and_stops_serving_when_removed() {
     let (_, failed) = burst(&lab, 20);
     assert_eq!(failed, 0, "the other VIPs are untouched");
 }
+
+#[test]
+fn an_agent_check_drains_downs_and_reweights_a_backend() {
+    let lab = RunningLab::start(2);
+    let vip = SocketAddr::from((std::net::Ipv4Addr::new(10, 200, 0, 40), 8080));
+    let body = serde_json::json!({
+        "name": "agentweb", "addr": "10.200.0.40", "port": 8080, "proto": "tcp",
+        "health": {"kind": "agent", "agent_port": lb_userspace::lab::AGENT_PORT,
+            "inter_ms": 100, "fastinter_ms": 50, "downinter_ms": 100, "timeout_ms": 300,
+            "rise": 1, "fall": 1},
+        "backend": [
+            {"addr": backend_addr(0).to_string(), "port": BACKEND_PORT},
+            {"addr": backend_addr(1).to_string(), "port": BACKEND_PORT},
+        ],
+    });
+    lb_userspace::client::call(&lab.socket, "POST", "/v1/vips", Some(&body)).expect("add VIP");
+    let state = |i: usize| -> String {
+        let list: serde_json::Value =
+            serde_json::from_str(&lab.lbctl(&["backend", "list", "--vip", "agentweb", "--json"]))
+                .unwrap();
+        list[0]["backends"][i]["state"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string()
+    };
+    let wait = |i: usize, want: &[&str]| {
+        lb_userspace::lab::wait_until(std::time::Duration::from_secs(3), || {
+            want.contains(&state(i).as_str())
+        })
+        .unwrap_or_else(|_| panic!("backend {i} never became {want:?} (is {})", state(i)));
+    };
+    wait(1, &["active"]);
+    let (tally, failed) = burst_to(&lab, vip, 40);
+    assert_eq!(failed, 0);
+    assert!(tally.contains_key(&backend_name(1)), "{tally:?}");
+
+    std::fs::write(lab.topo.agent_state_file(1), "drain\n").unwrap();
+    wait(1, &["draining", "drained"]);
+    let (tally, failed) = burst_to(&lab, vip, 40);
+    assert_eq!(failed, 0);
+    assert_eq!(
+        tally.get(&backend_name(1)),
+        None,
+        "drained by its agent: {tally:?}"
+    );
+
+    std::fs::write(lab.topo.agent_state_file(1), "down\n").unwrap();
+    wait(1, &["down"]);
+
+    std::fs::write(lab.topo.agent_state_file(1), "up 100%\n").unwrap();
+    wait(1, &["active"]);
+    let (tally, failed) = burst_to(&lab, vip, 40);
+    assert_eq!(failed, 0);
+    assert!(
+        tally.contains_key(&backend_name(1)),
+        "back in the ring: {tally:?}"
+    );
+}

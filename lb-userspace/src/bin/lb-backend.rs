@@ -22,6 +22,14 @@ struct Args {
     /// Address and port to serve on, TCP and UDP (repeatable; `[::]:PORT` is dual-stack).
     #[arg(long, default_value = "[::]:8080")]
     listen: Vec<SocketAddr>,
+    /// Serve the load-balancer agent check here: each connection gets one line in HAProxy's
+    /// agent-check words (`up`, `down`, `drain`, `75%`...).
+    #[arg(long, value_name = "ADDR")]
+    agent: Option<SocketAddr>,
+    /// File whose first line is the agent's answer (re-read for every check); default
+    /// `up 100%` when absent.
+    #[arg(long, value_name = "FILE", requires = "agent")]
+    agent_state: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +66,12 @@ async fn serve(args: Args) -> Result<()> {
         servers.spawn(serve_udp(udp, greeting.clone()));
         servers.spawn(serve_tcp(tcp, greeting.clone()));
     }
+    if let Some(addr) = args.agent {
+        let agent = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("agent bind {addr}"))?;
+        servers.spawn(serve_agent(agent, args.agent_state));
+    }
     match servers.join_next().await {
         Some(Ok(result)) => result,
         Some(Err(e)) => Err(e.into()),
@@ -71,6 +85,25 @@ async fn serve_udp(udp: UdpSocket, greeting: String) -> Result<()> {
     loop {
         let (_, from) = udp.recv_from(&mut buf).await.context("UDP receive")?;
         let _ = udp.send_to(greeting.as_bytes(), from).await;
+    }
+}
+
+/// Answers every agent-check connection with one line, then closes it.
+async fn serve_agent(agent: TcpListener, state: Option<std::path::PathBuf>) -> Result<()> {
+    loop {
+        let (mut stream, _) = agent.accept().await.context("agent accept")?;
+        let answer = match &state {
+            Some(path) => tokio::fs::read_to_string(path)
+                .await
+                .ok()
+                .and_then(|s| s.lines().next().map(str::to_string))
+                .unwrap_or_else(|| "up 100%".into()),
+            None => "up 100%".into(),
+        };
+        tokio::spawn(async move {
+            let _ = stream.write_all(format!("{answer}\n").as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
     }
 }
 
