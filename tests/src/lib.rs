@@ -6,15 +6,16 @@ pub mod packet;
 
 use std::path::PathBuf;
 
-/// Path of a binary of lb-userspace built next to this test (`cargo xtask test` builds them).
+/// Path of a binary of lb-userspace built next to this test or bench (`cargo xtask test` and
+/// `cargo xtask bench` build them).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let path = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("test binary lives in target/<profile>/deps")
-        .join(name);
+    // Tests run from target/<profile>/deps/, the bench binary from target/<profile>/.
+    let mut dir = exe.parent().expect("executable has a directory");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target/<profile>");
+    }
+    let path = dir.join(name);
     assert!(
         path.exists(),
         "{} is missing: run the tests with `cargo xtask test` (it builds the binaries)",

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use anyhow::{bail, Result};
 
-use crate::{cmd, setup};
+use crate::{build, cmd, setup};
 
 /// Builds and runs the data-path benchmark; JSON goes to target/bench/dataplane.json.
 pub fn run() -> Result<()> {
@@ -12,6 +12,8 @@ pub fn run() -> Result<()> {
     if !cmd::is_root() {
         bail!("the benchmark loads XDP programs in a network namespace: run as root");
     }
+    // The control-plane part runs the namespace lab: it needs lbd, lbctl and the VM binaries.
+    build::release()?;
     cmd::run(cmd::cargo().args(["build", "--release", "-p", "tests", "--bin", "lb-bench"]))?;
     let json = cmd::root().join("target/bench/dataplane.json");
     cmd::run(Command::new(cmd::root().join("target/release/lb-bench")).arg(json))

@@ -390,6 +390,74 @@ fn maglev_build_times() -> serde_json::Value {
     serde_json::Value::Array(rows)
 }
 
+/// Control-plane timings in a namespace lab: API round trip of a ring change (changes are
+/// applied before the API answers, so this bounds "API change to data path"), and how long
+/// health checks take to take a killed server out of the ring.
+fn lab_timings() -> Result<serde_json::Value> {
+    use lb_userspace::lab::{backend_addr, wait_until, BACKEND_PORT};
+    let mut lab = tests::lab::RunningLab::start(3);
+    let mut api = Vec::new();
+    for i in 0..50u32 {
+        let weight = 1 + i % 3;
+        let body = json!({"vip": "web", "addr": backend_addr(2), "port": BACKEND_PORT,
+            "weight": weight});
+        let start = std::time::Instant::now();
+        lb_userspace::client::call(&lab.socket, "POST", "/v1/backends", Some(&body))?;
+        api.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let state = |lab: &tests::lab::RunningLab| -> String {
+        let list: serde_json::Value =
+            serde_json::from_str(&lab.lbctl(&["backend", "list", "--vip", "web", "--json"]))
+                .unwrap_or_default();
+        list[0]["backends"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["addr"] == backend_addr(1).to_string()))
+            .and_then(|b| b["state"].as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
+    let mut detect = Vec::new();
+    for _ in 0..10 {
+        lab.topo.kill_server(1)?;
+        let start = std::time::Instant::now();
+        wait_until(Duration::from_secs(5), || state(&lab) == "down")?;
+        detect.push(start.elapsed().as_secs_f64() * 1e3);
+        lab.topo.start_server(1, &tests::bin("lb-backend"))?;
+        wait_until(Duration::from_secs(5), || state(&lab) == "active")?;
+    }
+    let p90 = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        s[(s.len() * 9) / 10 - 1]
+    };
+    println!(
+        "\nControl plane, namespace lab (web: tcp check, inter 200 ms, fastinter 100 ms, fall 2)\n"
+    );
+    println!(
+        "{:<44} {:>9} {:>9} {:>9}",
+        "measure", "median", "p90", "max"
+    );
+    println!(
+        "{:<44} {:>7.2}ms {:>7.2}ms {:>7.2}ms",
+        "API ring change, applied on return (50)",
+        median(&api),
+        p90(&api),
+        max(&api)
+    );
+    println!(
+        "{:<44} {:>7.0}ms {:>7.0}ms {:>7.0}ms",
+        "killed server out of the ring (10)",
+        median(&detect),
+        p90(&detect),
+        max(&detect)
+    );
+    Ok(json!({
+        "api_change_ms": {"median": median(&api), "p90": p90(&api), "max": max(&api)},
+        "health_detection_ms": {"median": median(&detect), "p90": p90(&detect), "max": max(&detect),
+            "samples": detect},
+    }))
+}
+
 fn main() -> Result<()> {
     let json_path = PathBuf::from(
         std::env::args()
@@ -399,11 +467,10 @@ fn main() -> Result<()> {
     let harness = Harness::new();
     harness.run(|lb| run(lb, &json_path))?;
     let maglev = maglev_build_times();
+    let lab = lab_timings()?;
     let path = json_path.with_file_name("controlplane.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&json!({"maglev_build": maglev}))?,
-    )?;
+    let doc = json!({"maglev_build": maglev, "lab": lab});
+    std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
     println!("JSON: {}", path.display());
     Ok(())
 }
