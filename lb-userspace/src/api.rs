@@ -48,7 +48,8 @@ pub struct BackendView {
     /// Flows on it that are still open (from the connection table).
     pub active_flows: u64,
     /// `active` (weight > 0), `draining` (weight 0, flows still open), `drained` (weight 0,
-    /// none left: safe to remove) or `down` (failing its health checks: out of the ring).
+    /// none left or the drain deadline passed: safe to remove) or `down` (failing its health
+    /// checks: out of the ring).
     pub state: String,
 }
 

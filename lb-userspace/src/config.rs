@@ -66,6 +66,9 @@ pub struct Daemon {
     /// Loopback address to serve Prometheus metrics on (`/metrics`); none = off.
     #[serde(default)]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Seconds after which a draining backend counts as drained even with flows still open.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_s: u64,
     /// Seconds a UDP flow may be idle before its next datagram is balanced afresh.
     #[serde(default = "default_udp_idle")]
     pub udp_idle_timeout_s: u32,
@@ -84,6 +87,7 @@ impl Default for Daemon {
             socket: None,
             state_file: None,
             metrics: None,
+            drain_timeout_s: default_drain_timeout(),
             udp_idle_timeout_s: default_udp_idle(),
             max_new_flows_per_cpu: default_new_flow_limit(),
         }
@@ -92,6 +96,9 @@ impl Default for Daemon {
 
 fn default_instance() -> String {
     "lb".into()
+}
+fn default_drain_timeout() -> u64 {
+    300
 }
 fn default_new_flow_limit() -> u32 {
     125_000

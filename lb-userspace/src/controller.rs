@@ -94,6 +94,10 @@ pub struct Controller {
     filter: Vec<u64>,
     /// Applied changes: count, seconds in all, seconds of the last one.
     timings: (u64, f64, f64),
+    /// When each backend with weight 0 started draining, by (VIP name, backend).
+    drain_started: HashMap<(String, SocketAddr), std::time::Instant>,
+    /// After this long a draining backend counts as drained (0: no deadline).
+    drain_timeout: std::time::Duration,
     /// Weight percentages reported by backends' agents, by (VIP name, backend).
     agent_percent: HashMap<(String, SocketAddr), u32>,
     /// (VIP name, backend) pairs whose health checks say down.
@@ -162,6 +166,8 @@ impl Controller {
             filter: vec![0; filter::TOTAL_WORDS as usize],
             down: Default::default(),
             agent_percent: HashMap::new(),
+            drain_started: HashMap::new(),
+            drain_timeout: std::time::Duration::from_secs(300),
             timings: (0, 0.0, 0.0),
             pinned_vips: pinned.vips.into_iter().collect(),
             pinned_backends: pinned
@@ -173,8 +179,10 @@ impl Controller {
         }
     }
 
-    /// After every change, writes the desired state (as a config file) to `path`.
+    /// After every change, writes the desired state (as a config file) to `path`; takes the
+    /// drain deadline from the daemon settings.
     pub fn persist_to(&mut self, path: std::path::PathBuf, daemon: Daemon) {
+        self.drain_timeout = std::time::Duration::from_secs(daemon.drain_timeout_s);
         self.persist = Some((path, daemon));
     }
 
@@ -472,6 +480,15 @@ impl Controller {
     /// data path reads has changed.
     fn commit(&mut self, idx: usize, backends: Vec<BackendConfig>) -> Result<()> {
         let started = std::time::Instant::now();
+        let name = self.vips[idx].cfg.name.clone();
+        for b in &backends {
+            let key = (name.clone(), b.socket_addr());
+            if b.weight == 0 {
+                self.drain_started.entry(key).or_insert(started);
+            } else {
+                self.drain_started.remove(&key);
+            }
+        }
         self.commit_timed(idx, backends)?;
         let took = started.elapsed().as_secs_f64();
         self.timings = (self.timings.0 + 1, self.timings.1 + took, took);
@@ -618,7 +635,13 @@ impl Controller {
                             "down".to_string()
                         } else {
                             let weight = self.effective_weight(&vip.cfg.name, b);
-                            backend_state(weight, active.get(&id).copied().unwrap_or(0)).to_string()
+                            let key = (vip.cfg.name.clone(), b.socket_addr());
+                            let overdue = self
+                                .drain_started
+                                .get(&key)
+                                .is_some_and(|t| t.elapsed() >= self.drain_timeout);
+                            let open = active.get(&id).copied().unwrap_or(0);
+                            backend_state(weight, if overdue { 0 } else { open }).to_string()
                         },
                     }
                 })

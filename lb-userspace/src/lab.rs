@@ -152,7 +152,7 @@ impl Topology {
             .collect();
         let mut s = format!(
             "[lbd]\ninstance = {instance:?}\ninterfaces = [{}]\nsocket = {:?}\nstate_file = {:?}\n\
-             metrics = \"{METRICS}\"\n",
+             metrics = \"{METRICS}\"\ndrain_timeout_s = 2\n",
             ifaces.join(", "),
             socket.display().to_string(),
             state_file(socket).display().to_string()
@@ -338,18 +338,45 @@ pub fn tcp_hello_from(local: SocketAddrV4, addr: SocketAddr) -> Result<String> {
     Err(last.map_or_else(|| anyhow!("no attempt made"), Into::into))
 }
 
-fn read_greeting(mut stream: TcpStream) -> Result<String> {
+/// Reads the greeting line (the backend's name); the connection stays open.
+fn greeting(stream: &mut TcpStream) -> Result<String> {
     stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
-    let mut buf = Vec::new();
-    Read::by_ref(&mut stream)
-        .take(256)
-        .read_to_end(&mut buf)
-        .context("reading the greeting")?;
-    let name = String::from_utf8_lossy(&buf).trim().to_string();
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 256 {
+        if stream.read(&mut byte).context("reading the greeting")? == 0 {
+            break;
+        }
+        if byte[0] == b'\n' {
+            break;
+        }
+        line.push(byte[0]);
+    }
+    let name = String::from_utf8_lossy(&line).trim().to_string();
     if name.is_empty() {
         bail!("connection closed without a greeting");
     }
     Ok(name)
+}
+
+/// Reads the greeting and closes the connection (the client closes first).
+fn read_greeting(mut stream: TcpStream) -> Result<String> {
+    greeting(&mut stream)
+}
+
+/// Opens a long-lived connection: the backend's name and the open stream, which echoes.
+pub fn tcp_session(addr: SocketAddr) -> Result<(String, TcpStream)> {
+    let mut stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
+    let name = greeting(&mut stream)?;
+    Ok((name, stream))
+}
+
+/// Sends `msg` on a session and returns what came back (the backend echoes).
+pub fn echo(stream: &mut TcpStream, msg: &str) -> Result<String> {
+    stream.write_all(msg.as_bytes())?;
+    let mut buf = vec![0u8; msg.len()];
+    stream.read_exact(&mut buf).context("reading the echo")?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// Sends one datagram from `socket` to `addr` and returns the name in the answer.

@@ -277,7 +277,7 @@ fn lbd_killed_with_sigkill_and_restarted_breaks_no_connection_and_keeps_cli_chan
             client_ns
                 .enter(|| {
                     let (mut ok, mut failed) = (0u32, 0u32);
-                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
                     while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
                         match tcp_hello(vip()) {
                             Ok(_) => ok += 1,
@@ -289,9 +289,11 @@ fn lbd_killed_with_sigkill_and_restarted_breaks_no_connection_and_keeps_cli_chan
                 })
                 .expect("client namespace")
         });
-        std::thread::sleep(std::time::Duration::from_millis(800));
+        // 30 s of steady connections with the kill and restart 5 s in.
+        let started = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_secs(5));
         RunningLab::kill_and_restart_lbd(&mut lab.topo.lb, &mut lab.lbd, &lab.config, &lab.socket);
-        std::thread::sleep(std::time::Duration::from_millis(800));
+        std::thread::sleep(std::time::Duration::from_secs(30).saturating_sub(started.elapsed()));
         stop.store(true, Ordering::SeqCst);
         client.join().expect("client thread")
     });
@@ -301,7 +303,7 @@ fn lbd_killed_with_sigkill_and_restarted_breaks_no_connection_and_keeps_cli_chan
         "{failed} of {} connections broke across the restart",
         ok + failed
     );
-    assert!(ok > 50, "steady traffic ran ({ok} connections)");
+    assert!(ok > 1000, "steady traffic ran for 30 s ({ok} connections)");
     let list: serde_json::Value =
         serde_json::from_str(&lab.lbctl(&["backend", "list", "--vip", "web", "--json"]))
             .expect("list JSON");
@@ -600,5 +602,42 @@ fn an_agent_check_drains_downs_and_reweights_a_backend() {
     assert!(
         tally.contains_key(&backend_name(1)),
         "back in the ring: {tally:?}"
+    );
+}
+
+#[test]
+fn drain_keeps_a_long_lived_connection_while_new_ones_avoid_the_backend() {
+    let lab = RunningLab::start(3);
+    let (name, mut session) = lab
+        .topo
+        .as_client(|| lb_userspace::lab::tcp_session(vip()).expect("session"))
+        .expect("client namespace");
+    let i: usize = name.trim_start_matches("vm").parse().expect("vmN");
+    let drained = format!("{}:{BACKEND_PORT}", backend_addr(i));
+    lab.lbctl(&["backend", "drain", "--vip", "web", &drained]);
+    assert_eq!(
+        web_state(&lab, i),
+        "draining",
+        "its connection is still open"
+    );
+    assert_eq!(
+        lb_userspace::lab::echo(&mut session, "ping\n").unwrap(),
+        "ping\n"
+    );
+    let (tally, failed) = burst(&lab, 60);
+    assert_eq!(failed, 0);
+    assert_eq!(
+        tally.get(&name),
+        None,
+        "new connections avoid {name}: {tally:?}"
+    );
+    // The deadline (drain_timeout_s = 2) passes: drained, though the connection lives on.
+    lb_userspace::lab::wait_until(std::time::Duration::from_secs(4), || {
+        web_state(&lab, i) == "drained"
+    })
+    .expect("drained after the deadline");
+    assert_eq!(
+        lb_userspace::lab::echo(&mut session, "still here\n").unwrap(),
+        "still here\n"
     );
 }

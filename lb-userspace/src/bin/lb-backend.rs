@@ -1,5 +1,5 @@
-//! `lb-backend`: the server a backend VM runs. TCP: greets each connection with the VM's name
-//! and closes; UDP: answers each datagram with the name.
+//! `lb-backend`: the server a backend VM runs. TCP: greets each connection with the VM's name,
+//! then echoes; UDP: answers each datagram with the name; optionally an agent-check port.
 use std::{net::SocketAddr, process::ExitCode};
 
 use anyhow::{Context, Result};
@@ -107,13 +107,17 @@ async fn serve_agent(agent: TcpListener, state: Option<std::path::PathBuf>) -> R
     }
 }
 
-/// Greets every connection and closes it.
+/// Greets every connection with the VM's name, then echoes what the client sends until the
+/// client closes (so connections can be as long-lived as a test needs).
 async fn serve_tcp(tcp: TcpListener, greeting: String) -> Result<()> {
     loop {
         let (mut stream, _) = tcp.accept().await.context("accept")?;
         let greeting = greeting.clone();
         tokio::spawn(async move {
-            let _ = stream.write_all(greeting.as_bytes()).await;
+            if stream.write_all(greeting.as_bytes()).await.is_ok() {
+                let (mut rx, mut tx) = stream.split();
+                let _ = tokio::io::copy(&mut rx, &mut tx).await;
+            }
             let _ = stream.shutdown().await;
         });
     }
