@@ -67,6 +67,10 @@ pub mod map_names {
     pub const BACKEND_NH: &str = "LB_BACKEND_NH";
     /// `Array<u64>`, mmap-able: the prefilter bitmaps (see [`crate::filter`]).
     pub const FILTER: &str = "LB_FILTER";
+    /// `ProgramArray`, pinned (a prog array is emptied when no user reference is left): slot 0
+    /// holds `lb_icmp`, which `lb_xdp` tail-calls for ICMP to a VIP address, giving the ICMP
+    /// work a stack of its own.
+    pub const PROGS: &str = "LB_PROGS";
     /// `PerCpuArray<TrafficStats>` indexed by vip id: traffic to each VIP.
     pub const VIP_STATS: &str = "LB_VIP_STATS";
     /// `PerCpuArray<TrafficStats>` indexed by backend id: traffic sent to each backend.
@@ -76,7 +80,7 @@ pub mod map_names {
     pub const NH_EPOCH: &str = "LB_NH_EPOCH";
 
     /// Every map the object must define.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         VIPS,
         VIP_ADDRS,
         BACKENDS,
@@ -89,6 +93,7 @@ pub mod map_names {
         FILTER,
         VIP_STATS,
         BACKEND_STATS,
+        PROGS,
     ];
 }
 
@@ -96,6 +101,8 @@ pub mod map_names {
 pub mod prog_names {
     /// The balancer program, attached to every interface of the balancer host.
     pub const LB_XDP: &str = "lb_xdp";
+    /// ICMP to VIP addresses, tail-called by `lb_xdp` (slot 0 of `LB_PROGS`).
+    pub const LB_ICMP: &str = "lb_icmp";
     /// Bench object: restores the original frame, then tail-calls the program under test.
     pub const LB_BENCH: &str = "lb_bench";
     /// Bench object: `return XDP_PASS`, the floor every figure is compared with.
@@ -398,10 +405,12 @@ pub enum Reason {
     /// New DSR flow forwarded by hash without a connection-table entry: this CPU is past its
     /// new-flow limit (a flood); established flows keep their entries.
     FwdUntracked = 16,
+    /// ICMP error about a DSR flow, encapsulated to the backend that owns the flow.
+    FwdIcmpError = 17,
 }
 
 /// Number of counters in `LB_STATS`.
-pub const NUM_REASONS: u32 = 17;
+pub const NUM_REASONS: u32 = 18;
 
 /// XDP action codes (linux/bpf.h `enum xdp_action`).
 pub mod xdp_action {
@@ -437,6 +446,7 @@ impl Reason {
         Reason::DropNoHeadroom,
         Reason::IcmpEchoReply,
         Reason::FwdUntracked,
+        Reason::FwdIcmpError,
     ];
 
     /// The XDP action this reason implies. Redirect reasons return `REDIRECT` only when the
@@ -451,7 +461,9 @@ impl Reason {
             | Reason::PassNoNeigh
             | Reason::PassSlowPath
             | Reason::PassIpv6ExtHeader => xdp_action::PASS,
-            Reason::FwdNat | Reason::FwdReply | Reason::FwdUntracked => xdp_action::REDIRECT,
+            Reason::FwdNat | Reason::FwdReply | Reason::FwdUntracked | Reason::FwdIcmpError => {
+                xdp_action::REDIRECT
+            }
             Reason::IcmpEchoReply => xdp_action::TX,
             Reason::DropMalformed
             | Reason::DropNoBackend
@@ -481,6 +493,7 @@ impl Reason {
             Reason::DropNoHeadroom => "drop_no_headroom",
             Reason::IcmpEchoReply => "icmp_echo_reply",
             Reason::FwdUntracked => "fwd_untracked",
+            Reason::FwdIcmpError => "fwd_icmp_error",
         }
     }
 }

@@ -21,6 +21,16 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     stats::count(reason)
 }
 
+/// ICMP to VIP addresses (tail-called by `lb_xdp`): pings answered, errors about DSR flows
+/// sent to the owning backend. Counted like every other packet.
+#[xdp]
+pub fn lb_icmp(ctx: XdpContext) -> u32 {
+    let reason = match icmp::run(&ctx) {
+        Ok(r) | Err(r) => r,
+    };
+    stats::count(reason)
+}
+
 /// License the kernel requires for GPL-only helpers such as `bpf_fib_lookup`.
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]

@@ -1,7 +1,7 @@
 //! The maps of `lb_xdp`; layouts, units and byte order are documented in `lb-common`.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
 use lb_common::{
     filter, Backend, ConnEntry, FlowKey, FlowRate, NextHop, TrafficStats, VipKey, VipMeta,
@@ -67,3 +67,7 @@ pub static LB_FIB_SCRATCH: PerCpuArray<aya_ebpf::bindings::bpf_fib_lookup> =
 /// Per-CPU new-flow limit state (one element); see `lb_common::NEW_FLOW_LIMIT_GLOBAL`.
 #[map]
 pub static LB_FLOW_RATE: PerCpuArray<FlowRate> = PerCpuArray::with_max_entries(1, 0);
+
+/// Slot 0: `lb_icmp`, tail-called for ICMP to VIP addresses.
+#[map]
+pub static LB_PROGS: ProgramArray = ProgramArray::pinned(1, 0);

@@ -11,10 +11,9 @@ use lb_ebpf::packet;
 
 use crate::{
     forward::{self, Side},
-    icmp,
     maps::{
-        LB_BACKENDS, LB_BACKEND_NH, LB_BACKEND_STATS, LB_CONNS, LB_FILTER, LB_FLOW_RATE, LB_RINGS,
-        LB_VIPS, LB_VIP_ADDRS, LB_VIP_STATS,
+        LB_BACKENDS, LB_BACKEND_NH, LB_BACKEND_STATS, LB_CONNS, LB_FILTER, LB_FLOW_RATE, LB_PROGS,
+        LB_RINGS, LB_VIPS, LB_VIP_ADDRS, LB_VIP_STATS,
     },
     parse::{self, Flow, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
@@ -49,7 +48,10 @@ pub fn run(ctx: &XdpContext) -> Result<Reason, Reason> {
         return to_client(ctx, &pkt);
     }
     if pkt.key.proto == PROTO_ICMP || pkt.key.proto == PROTO_ICMPV6 {
-        return icmp::answer(ctx, &pkt);
+        // SAFETY: `ctx` is this program's context; on success the call does not return.
+        unsafe { LB_PROGS.tail_call(ctx, 0) };
+        // `lb_icmp` is not installed: the stack gets the packet.
+        return Err(Reason::PassNotVip);
     }
     let vip = VipKey {
         addr: pkt.key.dst,

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
-    maps::{Array, DevMapHash, HashMap, Map, MapData, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, Map, MapData, PerCpuArray, ProgramArray},
     programs::{
         links::{FdLink, PinnedLink},
         xdp::XdpLink,
@@ -117,6 +117,8 @@ pub struct Dataplane {
     backend_stats: PerCpuArray<MapData, TrafficStats>,
     /// UDP idle timeout in data-path time units.
     udp_idle: u32,
+    /// `LB_PROGS`, held open (and pinned) so the tail call to `lb_icmp` stays installed.
+    _progs: ProgramArray<MapData>,
     nh_epoch: Array<MapData, u32>,
     stats: PerCpuArray<MapData, u64>,
     tx_ports: DevMapHash<MapData>,
@@ -155,6 +157,14 @@ impl Dataplane {
             .ok_or_else(|| anyhow!("object has no program {}", prog_names::LB_XDP))?
             .try_into()?;
         xdp.load().context("verifier rejected lb_xdp")?;
+        let icmp: &mut Xdp = ebpf
+            .program_mut(prog_names::LB_ICMP)
+            .ok_or_else(|| anyhow!("object has no program {}", prog_names::LB_ICMP))?
+            .try_into()?;
+        icmp.load().context("verifier rejected lb_icmp")?;
+        let icmp_fd = icmp.fd()?.try_clone()?;
+        let mut progs: ProgramArray<MapData> = take(&mut ebpf, map_names::PROGS)?;
+        progs.set(0, &icmp_fd, 0).context("installing lb_icmp")?;
         let mut mmap = |name: &str, entries: u32| match ebpf.take_map(name) {
             Some(Map::Array(data)) => MmapArray::map(data, entries),
             _ => bail!("object has no array map {name}"),
@@ -170,6 +180,7 @@ impl Dataplane {
             vip_stats: take(&mut ebpf, map_names::VIP_STATS)?,
             backend_stats: take(&mut ebpf, map_names::BACKEND_STATS)?,
             udp_idle: time_units(opts.udp_idle_timeout_s),
+            _progs: progs,
             nh_epoch: take(&mut ebpf, map_names::NH_EPOCH)?,
             stats: take(&mut ebpf, map_names::STATS)?,
             tx_ports: take(&mut ebpf, map_names::TX_PORTS)?,

@@ -5,7 +5,7 @@ use lb_common::{xdp_action, Reason};
 use lb_userspace::config::Proto;
 use tests::{
     harness::{Harness, CLIENT, CLIENT6, VIP, VIP6},
-    packet::{ipv4_header_check, l4_check, DST_MAC, SRC_MAC},
+    packet::{ipv4_header_check, l4_check, Frame, ACK, DST_MAC, SRC_MAC, SYN},
 };
 
 /// Ones-complement checksum of an ICMPv4 message (0 when valid).
@@ -22,8 +22,13 @@ fn icmp4_check(msg: &[u8]) -> u16 {
 
 /// An ICMP (type, code) frame from `src` to `dst`, with valid checksums.
 fn icmp(src: IpAddr, dst: IpAddr, kind: u8, code: u8) -> Vec<u8> {
-    let mut msg = vec![kind, code, 0, 0, 0x12, 0x34, 0, 1];
-    msg.extend_from_slice(b"ping payload");
+    icmp_with(src, dst, kind, code, b"ping payload")
+}
+
+/// The same with `body` after the 8-byte ICMP header (the quoted packet of an error).
+fn icmp_with(src: IpAddr, dst: IpAddr, kind: u8, code: u8, body: &[u8]) -> Vec<u8> {
+    let mut msg = vec![kind, code, 0, 0, 0, 0, 0x05, 0xdc];
+    msg.extend_from_slice(body);
     let mut f = Vec::new();
     f.extend_from_slice(&DST_MAC);
     f.extend_from_slice(&SRC_MAC);
@@ -115,5 +120,87 @@ fn other_icmp_to_a_vip_goes_to_the_stack() {
         let (action, out) = lb.run(&frame);
         assert_eq!(action, xdp_action::PASS);
         assert_eq!(out, frame);
+    });
+}
+
+/// The first 28 (IPv4) or 48 (IPv6) bytes of a TCP packet from VIP:80 to the client's `port`,
+/// as an ICMP error quotes it.
+fn quoted(v6: bool, port: u16) -> Vec<u8> {
+    let f = if v6 {
+        Frame::tcp(VIP6, 80, CLIENT6, port, ACK).bytes()
+    } else {
+        Frame::tcp(VIP, 80, CLIENT, port, ACK).bytes()
+    };
+    let ip = if v6 { 40 } else { 20 };
+    f[14..14 + ip + 8].to_vec()
+}
+
+/// A router on the client's path, sending ICMP errors to the VIP.
+const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 200, 1, 254);
+
+#[test]
+fn fragmentation_needed_about_a_dsr_flow_goes_to_its_backend() {
+    Harness::new().run(|lb| {
+        lb.add_dsr_vip("dsr", false, 80, &[0, 1, 2]);
+        let (_, syn) = lb.run(&Frame::tcp(CLIENT, 40000, VIP, 80, SYN).bytes());
+        let owner = &syn[30..34];
+        let err = icmp_with(ROUTER.into(), VIP.into(), 3, 4, &quoted(false, 40000));
+        let (action, out) = lb.run(&err);
+        assert_eq!(action, xdp_action::REDIRECT);
+        assert_eq!(out[14 + 9], 4, "encapsulated IP-in-IP");
+        assert_eq!(
+            &out[30..34],
+            owner,
+            "to the backend that owns the quoted flow"
+        );
+        assert_eq!(
+            &out[34..],
+            &err[14..],
+            "the ICMP packet itself is untouched"
+        );
+        assert_eq!(lb.count(Reason::FwdIcmpError), 1);
+    });
+}
+
+#[test]
+fn fragmentation_needed_about_an_unknown_flow_goes_to_the_stack() {
+    Harness::new().run(|lb| {
+        lb.add_dsr_vip("dsr", false, 80, &[0]);
+        let err = icmp_with(ROUTER.into(), VIP.into(), 3, 4, &quoted(false, 40000));
+        let (action, out) = lb.run(&err);
+        assert_eq!(action, xdp_action::PASS);
+        assert_eq!(out, err);
+    });
+}
+
+#[test]
+fn fragmentation_needed_about_a_nat_flow_goes_to_the_stack() {
+    Harness::new().run(|lb| {
+        lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1)]);
+        lb.run(&Frame::tcp(CLIENT, 40000, VIP, 80, SYN).bytes());
+        let err = icmp_with(ROUTER.into(), VIP.into(), 3, 4, &quoted(false, 40000));
+        let (action, out) = lb.run(&err);
+        assert_eq!(action, xdp_action::PASS, "NAT errors are not forwarded yet");
+        assert_eq!(out, err);
+    });
+}
+
+#[test]
+fn ipv6_packet_too_big_about_a_dsr_flow_goes_to_its_backend() {
+    Harness::new().run(|lb| {
+        lb.add_dsr_vip("dsr6", true, 80, &[0, 1, 2]);
+        let (_, syn) = lb.run(&Frame::tcp(CLIENT6, 40000, VIP6, 80, SYN).bytes());
+        let router = Ipv6Addr::new(0xfd00, 0x200, 1, 0, 0, 0, 0, 0xfe);
+        let err = icmp_with(router.into(), VIP6.into(), 2, 0, &quoted(true, 40000));
+        let (action, out) = lb.run(&err);
+        assert_eq!(action, xdp_action::REDIRECT);
+        assert_eq!(out[14 + 6], 41, "encapsulated IPv6-in-IPv6");
+        assert_eq!(
+            &out[38..54],
+            &syn[38..54],
+            "to the backend that owns the quoted flow"
+        );
+        assert_eq!(&out[54..], &err[14..]);
+        assert_eq!(lb.count(Reason::FwdIcmpError), 1);
     });
 }
