@@ -307,29 +307,10 @@ impl Controller {
     /// Adds a backend to a VIP, or changes its weight if it is there.
     pub fn add_backend(&mut self, change: &BackendChange) -> Result<VipView> {
         let idx = self.vip_index(&change.vip)?;
-        let b = BackendConfig {
-            addr: change.addr,
-            port: change.port,
-            weight: change.weight.unwrap_or(1),
-        };
-        validate_backend("backend", &self.vips[idx].cfg, &b)?;
-        let mut set = self.vips[idx].cfg.backends.clone();
-        let key = (self.vips[idx].cfg.name.clone(), b.socket_addr());
-        let mut joins_down = false;
-        match set.iter_mut().find(|x| x.socket_addr() == b.socket_addr()) {
-            Some(x) => x.weight = b.weight,
-            None => {
-                // With health checks, a new backend joins the ring after `rise` good checks.
-                joins_down = self.vips[idx].cfg.health.is_some() && self.down.insert(key.clone());
-                set.push(b);
-            }
-        }
-        if let Err(e) = self.commit(idx, set) {
-            if joins_down {
-                self.down.remove(&key);
-            }
-            return Err(e);
-        }
+        let target = SocketAddr::new(change.addr, change.port);
+        let weight = Some(change.weight.unwrap_or(1));
+        let set = self.proposed_set(idx, PlanOp::Add, target, weight)?;
+        self.apply_set(idx, set)?;
         Ok(self.view_of(idx))
     }
 
@@ -337,19 +318,75 @@ impl Controller {
     pub fn remove_backend(&mut self, change: &BackendChange) -> Result<VipView> {
         let idx = self.vip_index(&change.vip)?;
         let target = SocketAddr::new(change.addr, change.port);
-        let mut set = self.vips[idx].cfg.backends.clone();
-        let before = set.len();
-        set.retain(|b| b.socket_addr() != target);
-        if set.len() == before {
-            bail!(
-                "backend: {target} is not a backend of {:?}",
-                self.vips[idx].cfg.name
-            );
-        }
-        self.commit(idx, set)?;
-        let name = self.vips[idx].cfg.name.clone();
-        self.down.remove(&(name, target));
+        let set = self.proposed_set(idx, PlanOp::Remove, target, None)?;
+        self.apply_set(idx, set)?;
         Ok(self.view_of(idx))
+    }
+
+    /// The backend set of VIP `idx` after `op` on `target` (weight: `add` defaults to 1,
+    /// `weight` needs one). The changed backend is validated; the others already were.
+    fn proposed_set(
+        &self,
+        idx: usize,
+        op: PlanOp,
+        target: SocketAddr,
+        weight: Option<u32>,
+    ) -> Result<Vec<BackendConfig>> {
+        let vip = &self.vips[idx].cfg;
+        let mut set = vip.backends.clone();
+        let present = set.iter().position(|b| b.socket_addr() == target);
+        let changed = BackendConfig {
+            addr: target.ip(),
+            port: target.port(),
+            weight: match op {
+                PlanOp::Weight => {
+                    weight.ok_or_else(|| anyhow!("backend.weight: required for op weight"))?
+                }
+                _ => weight.unwrap_or(1),
+            },
+        };
+        match (op, present) {
+            (PlanOp::Remove, Some(i)) => {
+                set.remove(i);
+                return Ok(set);
+            }
+            (PlanOp::Remove | PlanOp::Weight, None) => {
+                bail!("backend: {target} is not a backend of {:?}", vip.name)
+            }
+            (PlanOp::Add | PlanOp::Weight, Some(i)) => set[i].weight = changed.weight,
+            (PlanOp::Add, None) => set.push(changed.clone()),
+        }
+        validate_backend("backend", vip, &changed)?;
+        Ok(set)
+    }
+
+    /// Commits a new backend set for VIP `idx`. With health checks, a backend new to the VIP
+    /// joins the ring only after `rise` good checks; backends that leave forget their health.
+    fn apply_set(&mut self, idx: usize, set: Vec<BackendConfig>) -> Result<()> {
+        let name = self.vips[idx].cfg.name.clone();
+        let old: Vec<SocketAddr> = self.vips[idx]
+            .cfg
+            .backends
+            .iter()
+            .map(BackendConfig::socket_addr)
+            .collect();
+        let kept: Vec<SocketAddr> = set.iter().map(BackendConfig::socket_addr).collect();
+        let mut joining = Vec::new();
+        if self.vips[idx].cfg.health.is_some() {
+            for addr in kept.iter().filter(|a| !old.contains(a)) {
+                if self.down.insert((name.clone(), *addr)) {
+                    joining.push((name.clone(), *addr));
+                }
+            }
+        }
+        if let Err(e) = self.commit(idx, set) {
+            for key in joining {
+                self.down.remove(&key);
+            }
+            return Err(e);
+        }
+        self.down.retain(|(v, a)| *v != name || kept.contains(a));
+        Ok(())
     }
 
     /// Replaces the whole backend set of a VIP in one ring swap.
@@ -365,15 +402,9 @@ impl Controller {
     /// Applies a health check's verdict: a down backend leaves the ring (its tracked flows
     /// stay, as when draining) and an up one returns with its weight.
     pub fn set_health(&mut self, vip: &str, addr: SocketAddr, up: bool) -> Result<()> {
-        let idx = self.vip_index(vip)?;
-        if !self.vips[idx]
-            .cfg
-            .backends
-            .iter()
-            .any(|b| b.socket_addr() == addr)
-        {
+        let Some(idx) = self.vip_with_backend(vip, addr)? else {
             return Ok(());
-        }
+        };
         let key = (vip.to_string(), addr);
         let changed = if up {
             self.down.remove(&key)
@@ -385,31 +416,40 @@ impl Controller {
                 "{vip}: backend {addr} is {}",
                 if up { "up" } else { "down" }
             );
-            let set = self.vips[idx].cfg.backends.clone();
-            self.commit(idx, set)?;
+            self.rebuild(idx)?;
         }
         Ok(())
     }
 
     /// Applies an agent's weight percentage (0 = drain) to a backend's configured weight.
     pub fn set_agent_weight(&mut self, vip: &str, addr: SocketAddr, percent: u32) -> Result<()> {
+        let Some(idx) = self.vip_with_backend(vip, addr)? else {
+            return Ok(());
+        };
+        let old = self.agent_percent.insert((vip.to_string(), addr), percent);
+        if old.unwrap_or(100) != percent {
+            log::info!("{vip}: agent of {addr} reports {percent}%");
+            self.rebuild(idx)?;
+        }
+        Ok(())
+    }
+
+    /// The index of VIP `vip` if `addr` is one of its backends (a checker's verdict can arrive
+    /// just after the backend was removed).
+    fn vip_with_backend(&self, vip: &str, addr: SocketAddr) -> Result<Option<usize>> {
         let idx = self.vip_index(vip)?;
-        if !self.vips[idx]
+        let has = self.vips[idx]
             .cfg
             .backends
             .iter()
-            .any(|b| b.socket_addr() == addr)
-        {
-            return Ok(());
-        }
-        let key = (vip.to_string(), addr);
-        let old = self.agent_percent.insert(key, percent).unwrap_or(100);
-        if old != percent {
-            log::info!("{vip}: agent of {addr} reports {percent}%");
-            let set = self.vips[idx].cfg.backends.clone();
-            self.commit(idx, set)?;
-        }
-        Ok(())
+            .any(|b| b.socket_addr() == addr);
+        Ok(has.then_some(idx))
+    }
+
+    /// Rebuilds VIP `idx`'s ring from its backends' effective weights.
+    fn rebuild(&mut self, idx: usize) -> Result<()> {
+        let set = self.vips[idx].cfg.backends.clone();
+        self.commit(idx, set)
     }
 
     /// The weight a backend of VIP `vip` has in the ring: 0 while its health checks say down,
@@ -441,35 +481,11 @@ impl Controller {
     pub fn plan(&mut self, req: &PlanRequest) -> Result<Plan> {
         let idx = self.vip_index(&req.vip)?;
         let target = SocketAddr::new(req.addr, req.port);
-        let before = self.vips[idx].cfg.backends.clone();
-        let mut after = before.clone();
-        let present = after.iter().position(|b| b.socket_addr() == target);
-        match (req.op, present) {
-            (PlanOp::Add, Some(i)) => after[i].weight = req.weight.unwrap_or(1),
-            (PlanOp::Add, None) => after.push(BackendConfig {
-                addr: req.addr,
-                port: req.port,
-                weight: req.weight.unwrap_or(1),
-            }),
-            (PlanOp::Remove, Some(i)) => {
-                after.remove(i);
-            }
-            (PlanOp::Weight, Some(i)) => {
-                after[i].weight = req
-                    .weight
-                    .ok_or_else(|| anyhow!("backend.weight: required for op weight"))?;
-            }
-            (PlanOp::Remove | PlanOp::Weight, None) => bail!(
-                "backend: {target} is not a backend of {:?}",
-                self.vips[idx].cfg.name
-            ),
-        }
-        let mut check = self.vips[idx].cfg.clone();
-        check.backends = after.clone();
-        check.validate("vip")?;
-        let mut p = plan::plan(&check.name, &before, &after, check.ring_size);
+        let after = self.proposed_set(idx, req.op, target, req.weight)?;
+        let vip = &self.vips[idx].cfg;
+        let mut p = plan::plan(&vip.name, &vip.backends, &after, vip.ring_size);
         if req.apply {
-            self.commit(idx, after)?;
+            self.apply_set(idx, after)?;
             p.applied = true;
         }
         Ok(p)
