@@ -398,7 +398,7 @@ pub fn state_file(socket: &Path) -> PathBuf {
     socket.with_extension("state.toml")
 }
 
-/// Writes `text` to a file that is removed when the guard drops.
+/// A file that is removed when the guard drops.
 pub struct TempFile(PathBuf);
 
 impl TempFile {
@@ -411,6 +411,11 @@ impl TempFile {
         Ok(TempFile(path))
     }
 
+    /// Guards a file someone else creates (lbd's state file): removed when the guard drops.
+    pub fn adopt(path: PathBuf) -> Self {
+        TempFile(path)
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.0
@@ -418,15 +423,6 @@ impl TempFile {
 }
 
 impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Removes a file someone else creates (lbd's state file) when the guard drops.
-pub struct RemoveOnDrop(pub PathBuf);
-
-impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }

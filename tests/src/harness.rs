@@ -70,31 +70,27 @@ impl Harness {
         ip(&["addr", "add", "10.200.1.1/24", "dev", "t1"]);
         ip(&["link", "set", "t0", "up"]);
         ip(&["link", "set", "t1", "up"]);
-        for i in 0..BACKENDS {
-            let addr = backend(i).to_string();
-            ip(&[
+        // Permanent neighbours, so route lookups resolve without traffic.
+        let neigh = |addr: String, mac: &str, dev: &str| {
+            let family = if addr.contains(':') { "-6" } else { "-4" };
+            let args = [
+                family,
                 "neigh",
                 "add",
                 &addr,
                 "lladdr",
-                "02:00:00:00:00:aa",
+                mac,
                 "dev",
-                "t0",
+                dev,
                 "nud",
                 "permanent",
-            ]);
+            ];
+            ip(&args);
+        };
+        for i in 0..BACKENDS {
+            neigh(backend(i).to_string(), "02:00:00:00:00:aa", "t0");
         }
-        ip(&[
-            "neigh",
-            "add",
-            &CLIENT.to_string(),
-            "lladdr",
-            "02:00:00:00:00:cc",
-            "dev",
-            "t1",
-            "nud",
-            "permanent",
-        ]);
+        neigh(CLIENT.to_string(), "02:00:00:00:00:cc", "t1");
         ip(&[
             "-6",
             "addr",
@@ -114,33 +110,9 @@ impl Harness {
             "nodad",
         ]);
         for i in 0..BACKENDS {
-            let addr = backend6(i).to_string();
-            ip(&[
-                "-6",
-                "neigh",
-                "add",
-                &addr,
-                "lladdr",
-                "02:00:00:00:00:aa",
-                "dev",
-                "t0",
-                "nud",
-                "permanent",
-            ]);
+            neigh(backend6(i).to_string(), "02:00:00:00:00:aa", "t0");
         }
-        let client6 = CLIENT6.to_string();
-        ip(&[
-            "-6",
-            "neigh",
-            "add",
-            &client6,
-            "lladdr",
-            "02:00:00:00:00:cc",
-            "dev",
-            "t1",
-            "nud",
-            "permanent",
-        ]);
+        neigh(CLIENT6.to_string(), "02:00:00:00:00:cc", "t1");
         ns.sysctl("net.ipv6.conf.all.forwarding=1")
             .expect("enable IPv6 forwarding");
         ns.sysctl("net.ipv4.ip_forward=1")

@@ -2,7 +2,7 @@
 use std::{path::PathBuf, process::Command};
 
 use lb_userspace::{
-    lab::{start_lbd_in, state_file, RemoveOnDrop, TempFile, Topology},
+    lab::{start_lbd_in, state_file, TempFile, Topology},
     netns::unique_name,
     netns::Netns,
 };
@@ -19,7 +19,7 @@ pub struct RunningLab {
     pub instance: String,
     /// lbd's config file.
     pub config: TempFile,
-    _state: RemoveOnDrop,
+    _state: TempFile,
 }
 
 impl RunningLab {
@@ -36,7 +36,7 @@ impl RunningLab {
             &topo.config_toml(&instance, &socket),
         )
         .expect("write config");
-        let state = RemoveOnDrop(state_file(&socket));
+        let state = TempFile::adopt(state_file(&socket));
         let lbd = topo
             .start_lbd(&crate::bin("lbd"), config.path(), &socket)
             .expect("start lbd");

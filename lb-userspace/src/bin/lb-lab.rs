@@ -118,7 +118,7 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<()> {
         topo.lb.name(),
         topo.lb_interfaces().join(", ")
     ));
-    let _state = lab::RemoveOnDrop(lab::state_file(&socket));
+    let _state = TempFile::adopt(lab::state_file(&socket));
     topo.start_lbd(&sibling("lbd")?, config.path(), &socket)?;
     let mut failed = 0;
     let vips = [
