@@ -179,6 +179,13 @@ pub struct VipConfig {
     /// Health checking of the backends (none: always considered up).
     #[serde(default)]
     pub health: Option<HealthConfig>,
+    /// How ring weights follow telemetry (default: the configured weights, as they are).
+    #[serde(default)]
+    pub weights: WeightsConfig,
+    /// Backend VMs the controller creates, scales and deletes for this VIP (then `backend`
+    /// lists the pool's VMs, kept by lbd).
+    #[serde(default)]
+    pub pool: Option<PoolConfig>,
     /// Backends serving the VIP.
     #[serde(default, rename = "backend")]
     pub backends: Vec<BackendConfig>,
@@ -256,6 +263,303 @@ fn default_rise() -> u32 {
 }
 fn default_fall() -> u32 {
     3
+}
+
+/// Where a VIP's ring weights come from.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// The configured weights (scaled by agents' percentages).
+    #[default]
+    Static,
+    /// Every backend the same weight, whatever is configured.
+    RoundRobin,
+    /// Fewer new flows to backends with more active flows (from the data path).
+    LeastConn,
+    /// Weights follow each backend's spare capacity as its agent reports it
+    /// (`capacity` × (1 − `cpu`)); needs `health.kind = "agent"`.
+    Resource,
+}
+
+/// `[vip.weights]`: telemetry-driven weights, damped and rate-limited.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsConfig {
+    /// `static` (default), `round-robin`, `least-conn` or `resource`.
+    #[serde(default)]
+    pub policy: Policy,
+    /// Milliseconds between weight updates.
+    #[serde(default = "default_weights_interval")]
+    pub interval_ms: u64,
+    /// Share of the gap between a backend's weight and its target closed per update (0-1].
+    #[serde(default = "default_damping")]
+    pub damping: f64,
+    /// Largest change of a backend's weight factor per update (factor 1 = configured weight).
+    #[serde(default = "default_max_step")]
+    pub max_step: f64,
+    /// The ring is rebuilt only when some backend's weight moves by at least this share.
+    #[serde(default = "default_min_change")]
+    pub min_change: f64,
+    /// Largest share of the table one telemetry rebuild may move (steps are shortened).
+    #[serde(default = "default_max_moved")]
+    pub max_moved: f64,
+    /// Seconds over which a backend that comes up ramps from 10% to its full weight (0: off).
+    #[serde(default)]
+    pub slow_start_s: u64,
+}
+
+impl Default for WeightsConfig {
+    fn default() -> Self {
+        WeightsConfig {
+            policy: Policy::Static,
+            interval_ms: default_weights_interval(),
+            damping: default_damping(),
+            max_step: default_max_step(),
+            min_change: default_min_change(),
+            max_moved: default_max_moved(),
+            slow_start_s: 0,
+        }
+    }
+}
+
+fn default_weights_interval() -> u64 {
+    1000
+}
+fn default_damping() -> f64 {
+    0.5
+}
+fn default_max_step() -> f64 {
+    0.5
+}
+fn default_min_change() -> f64 {
+    0.05
+}
+fn default_max_moved() -> f64 {
+    0.25
+}
+
+/// What makes a pool's VMs.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// A network namespace with a veth into lbd's namespace, CPU and memory limits through
+    /// cgroups, and `lb-backend` inside.
+    #[default]
+    Netns,
+    /// Addresses the operator manages (`addrs`); lbd only checks, weights and picks them.
+    Static,
+}
+
+/// `[vip.pool]`: a VIP's backend VMs, created, scaled and deleted by lbd.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// `netns` (default) or `static`.
+    #[serde(default)]
+    pub provider: ProviderKind,
+    /// Fewest VMs.
+    #[serde(default = "default_pool_min")]
+    pub min: u32,
+    /// Most VMs.
+    #[serde(default = "default_pool_max")]
+    pub max: u32,
+    /// Mean CPU use (share of each VM's limit, from the agents) the autoscaler aims at.
+    #[serde(default = "default_target")]
+    pub target_utilisation: f64,
+    /// Scale in only when the remaining VMs would run below target × (1 − hysteresis).
+    #[serde(default = "default_hysteresis")]
+    pub hysteresis: f64,
+    /// Seconds after a scale-out before the next one.
+    #[serde(default = "default_out_cooldown")]
+    pub scale_out_cooldown_s: u64,
+    /// Seconds after any scaling before a scale-in.
+    #[serde(default = "default_in_cooldown")]
+    pub scale_in_cooldown_s: u64,
+    /// Port the VMs serve on (default: the VIP port in dsr mode, else 8080).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `netns`: CPU limit of each VM, in cores.
+    #[serde(default = "default_cpu_limit")]
+    pub cpu_limit: f64,
+    /// `netns`: memory limit of each VM, in MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    /// `netns`: IPv4 network the VMs' links are cut from (a /30 each).
+    #[serde(default = "default_network")]
+    pub network: String,
+    /// `netns`: CPU microseconds each HTTP request costs the VM's server (load for labs).
+    #[serde(default)]
+    pub work_us: u64,
+    /// `static`: the addresses the pool picks from.
+    #[serde(default)]
+    pub addrs: Vec<IpAddr>,
+}
+
+fn default_pool_min() -> u32 {
+    2
+}
+fn default_pool_max() -> u32 {
+    6
+}
+fn default_target() -> f64 {
+    0.6
+}
+fn default_hysteresis() -> f64 {
+    0.25
+}
+fn default_out_cooldown() -> u64 {
+    10
+}
+fn default_in_cooldown() -> u64 {
+    30
+}
+fn default_cpu_limit() -> f64 {
+    0.5
+}
+fn default_memory_mb() -> u64 {
+    128
+}
+fn default_network() -> String {
+    "10.201.0.0/24".into()
+}
+
+/// Most VMs one pool may have.
+pub const MAX_POOL_VMS: u32 = 64;
+
+impl PoolConfig {
+    /// The port the pool's VMs serve on, for a VIP in `mode` on `vip_port`.
+    pub fn backend_port(&self, mode: Mode, vip_port: u16) -> u16 {
+        match (self.port, mode) {
+            (Some(p), _) => p,
+            (None, Mode::Dsr) => vip_port,
+            (None, Mode::Nat) => 8080,
+        }
+    }
+
+    /// `netns`: the network's first address and prefix length.
+    pub fn network(&self) -> Result<(std::net::Ipv4Addr, u8), String> {
+        let (addr, len) = self
+            .network
+            .split_once('/')
+            .ok_or_else(|| format!("{:?} is not ADDR/LEN", self.network))?;
+        let addr: std::net::Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an IPv4 address"))?;
+        let len: u8 = len
+            .parse()
+            .ok()
+            .filter(|l| (8..=29).contains(l))
+            .ok_or_else(|| format!("prefix {len:?} must be 8-29 (room for a /30 per VM)"))?;
+        let mask = u32::MAX << (32 - len);
+        if u32::from(addr) & !mask != 0 {
+            return Err(format!("{} has host bits set", self.network));
+        }
+        Ok((addr, len))
+    }
+
+    fn validate(&self, at: &str, vip: &VipConfig) -> Result<(), ConfigError> {
+        if self.min > self.max || self.max == 0 || self.max > MAX_POOL_VMS {
+            return Err(err(
+                format!("{at}.min/max"),
+                format!("need 0 <= min <= max, 1 <= max <= {MAX_POOL_VMS}"),
+            ));
+        }
+        if !(0.05..=1.0).contains(&self.target_utilisation) {
+            return Err(err(format!("{at}.target_utilisation"), "must be 0.05-1.0"));
+        }
+        if !(0.0..0.9).contains(&self.hysteresis) {
+            return Err(err(format!("{at}.hysteresis"), "must be 0-0.9"));
+        }
+        if vip.health.is_none() {
+            return Err(err(
+                format!("{at}"),
+                "a pool needs [vip.health] (VMs join after `rise` good checks)",
+            ));
+        }
+        if self.port == Some(0) {
+            return Err(err(format!("{at}.port"), "must be 1-65535"));
+        }
+        if vip.mode == Mode::Dsr && self.backend_port(vip.mode, vip.port) != vip.port {
+            return Err(err(
+                format!("{at}.port"),
+                "must equal the VIP port in dsr mode",
+            ));
+        }
+        match self.provider {
+            ProviderKind::Netns => {
+                if !vip.addr.is_ipv4() {
+                    return Err(err(
+                        format!("{at}.provider"),
+                        "netns VMs are IPv4: use an IPv4 VIP",
+                    ));
+                }
+                if !(0.01..=64.0).contains(&self.cpu_limit) {
+                    return Err(err(format!("{at}.cpu_limit"), "must be 0.01-64 cores"));
+                }
+                if !(16..=65_536).contains(&self.memory_mb) {
+                    return Err(err(format!("{at}.memory_mb"), "must be 16-65536 MiB"));
+                }
+                let (_, len) = self
+                    .network()
+                    .map_err(|p| err(format!("{at}.network"), p))?;
+                let room = 1u64 << (30 - u32::from(len));
+                if room < u64::from(self.max) {
+                    return Err(err(
+                        format!("{at}.network"),
+                        format!("has room for {room} VMs, max is {}", self.max),
+                    ));
+                }
+            }
+            ProviderKind::Static => {
+                if self.addrs.len() < self.max as usize {
+                    return Err(err(
+                        format!("{at}.addrs"),
+                        format!("lists {} addresses, max is {}", self.addrs.len(), self.max),
+                    ));
+                }
+                if let Some(a) = self.addrs.iter().find(|a| a.is_ipv4() != vip.addr.is_ipv4()) {
+                    return Err(err(
+                        format!("{at}.addrs"),
+                        format!("{a} is not the VIP's address family"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl WeightsConfig {
+    fn validate(&self, at: &str, vip: &VipConfig) -> Result<(), ConfigError> {
+        if !(100..=3_600_000).contains(&self.interval_ms) {
+            return Err(err(format!("{at}.interval_ms"), "must be 100-3600000 ms"));
+        }
+        for (name, v, range) in [
+            ("damping", self.damping, 0.01..=1.0),
+            ("max_step", self.max_step, 0.01..=4.0),
+            ("min_change", self.min_change, 0.0..=1.0),
+            ("max_moved", self.max_moved, 0.01..=1.0),
+        ] {
+            if !range.contains(&v) {
+                return Err(err(
+                    format!("{at}.{name}"),
+                    format!("must be {}-{}", range.start(), range.end()),
+                ));
+            }
+        }
+        if self.slow_start_s > 3600 {
+            return Err(err(format!("{at}.slow_start_s"), "must be 0-3600 s"));
+        }
+        if self.policy == Policy::Resource
+            && vip.health.as_ref().map(|h| h.kind) != Some(CheckKind::Agent)
+        {
+            return Err(err(
+                format!("{at}.policy"),
+                "resource needs health.kind = \"agent\" (agents report the load)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[[vip.backend]]`: one backend of a VIP.
@@ -410,6 +714,10 @@ impl VipConfig {
             if h.kind == CheckKind::Agent && h.agent_port == 0 {
                 return Err(err(format!("{at}.agent_port"), "required for kind agent"));
             }
+        }
+        self.weights.validate(&format!("{at}.weights"), self)?;
+        if let Some(pool) = &self.pool {
+            pool.validate(&format!("{at}.pool"), self)?;
         }
         if !RING_SIZES.contains(&self.ring_size) {
             return Err(err(

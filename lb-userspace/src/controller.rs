@@ -16,10 +16,12 @@ use crate::{
         backend_state, BackendChange, BackendView, PlanOp, PlanRequest, StatsView, StatusView,
         VipView,
     },
-    config::{validate_backend, BackendConfig, Config, Daemon, Mode, VipConfig, MAX_WEIGHT},
+    config::{validate_backend, BackendConfig, Config, Daemon, Mode, VipConfig},
     dataplane::Dataplane,
+    health::AgentReport,
     maglev::{self, Member},
     plan::{self, Plan},
+    weights::{self, Telemetry},
 };
 
 /// Raw network-order words of an address, as `lb-common` stores them.
@@ -58,6 +60,12 @@ struct Vip {
     id: u32,
     /// Live `VipMeta::ring` value.
     ring: u32,
+    /// The live Maglev table (backend ids), to measure what a rebuild would move.
+    table: Vec<u32>,
+    /// Ring weight of each backend in the live table, in `cfg.backends` order.
+    ring_weights: Vec<u32>,
+    /// When telemetry last updated the weight factors.
+    weights_updated: std::time::Instant,
 }
 
 /// Backend ids shared by every VIP that uses the same address:port.
@@ -98,8 +106,12 @@ pub struct Controller {
     drain_started: HashMap<(String, SocketAddr), std::time::Instant>,
     /// After this long a draining backend counts as drained (0: no deadline).
     drain_timeout: std::time::Duration,
-    /// Weight percentages reported by backends' agents, by (VIP name, backend).
-    agent_percent: HashMap<(String, SocketAddr), u32>,
+    /// What backends' agents last reported (weight percentage, load), by (VIP name, backend).
+    agent: HashMap<(String, SocketAddr), AgentReport>,
+    /// Telemetry weight factors (1 = the configured weight), by (VIP name, backend).
+    factor: HashMap<(String, SocketAddr), f64>,
+    /// When each backend last came up (joined, or passed its health checks), for slow-start.
+    up_since: HashMap<(String, SocketAddr), std::time::Instant>,
     /// (VIP name, backend) pairs whose health checks say down.
     down: std::collections::HashSet<(String, SocketAddr)>,
     /// VIPs found in adopted (pinned) maps and not claimed by the config yet.
@@ -165,7 +177,9 @@ impl Controller {
             ids: BackendIds::default(),
             filter: vec![0; filter::TOTAL_WORDS as usize],
             down: Default::default(),
-            agent_percent: HashMap::new(),
+            agent: HashMap::new(),
+            factor: HashMap::new(),
+            up_since: HashMap::new(),
             drain_started: HashMap::new(),
             drain_timeout: std::time::Duration::from_secs(300),
             timings: (0, 0.0, 0.0),
@@ -261,6 +275,9 @@ impl Controller {
             },
             id,
             ring,
+            table: Vec::new(),
+            ring_weights: Vec::new(),
+            weights_updated: std::time::Instant::now(),
         });
         let idx = self.vips.len() - 1;
         if let Err(e) = self.commit(idx, backends) {
@@ -416,22 +433,137 @@ impl Controller {
                 "{vip}: backend {addr} is {}",
                 if up { "up" } else { "down" }
             );
+            if up {
+                self.up_since
+                    .insert((vip.to_string(), addr), std::time::Instant::now());
+            }
             self.rebuild(idx)?;
         }
         Ok(())
     }
 
-    /// Applies an agent's weight percentage (0 = drain) to a backend's configured weight.
-    pub fn set_agent_weight(&mut self, vip: &str, addr: SocketAddr, percent: u32) -> Result<()> {
+    /// Records an agent's report: its weight percentage (0 = drain) scales the backend's
+    /// configured weight at once; its load feeds the `resource` policy.
+    pub fn set_agent_report(
+        &mut self,
+        vip: &str,
+        addr: SocketAddr,
+        report: AgentReport,
+    ) -> Result<()> {
         let Some(idx) = self.vip_with_backend(vip, addr)? else {
             return Ok(());
         };
-        let old = self.agent_percent.insert((vip.to_string(), addr), percent);
-        if old.unwrap_or(100) != percent {
-            log::info!("{vip}: agent of {addr} reports {percent}%");
+        let old = self.agent.insert((vip.to_string(), addr), report);
+        if old.map_or(100, |r| r.percent) != report.percent {
+            log::info!("{vip}: agent of {addr} reports {}%", report.percent);
             self.rebuild(idx)?;
         }
         Ok(())
+    }
+
+    /// One telemetry round: for every VIP whose update interval has passed, moves each
+    /// backend's weight factor toward its policy's target and advances slow-start, then
+    /// rebuilds the ring if a weight moved enough to matter, shortening the step until the
+    /// rebuild moves at most `max_moved` of the table.
+    pub fn update_weights(&mut self) -> Result<()> {
+        let active = self.dp.active_flows().unwrap_or_default();
+        for idx in 0..self.vips.len() {
+            let vip = &self.vips[idx];
+            let w = &vip.cfg.weights;
+            if vip.weights_updated.elapsed() < std::time::Duration::from_millis(w.interval_ms) {
+                continue;
+            }
+            let name = vip.cfg.name.clone();
+            let telemetry: Vec<Telemetry> = vip
+                .cfg
+                .backends
+                .iter()
+                .map(|b| {
+                    let report = self.agent.get(&(name.clone(), b.socket_addr()));
+                    let id = self.ids.get(&b.socket_addr()).unwrap_or(0);
+                    Telemetry {
+                        weight: b.weight,
+                        active_flows: active.get(&id).copied().unwrap_or(0),
+                        cpu: report.and_then(|r| r.cpu),
+                        capacity: report.and_then(|r| r.capacity),
+                    }
+                })
+                .collect();
+            let targets = weights::targets(w.policy, &telemetry);
+            let before: Vec<f64> = vip
+                .cfg
+                .backends
+                .iter()
+                .zip(&targets)
+                .map(|(b, t)| {
+                    // A backend new to telemetry starts at its target: slow-start, not the
+                    // damping, eases it in.
+                    *self.factor.get(&(name.clone(), b.socket_addr())).unwrap_or(t)
+                })
+                .collect();
+            let cfg = w.clone();
+            let mut scale = 1.0;
+            for _ in 0..6 {
+                let next: Vec<f64> = before
+                    .iter()
+                    .zip(&targets)
+                    .map(|(f, t)| f + (weights::step(*f, *t, &cfg) - f) * scale)
+                    .collect();
+                for (b, f) in self.vips[idx].cfg.backends.clone().iter().zip(&next) {
+                    self.factor.insert((name.clone(), b.socket_addr()), *f);
+                }
+                let weights = self.ring_weights(idx);
+                if !weights::worth_rebuild(&self.vips[idx].ring_weights, &weights, cfg.min_change)
+                {
+                    break;
+                }
+                let moved = self.moved_share(idx);
+                if moved <= cfg.max_moved || scale < 0.05 {
+                    log::info!(
+                        "{name}: {:?} weights {:?} (moves {:.1}% of the table)",
+                        cfg.policy,
+                        weights,
+                        moved * 100.0
+                    );
+                    self.rebuild(idx)?;
+                    break;
+                }
+                scale /= 2.0;
+            }
+            self.vips[idx].weights_updated = std::time::Instant::now();
+        }
+        Ok(())
+    }
+
+    /// The ring weight of every backend of VIP `idx`, in its `cfg.backends` order.
+    fn ring_weights(&self, idx: usize) -> Vec<u32> {
+        let vip = &self.vips[idx].cfg;
+        vip.backends
+            .iter()
+            .map(|b| self.effective_weight(vip, b))
+            .collect()
+    }
+
+    /// Share of VIP `idx`'s live table that rebuilding it from current weights would move.
+    fn moved_share(&self, idx: usize) -> f64 {
+        let members = self.members(idx);
+        let vip = &self.vips[idx];
+        let table = maglev::build(&members, vip.cfg.ring_size);
+        let moved = table.iter().zip(&vip.table).filter(|(a, b)| a != b).count();
+        moved as f64 / table.len().max(1) as f64
+    }
+
+    /// VIP `idx`'s backends as Maglev members with their ring weights (ids must exist).
+    fn members(&self, idx: usize) -> Vec<Member> {
+        let vip = &self.vips[idx].cfg;
+        vip.backends
+            .iter()
+            .map(|b| Member {
+                id: self.ids.get(&b.socket_addr()).unwrap_or(0),
+                addr: b.socket_addr(),
+                weight: self.effective_weight(vip, b),
+            })
+            .collect()
     }
 
     /// The index of VIP `vip` if `addr` is one of its backends (a checker's verdict can arrive
@@ -452,15 +584,22 @@ impl Controller {
         self.commit(idx, set)
     }
 
-    /// The weight a backend of VIP `vip` has in the ring: 0 while its health checks say down,
-    /// else its configured weight scaled by its agent's percentage.
-    fn effective_weight(&self, vip: &str, b: &BackendConfig) -> u32 {
-        let key = (vip.to_string(), b.socket_addr());
+    /// The weight a backend of `vip` has in the ring: 0 while its health checks say down,
+    /// else its configured weight scaled by its agent's percentage, its telemetry factor and
+    /// slow-start (see [`weights::ring_weight`]).
+    fn effective_weight(&self, vip: &VipConfig, b: &BackendConfig) -> u32 {
+        let key = (vip.name.clone(), b.socket_addr());
         if self.down.contains(&key) {
             return 0;
         }
-        let percent = self.agent_percent.get(&key).copied().unwrap_or(100);
-        (u64::from(b.weight) * u64::from(percent) / 100).min(u64::from(MAX_WEIGHT)) as u32
+        let percent = self.agent.get(&key).map_or(100, |r| r.percent);
+        let factor = self.factor.get(&key).copied().unwrap_or(1.0);
+        let ramp = std::time::Duration::from_secs(vip.weights.slow_start_s);
+        let slow = self
+            .up_since
+            .get(&key)
+            .map_or(1.0, |t| weights::slow_start(t.elapsed(), ramp));
+        weights::ring_weight(b.weight, percent, factor, slow)
     }
 
     /// What the health checkers should check, and whether each backend is up now.
@@ -548,38 +687,35 @@ impl Controller {
         backends: &[BackendConfig],
         created: &mut Vec<SocketAddr>,
     ) -> Result<()> {
-        let mut members = Vec::with_capacity(backends.len());
         for b in backends {
             let addr = b.socket_addr();
-            let id = match self.ids.get(&addr) {
+            if self.ids.get(&addr).is_some() {
+                continue;
+            }
+            let id = match self.pinned_backends.remove(&addr) {
                 Some(id) => id,
-                None => {
-                    let id = match self.pinned_backends.remove(&addr) {
-                        Some(id) => id,
-                        None => self
-                            .ids
-                            .free_id(&self.pinned_backends)
-                            .ok_or_else(|| anyhow!("backend: all {MAX_BACKENDS} ids are in use"))?,
-                    };
-                    let record = Backend {
-                        addr: addr_words(b.addr),
-                        port: b.port.to_be(),
-                        family: family(b.addr),
-                        _pad: 0,
-                    };
-                    self.dp.set_backend(id, &record)?;
-                    self.ids.by_addr.insert(addr, (id, 0));
-                    created.push(addr);
-                    id
-                }
+                None => self
+                    .ids
+                    .free_id(&self.pinned_backends)
+                    .ok_or_else(|| anyhow!("backend: all {MAX_BACKENDS} ids are in use"))?,
             };
-            // A backend whose health checks failed takes no new flows, like a drained one.
-            members.push(Member {
-                id,
-                addr,
-                weight: self.effective_weight(&self.vips[idx].cfg.name, b),
-            });
+            let record = Backend {
+                addr: addr_words(b.addr),
+                port: b.port.to_be(),
+                family: family(b.addr),
+                _pad: 0,
+            };
+            self.dp.set_backend(id, &record)?;
+            self.ids.by_addr.insert(addr, (id, 0));
+            created.push(addr);
         }
+        // A backend whose health checks failed takes no new flows, like a drained one. The
+        // members are computed with the new set in place, then the old set is put back: the
+        // caller installs the new one only if this commit succeeds.
+        let old = std::mem::replace(&mut self.vips[idx].cfg.backends, backends.to_vec());
+        let members = self.members(idx);
+        let weights = self.ring_weights(idx);
+        self.vips[idx].cfg.backends = old;
         let vip = &self.vips[idx];
         let table = maglev::build(&members, vip.cfg.ring_size);
         let live = table.iter().any(|&id| id != lb_common::BACKEND_NONE);
@@ -601,6 +737,8 @@ impl Controller {
         let vip_id = vip.id;
         self.dp.retire_ring(vip_id, old_ring);
         self.vips[idx].ring = ring;
+        self.vips[idx].table = table;
+        self.vips[idx].ring_weights = weights;
         Ok(())
     }
 
@@ -650,7 +788,7 @@ impl Controller {
                         state: if self.down.contains(&(vip.cfg.name.clone(), b.socket_addr())) {
                             "down".to_string()
                         } else {
-                            let weight = self.effective_weight(&vip.cfg.name, b);
+                            let weight = self.effective_weight(&vip.cfg, b);
                             let key = (vip.cfg.name.clone(), b.socket_addr());
                             let overdue = self
                                 .drain_started
@@ -743,15 +881,17 @@ pub enum Command {
     },
     /// What to health-check.
     HealthTargets(oneshot::Sender<Vec<crate::health::Target>>),
-    /// A backend's agent reported a weight percentage (0 = drain).
-    SetAgentWeight {
+    /// A backend's agent reported: weight percentage (0 = drain) and load.
+    SetAgentReport {
         /// VIP name.
         vip: String,
         /// Backend.
         addr: SocketAddr,
-        /// Percent of the configured weight.
-        percent: u32,
+        /// What it said.
+        report: AgentReport,
     },
+    /// Time for a telemetry round (see [`Controller::update_weights`]).
+    UpdateWeights,
     /// Make cached next hops stale so routes and neighbours are looked up again.
     RefreshNextHops,
 }
@@ -819,9 +959,14 @@ pub fn spawn(mut ctl: Controller) -> (Handle, tokio::task::JoinHandle<Controller
                 Command::HealthTargets(reply) => {
                     let _ = reply.send(ctl.health_targets());
                 }
-                Command::SetAgentWeight { vip, addr, percent } => {
-                    if let Err(e) = ctl.set_agent_weight(&vip, addr, percent) {
-                        log::warn!("agent weight of {addr} on {vip}: {e:#}");
+                Command::SetAgentReport { vip, addr, report } => {
+                    if let Err(e) = ctl.set_agent_report(&vip, addr, report) {
+                        log::warn!("agent report of {addr} on {vip}: {e:#}");
+                    }
+                }
+                Command::UpdateWeights => {
+                    if let Err(e) = ctl.update_weights() {
+                        log::warn!("weight update failed: {e:#}");
                     }
                 }
                 Command::RefreshNextHops => {

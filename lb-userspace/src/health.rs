@@ -62,21 +62,36 @@ impl HealthState {
     }
 }
 
-/// What an agent reported, in HAProxy's agent-check words.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What an agent reported, in HAProxy's agent-check words, plus the load words of
+/// `lb-backend` (`cpu=NN%`, `inflight=N`, `capacity=CORES`).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AgentReport {
     /// `down`, `fail`, `stopped` or `maint` was said.
     pub down: bool,
     /// Weight percentage: `drain` is 0, `NN%` is NN, neither is 100.
     pub percent: u32,
+    /// CPU use as a share of the VM's limit (`cpu=42.5%` is 0.425).
+    pub cpu: Option<f64>,
+    /// Requests being served.
+    pub inflight: Option<u64>,
+    /// The VM's CPU limit in cores.
+    pub capacity: Option<f64>,
+}
+
+impl AgentReport {
+    /// What a check that reports nothing but success means: up, full weight, no load known.
+    pub const UP: AgentReport = AgentReport {
+        down: false,
+        percent: 100,
+        cpu: None,
+        inflight: None,
+        capacity: None,
+    };
 }
 
 /// Parses an agent's line (words separated by spaces or commas; unknown words are ignored).
 pub fn parse_agent(line: &str) -> AgentReport {
-    let mut report = AgentReport {
-        down: false,
-        percent: 100,
-    };
+    let mut report = AgentReport::UP;
     for word in line
         .split([' ', ',', '\t', '\r', '\n'])
         .filter(|w| !w.is_empty())
@@ -86,6 +101,17 @@ pub fn parse_agent(line: &str) -> AgentReport {
             "down" | "fail" | "stopped" | "maint" => report.down = true,
             "drain" => report.percent = 0,
             "up" | "ready" => report.down = false,
+            _ if word.contains('=') => {
+                let (key, value) = word.split_once('=').unwrap_or_default();
+                let number = value.trim_end_matches('%').parse::<f64>().ok();
+                let number = number.filter(|n| n.is_finite() && *n >= 0.0);
+                match key {
+                    "cpu" => report.cpu = number.map(|n| n / 100.0),
+                    "inflight" => report.inflight = number.map(|n| n as u64),
+                    "capacity" => report.capacity = number.filter(|n| *n > 0.0),
+                    _ => {}
+                }
+            }
             _ => {
                 if let Some(p) = word.strip_suffix('%').and_then(|p| p.parse::<u32>().ok()) {
                     report.percent = p.min(256);
@@ -99,10 +125,7 @@ pub fn parse_agent(line: &str) -> AgentReport {
 /// One check of `addr`: a TCP connection, an HTTP GET answered with the expected status, or
 /// the agent's report, within the timeout. `None` means the check failed.
 pub async fn probe(addr: SocketAddr, cfg: &HealthConfig) -> Option<AgentReport> {
-    let up = AgentReport {
-        down: false,
-        percent: 100,
-    };
+    let up = AgentReport::UP;
     let check = async {
         if cfg.kind == CheckKind::Agent {
             let mut stream = TcpStream::connect(SocketAddr::new(addr.ip(), cfg.agent_port)).await?;
@@ -138,16 +161,15 @@ pub async fn probe(addr: SocketAddr, cfg: &HealthConfig) -> Option<AgentReport> 
 
 async fn checker(handle: Handle, vip: String, addr: SocketAddr, cfg: HealthConfig, up: bool) {
     let mut state = HealthState::new(up);
-    let mut percent = 100;
     loop {
         let report = probe(addr, &cfg).await;
-        // An agent's weight applies at once; reachability and `down` go through rise/fall.
-        if let Some(r) = report.filter(|r| !r.down && r.percent != percent) {
-            percent = r.percent;
-            let cmd = Command::SetAgentWeight {
+        // An agent's weight and load apply at once; reachability and `down` go through
+        // rise/fall.
+        if let Some(report) = report.filter(|r| !r.down && cfg.kind == CheckKind::Agent) {
+            let cmd = Command::SetAgentReport {
                 vip: vip.clone(),
                 addr,
-                percent,
+                report,
             };
             if handle.send(cmd).await.is_err() {
                 return;
@@ -206,36 +228,24 @@ mod tests {
 
     #[test]
     fn agent_words_are_read_like_haproxy() {
-        assert_eq!(
-            parse_agent("up 100%\n"),
-            AgentReport {
-                down: false,
-                percent: 100
-            }
-        );
-        assert_eq!(
-            parse_agent("75%"),
-            AgentReport {
-                down: false,
-                percent: 75
-            }
-        );
-        assert_eq!(
-            parse_agent("drain"),
-            AgentReport {
-                down: false,
-                percent: 0
-            }
-        );
+        assert_eq!(parse_agent("up 100%\n"), AgentReport::UP);
+        assert_eq!(parse_agent("75%").percent, 75);
+        assert_eq!(parse_agent("drain").percent, 0);
+        assert!(!parse_agent("drain").down);
         assert!(parse_agent("down #maintenance").down);
         assert_eq!(parse_agent("ready,50%").percent, 50);
-        assert_eq!(
-            parse_agent("garbage"),
-            AgentReport {
-                down: false,
-                percent: 100
-            }
-        );
+        assert_eq!(parse_agent("garbage"), AgentReport::UP);
+    }
+
+    #[test]
+    fn load_words_are_read_and_bad_ones_ignored() {
+        let r = parse_agent("up 100% cpu=42.5% inflight=3 capacity=0.50\n");
+        assert_eq!(r.percent, 100);
+        assert_eq!(r.cpu, Some(0.425));
+        assert_eq!(r.inflight, Some(3));
+        assert_eq!(r.capacity, Some(0.5));
+        let bad = parse_agent("cpu=-3% inflight=x capacity=0 cpu=nan");
+        assert_eq!(bad, AgentReport::UP, "negative, non-numeric, zero: ignored");
     }
 
     fn cfg() -> HealthConfig {

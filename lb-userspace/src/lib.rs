@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod netns;
 pub mod object;
 pub mod plan;
+pub mod weights;

@@ -215,6 +215,8 @@ impl Balancer {
                 mode,
                 ring_size: lb_common::RING_SIZES[0],
                 health: None,
+                weights: Default::default(),
+                pool: None,
                 backends: backends
                     .iter()
                     .map(|&(i, port, weight)| BackendConfig {

@@ -150,7 +150,12 @@ async fn serve(cfg: Config, state_file: PathBuf, detach: bool) -> Result<()> {
         .unwrap_or_else(|| api::default_socket(&cfg.lbd.instance));
     let listener = api::bind(&socket)?;
     let (handle, task) = controller::spawn(ctl);
-    let refresher = tokio::spawn(refresh_next_hops(handle.clone()));
+    let refresher = tokio::spawn(every(NEXT_HOP_REFRESH, handle.clone(), || {
+        controller::Command::RefreshNextHops
+    }));
+    let weigher = tokio::spawn(every(WEIGHTS_TICK, handle.clone(), || {
+        controller::Command::UpdateWeights
+    }));
     let checks = tokio::spawn(health::run(handle.clone()));
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = metrics_listener.map(|listener| {
@@ -165,8 +170,10 @@ async fn serve(cfg: Config, state_file: PathBuf, detach: bool) -> Result<()> {
         socket.display()
     );
     let served = api::serve(listener, handle, shutdown_signal()).await;
-    refresher.abort();
-    let _ = refresher.await;
+    for task in [refresher, weigher] {
+        task.abort();
+        let _ = task.await;
+    }
     checks.abort();
     let _ = checks.await;
     let _ = stop_metrics.send(());
@@ -198,16 +205,21 @@ async fn serve(cfg: Config, state_file: PathBuf, detach: bool) -> Result<()> {
 /// again, so a changed MAC or route is picked up within this time.
 const NEXT_HOP_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn refresh_next_hops(handle: controller::Handle) {
-    let mut tick = tokio::time::interval(NEXT_HOP_REFRESH);
+/// How often the controller looks at telemetry; each VIP updates its weights at its own
+/// `weights.interval_ms`.
+const WEIGHTS_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Sends the controller `make()` every `period` until it stops.
+async fn every(
+    period: std::time::Duration,
+    handle: controller::Handle,
+    make: impl Fn() -> controller::Command,
+) {
+    let mut tick = tokio::time::interval(period);
     tick.tick().await;
     loop {
         tick.tick().await;
-        if handle
-            .send(controller::Command::RefreshNextHops)
-            .await
-            .is_err()
-        {
+        if handle.send(make()).await.is_err() {
             return;
         }
     }
