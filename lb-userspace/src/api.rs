@@ -23,13 +23,14 @@ use crate::{
     config::{Mode, Proto, VipConfig},
     controller::{Command, Handle},
     plan::Plan,
+    pool::{PoolCommand, PoolView, Pools},
 };
 
 /// Largest request body accepted, in bytes.
 const MAX_BODY: usize = 64 * 1024;
 
 /// A backend of a VIP, as listed.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct BackendView {
     /// Data-path id (1..).
     pub id: u32,
@@ -51,6 +52,16 @@ pub struct BackendView {
     /// none left or the drain deadline passed: safe to remove) or `down` (failing its health
     /// checks: out of the ring).
     pub state: String,
+    /// Weight in the ring now: configured weight × agent percentage × telemetry factor ×
+    /// slow-start, at a scale of 100 per unit of configured weight.
+    #[serde(default)]
+    pub ring_weight: u32,
+    /// CPU use its agent reported, as a share of its limit.
+    #[serde(default)]
+    pub cpu: Option<f64>,
+    /// Requests in flight its agent reported.
+    #[serde(default)]
+    pub inflight: Option<u64>,
 }
 
 /// The state of a backend from its weight and active flows.
@@ -243,11 +254,98 @@ async fn status(State(h): State<Handle>) -> Result<Json<StatusView>, ApiError> {
     Ok(Json(h.call(Command::Status).await?))
 }
 
+/// What the API handlers share: the controller and the VM pools.
+#[derive(Clone)]
+struct AppState {
+    handle: Handle,
+    pools: Pools,
+}
+
+impl axum::extract::FromRef<AppState> for Handle {
+    fn from_ref(s: &AppState) -> Handle {
+        s.handle.clone()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Pools {
+    fn from_ref(s: &AppState) -> Pools {
+        s.pools.clone()
+    }
+}
+
+/// Body of `POST /v1/vms` (create one VM) and `DELETE /v1/vms` (drain and delete one).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmRequest {
+    /// The pool: its VIP's name.
+    pub pool: String,
+    /// VM name (delete only).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// CPU limit in cores (create only; default the pool's).
+    #[serde(default)]
+    pub cpu_limit: Option<f64>,
+}
+
+async fn list_vms(State(pools): State<Pools>) -> Json<Vec<PoolView>> {
+    let views = pools
+        .lock()
+        .map(|p| p.values().map(|(v, _)| v.clone()).collect())
+        .unwrap_or_default();
+    Json(views)
+}
+
+fn pool_sender(pools: &Pools, name: &str) -> Result<tokio::sync::mpsc::Sender<PoolCommand>, ApiError> {
+    let pools = pools
+        .lock()
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "pools: lock poisoned".into()))?;
+    pools.get(name).map(|(_, tx)| tx.clone()).ok_or_else(|| {
+        let known: Vec<&str> = pools.keys().map(String::as_str).collect();
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("pool: no pool {name:?} (pooled VIPs: {})", known.join(", ")),
+        )
+    })
+}
+
+async fn pool_call<T>(
+    tx: tokio::sync::mpsc::Sender<PoolCommand>,
+    make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> PoolCommand,
+) -> Result<T, ApiError> {
+    let (reply, wait) = tokio::sync::oneshot::channel();
+    let gone = || ApiError(StatusCode::SERVICE_UNAVAILABLE, "pool: manager stopped".into());
+    tx.send(make(reply)).await.map_err(|_| gone())?;
+    wait.await.map_err(|_| gone())
+}
+
+async fn create_vm(State(pools): State<Pools>, body: Bytes) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: VmRequest = parse_body(&body)?;
+    if let Some(c) = req.cpu_limit.filter(|c| !(0.01..=64.0).contains(c)) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("cpu_limit: {c} must be 0.01-64 cores"),
+        ));
+    }
+    let tx = pool_sender(&pools, &req.pool)?;
+    let name = pool_call(tx, |r| PoolCommand::Create(req.cpu_limit, r)).await??;
+    Ok(Json(serde_json::json!({ "created": name })))
+}
+
+async fn delete_vm(State(pools): State<Pools>, body: Bytes) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: VmRequest = parse_body(&body)?;
+    let name = req
+        .name
+        .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "name: required".into()))?;
+    let tx = pool_sender(&pools, &req.pool)?;
+    pool_call(tx, |r| PoolCommand::Delete(name.clone(), r)).await??;
+    Ok(Json(serde_json::json!({ "draining": name })))
+}
+
 async fn not_found() -> ApiError {
     ApiError(
         StatusCode::NOT_FOUND,
         "path: no such endpoint (see GET /v1/status, /v1/stats, GET|POST|DELETE /v1/vips, \
-         POST|DELETE /v1/backends, POST /v1/plan)"
+         POST|DELETE /v1/backends, POST /v1/plan, GET|POST|DELETE /v1/vms)"
             .into(),
     )
 }
@@ -275,6 +373,7 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
 pub async fn serve(
     listener: UnixListener,
     handle: Handle,
+    pools: Pools,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let app = Router::new()
@@ -286,8 +385,9 @@ pub async fn serve(
         .route("/v1/plan", axum::routing::post(plan))
         .route("/v1/stats", get(stats))
         .route("/v1/status", get(status))
+        .route("/v1/vms", get(list_vms).post(create_vm).delete(delete_vm))
         .fallback(not_found)
-        .with_state(handle);
+        .with_state(AppState { handle, pools });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

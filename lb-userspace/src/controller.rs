@@ -776,7 +776,11 @@ impl Controller {
                 .map(|b| {
                     let id = self.ids.get(&b.socket_addr()).unwrap_or(0);
                     let bt = self.dp.traffic(false, id).unwrap_or_default();
+                    let report = self.agent.get(&(vip.cfg.name.clone(), b.socket_addr()));
                     BackendView {
+                        ring_weight: self.effective_weight(&vip.cfg, b),
+                        cpu: report.and_then(|r| r.cpu),
+                        inflight: report.and_then(|r| r.inflight),
                         id,
                         addr: b.addr,
                         port: b.port,
@@ -894,6 +898,10 @@ pub enum Command {
     UpdateWeights,
     /// Make cached next hops stale so routes and neighbours are looked up again.
     RefreshNextHops,
+    /// Attach `lb_xdp` to an interface (a new VM's link).
+    Attach(String, oneshot::Sender<Result<()>>),
+    /// Detach `lb_xdp` from an interface (a VM being deleted).
+    Detach(String, oneshot::Sender<Result<()>>),
 }
 
 /// Cloneable handle to the controller task.
@@ -968,6 +976,12 @@ pub fn spawn(mut ctl: Controller) -> (Handle, tokio::task::JoinHandle<Controller
                     if let Err(e) = ctl.update_weights() {
                         log::warn!("weight update failed: {e:#}");
                     }
+                }
+                Command::Attach(iface, reply) => {
+                    let _ = reply.send(ctl.dp.attach(&iface));
+                }
+                Command::Detach(iface, reply) => {
+                    let _ = reply.send(ctl.dp.detach(&iface));
                 }
                 Command::RefreshNextHops => {
                     if let Err(e) = ctl.dp.bump_nh_epoch() {

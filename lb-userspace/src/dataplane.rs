@@ -237,6 +237,21 @@ impl Dataplane {
             .with_context(|| format!("adding {iface} to {}", map_names::TX_PORTS))
     }
 
+    /// Detaches `lb_xdp` from `iface` (unpins its link) and stops redirecting to it; an
+    /// interface that is already gone (its VM deleted) only loses the pin.
+    pub fn detach(&mut self, iface: &str) -> Result<()> {
+        if let Ok(ifindex) = ifindex(iface) {
+            let _ = self.tx_ports.remove(ifindex);
+        }
+        let path = self.pin_dir.join("links").join(iface);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("unpinning {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// VIPs (not the ping entries) and backend records found in the maps, as a controller
     /// that adopts pinned maps finds them.
     pub fn pinned_state(&self) -> PinnedState {

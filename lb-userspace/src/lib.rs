@@ -11,4 +11,6 @@ pub mod metrics;
 pub mod netns;
 pub mod object;
 pub mod plan;
+pub mod pool;
+pub mod vm;
 pub mod weights;

@@ -54,18 +54,7 @@ impl Netns {
     /// A command that runs `PROGRAM ARGS...` inside the namespace. Unlike `ip netns exec`, it
     /// keeps the caller's mount namespace, so pins under /sys/fs/bpf stay shared.
     pub fn command(&self, program: &str, args: &[&str]) -> Result<Command> {
-        let file = File::open(format!("/run/netns/{}", self.name))
-            .with_context(|| format!("opening namespace {}", self.name))?;
-        let mut cmd = Command::new(program);
-        cmd.args(args);
-        // SAFETY: the closure runs between fork and exec and only calls setns(2), which is
-        // async-signal-safe; it allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                setns(&file, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
-            });
-        }
-        Ok(cmd)
+        command_in(&self.name, program, args)
     }
 
     /// Starts `cmd` (from [`Netns::command`]) and keeps it: it is killed when the guard drops.
@@ -153,6 +142,20 @@ impl Drop for Netns {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// A command that runs `PROGRAM ARGS...` inside namespace `ns` (see [`Netns::command`]).
+pub fn command_in(ns: &str, program: &str, args: &[&str]) -> Result<Command> {
+    let file =
+        File::open(format!("/run/netns/{ns}")).with_context(|| format!("opening namespace {ns}"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    // SAFETY: the closure runs between fork and exec and only calls setns(2), which is
+    // async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || setns(&file, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from));
+    }
+    Ok(cmd)
 }
 
 /// Runs a command to completion; an error carries its stderr.

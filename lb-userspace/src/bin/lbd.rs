@@ -1,15 +1,20 @@
 //! `lbd`: loads the balancer, attaches it, applies the config and serves the API.
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use lb_userspace::{
     api,
-    config::Config,
+    config::{Config, Mode, ProviderKind, VipConfig},
     controller::{self, Controller},
     dataplane::{self, Dataplane},
     health, metrics,
     object::LoadOptions,
+    pool,
+    vm::{self, fixed::StaticProvider, netns::NetnsProvider, Provider},
 };
 
 #[derive(Parser, Debug)]
@@ -136,7 +141,7 @@ async fn serve(cfg: Config, state_file: PathBuf, detach: bool) -> Result<()> {
         log::info!("lb_xdp attached to {iface}");
     }
     let mut ctl = Controller::new(dp, &cfg.lbd.instance, &cfg.lbd.interfaces);
-    ctl.persist_to(state_file, cfg.lbd.clone());
+    ctl.persist_to(state_file.clone(), cfg.lbd.clone());
     if let Err(e) = ctl.apply_config(&cfg) {
         if !adopted {
             let _ = ctl.into_dataplane().unpin();
@@ -157,6 +162,9 @@ async fn serve(cfg: Config, state_file: PathBuf, detach: bool) -> Result<()> {
         controller::Command::UpdateWeights
     }));
     let checks = tokio::spawn(health::run(handle.clone()));
+    let (pools, pool_tasks) = pool::spawn_all(&cfg.vips, &handle, |vip| {
+        provider(vip, &cfg.lbd.instance, &state_file)
+    })?;
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = metrics_listener.map(|listener| {
         let stopped = async {
@@ -169,7 +177,9 @@ async fn serve(cfg: Config, state_file: PathBuf, detach: bool) -> Result<()> {
         cfg.vips.len(),
         socket.display()
     );
-    let served = api::serve(listener, handle, shutdown_signal()).await;
+    let served = api::serve(listener, handle, pools.clone(), shutdown_signal()).await;
+    // A clean stop removes what lbd made, VMs included; --detach leaves them serving.
+    pool::shutdown(&pools, pool_tasks, !detach).await;
     for task in [refresher, weigher] {
         task.abort();
         let _ = task.await;
@@ -204,6 +214,27 @@ async fn serve(cfg: Config, state_file: PathBuf, detach: bool) -> Result<()> {
 /// How often cached next hops (route + neighbour per backend and per reply flow) are looked up
 /// again, so a changed MAC or route is picked up within this time.
 const NEXT_HOP_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The VM provider of a pooled VIP.
+fn provider(vip: &VipConfig, instance: &str, state_file: &Path) -> Result<Provider> {
+    let pool = vip.pool.as_ref().context("not a pooled VIP")?;
+    Ok(match pool.provider {
+        ProviderKind::Static => Provider::Static(StaticProvider::new(pool.addrs.clone())),
+        ProviderKind::Netns => {
+            let network = pool.network().map_err(anyhow::Error::msg)?;
+            let exe = std::env::current_exe()?;
+            let bin_dir = exe.parent().context("lbd has no directory")?.to_path_buf();
+            let dsr = (vip.mode == Mode::Dsr).then_some(vip.addr);
+            Provider::Netns(NetnsProvider::new(
+                instance,
+                vm::records_dir(state_file),
+                network,
+                bin_dir,
+                dsr,
+            ))
+        }
+    })
+}
 
 /// How often the controller looks at telemetry; each VIP updates its weights at its own
 /// `weights.interval_ms`.

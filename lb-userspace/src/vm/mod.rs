@@ -1,0 +1,163 @@
+//! Backend VMs: the [`VmProvider`] trait the pool manager drives, the VM record it keeps, and
+//! the providers: `netns` (a namespace, a veth, cgroup limits and `lb-backend` inside) and
+//! `static` (addresses someone else runs).
+pub mod cgroup;
+pub mod fixed;
+pub mod netns;
+
+use std::{collections::BTreeMap, future::Future, net::IpAddr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What a provider is asked to make.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VmSpec {
+    /// Pool (VIP) the VM serves.
+    pub pool: String,
+    /// Slot within the pool (0-based): picks the VM's name and address.
+    pub slot: u32,
+    /// CPU limit in cores.
+    pub cpu_limit: f64,
+    /// Memory limit in MiB.
+    pub memory_mb: u64,
+    /// Port the VM's server listens on.
+    pub port: u16,
+    /// Whether the VIP is UDP (the server then echoes datagrams instead of serving HTTP).
+    pub udp: bool,
+    /// Port of the VM's agent (load reports and agent checks).
+    pub agent_port: u16,
+    /// CPU microseconds per HTTP request (synthetic load).
+    pub work_us: u64,
+}
+
+/// A VM as the pool manager tracks it; persisted by the provider so a restarted lbd adopts it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Vm {
+    /// Display name: `<pool>-<slot>`.
+    pub name: String,
+    /// Pool (VIP) it serves.
+    pub pool: String,
+    /// Slot within the pool.
+    pub slot: u32,
+    /// Address the balancer sends its flows to.
+    pub addr: IpAddr,
+    /// Port its server listens on.
+    pub port: u16,
+    /// CPU limit in cores.
+    pub cpu_limit: f64,
+    /// When it was created, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// Provider details (namespace, interface, pid, cgroup paths...).
+    pub meta: BTreeMap<String, String>,
+}
+
+/// Whether a VM is serving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmStatus {
+    /// Made, server not started.
+    Created,
+    /// Its server is running.
+    Running,
+    /// Its server has exited (crashed or stopped).
+    Stopped,
+    /// It no longer exists.
+    Missing,
+}
+
+/// What went wrong with a VM operation.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// The pool has no free slot or address.
+    #[error("no capacity: {0}")]
+    NoCapacity(String),
+    /// A system call or tool failed.
+    #[error("{what}: {source:#}")]
+    System {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: anyhow::Error,
+    },
+    /// The VM's record cannot be used (missing field, bad file).
+    #[error("bad VM record {0}")]
+    BadRecord(String),
+}
+
+impl VmError {
+    /// Wraps a failure of `what`.
+    pub fn system(what: impl Into<String>, source: impl Into<anyhow::Error>) -> Self {
+        VmError::System {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Makes, starts, watches and removes backend VMs. Ready for a hypervisor provider: `create`
+/// may take as long as a boot (the pool manager measures create-to-serving), and `meta`
+/// carries whatever it needs to find its VM again after a restart.
+pub trait VmProvider: Send + Sync {
+    /// Makes a VM (network, limits, record) without starting its server.
+    fn create(&self, spec: &VmSpec) -> impl Future<Output = Result<Vm, VmError>> + Send;
+    /// Starts its server.
+    fn start(&self, vm: &mut Vm) -> impl Future<Output = Result<(), VmError>> + Send;
+    /// Whether it is serving.
+    fn status(&self, vm: &Vm) -> impl Future<Output = Result<VmStatus, VmError>> + Send;
+    /// Stops its server.
+    fn stop(&self, vm: &Vm) -> impl Future<Output = Result<(), VmError>> + Send;
+    /// Removes it and everything made for it; removing a missing VM succeeds.
+    fn delete(&self, vm: &Vm) -> impl Future<Output = Result<(), VmError>> + Send;
+    /// The VMs this provider made for `pool` that still exist (adopted after a restart).
+    fn list(&self, pool: &str) -> impl Future<Output = Result<Vec<Vm>, VmError>> + Send;
+}
+
+/// One of the providers, chosen per pool by the config.
+pub enum Provider {
+    /// Namespaces with `lb-backend`.
+    Netns(netns::NetnsProvider),
+    /// Operator-managed addresses.
+    Static(fixed::StaticProvider),
+}
+
+macro_rules! each {
+    ($self:ident, $p:ident => $e:expr) => {
+        match $self {
+            Provider::Netns($p) => $e,
+            Provider::Static($p) => $e,
+        }
+    };
+}
+
+impl VmProvider for Provider {
+    async fn create(&self, spec: &VmSpec) -> Result<Vm, VmError> {
+        each!(self, p => p.create(spec).await)
+    }
+    async fn start(&self, vm: &mut Vm) -> Result<(), VmError> {
+        each!(self, p => p.start(vm).await)
+    }
+    async fn status(&self, vm: &Vm) -> Result<VmStatus, VmError> {
+        each!(self, p => p.status(vm).await)
+    }
+    async fn stop(&self, vm: &Vm) -> Result<(), VmError> {
+        each!(self, p => p.stop(vm).await)
+    }
+    async fn delete(&self, vm: &Vm) -> Result<(), VmError> {
+        each!(self, p => p.delete(vm).await)
+    }
+    async fn list(&self, pool: &str) -> Result<Vec<Vm>, VmError> {
+        each!(self, p => p.list(pool).await)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Where an instance keeps its VM records: beside its state file (`<state>.vms/`).
+pub fn records_dir(state_file: &std::path::Path) -> PathBuf {
+    state_file.with_extension("vms")
+}
