@@ -2,7 +2,12 @@
 //! veth pairs, with addresses and routes; plus the client-side probes that tests and
 //! `cargo xtask run` use. Everything is torn down when the [`Topology`] drops.
 use std::{
+    collections::BTreeMap,
     io::{Read, Write},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket},
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -269,6 +274,192 @@ impl Topology {
         R: Send,
     {
         self.client.enter(f)
+    }
+}
+
+/// Settings of a pool lab: one NAT VIP (`web` on [`VIP`]:80) served by a `netns` pool.
+#[derive(Clone, Debug)]
+pub struct PoolLab {
+    /// `min`, `max` VMs.
+    pub min: u32,
+    /// Most VMs.
+    pub max: u32,
+    /// Target mean CPU use.
+    pub target: f64,
+    /// Weight policy (`static`, `round-robin`, `least-conn`, `resource`).
+    pub policy: &'static str,
+    /// Slow-start ramp, seconds.
+    pub slow_start_s: u64,
+    /// Scale-out and scale-in cooldowns, seconds.
+    pub cooldowns_s: (u64, u64),
+    /// CPU limit per VM, cores.
+    pub cpu_limit: f64,
+    /// CPU microseconds per HTTP request.
+    pub work_us: u64,
+}
+
+impl Default for PoolLab {
+    fn default() -> Self {
+        PoolLab {
+            min: 2,
+            max: 6,
+            target: 0.5,
+            policy: "resource",
+            slow_start_s: 5,
+            cooldowns_s: (3, 3),
+            cpu_limit: 0.2,
+            work_us: 2000,
+        }
+    }
+}
+
+/// Network the pool lab's VMs get their links from.
+pub const POOL_NETWORK: &str = "10.201.0.0/24";
+
+impl PoolLab {
+    /// The lbd config of the pool lab for the balancer interfaces of `topo`.
+    pub fn config_toml(&self, topo: &Topology, instance: &str, socket: &Path) -> String {
+        let ifaces: Vec<String> = topo
+            .lb_interfaces()
+            .iter()
+            .map(|i| format!("{i:?}"))
+            .collect();
+        format!(
+            "[lbd]\ninstance = {instance:?}\ninterfaces = [{}]\nsocket = {:?}\nstate_file = {:?}\n\
+             metrics = \"{METRICS}\"\ndrain_timeout_s = 20\n\n\
+             [[vip]]\nname = \"web\"\naddr = \"{VIP}\"\nport = {VIP_PORT}\nproto = \"tcp\"\n\
+             [vip.health]\nkind = \"agent\"\nagent_port = {AGENT_PORT}\ninter_ms = 300\n\
+             fastinter_ms = 100\ndowninter_ms = 300\ntimeout_ms = 800\nrise = 2\nfall = 3\n\
+             [vip.weights]\npolicy = {:?}\nslow_start_s = {}\n\
+             [vip.pool]\nprovider = \"netns\"\nmin = {}\nmax = {}\ntarget_utilisation = {}\n\
+             scale_out_cooldown_s = {}\nscale_in_cooldown_s = {}\ncpu_limit = {}\nwork_us = {}\n\
+             port = {BACKEND_PORT}\nnetwork = \"{POOL_NETWORK}\"\n",
+            ifaces.join(", "),
+            socket.display().to_string(),
+            state_file(socket).display().to_string(),
+            self.policy,
+            self.slow_start_s,
+            self.min,
+            self.max,
+            self.target,
+            self.cooldowns_s.0,
+            self.cooldowns_s.1,
+            self.cpu_limit,
+            self.work_us,
+        )
+    }
+}
+
+/// One HTTP request on a new connection (`Connection: close`); returns the `X-Backend` that
+/// answered.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
+    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+    stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    stream
+        .take(64 * 1024)
+        .read_to_end(&mut answer)
+        .context("reading the answer")?;
+    let text = String::from_utf8_lossy(&answer);
+    if !text.starts_with("HTTP/1.1 200") {
+        bail!("bad answer: {:?}", text.lines().next().unwrap_or(""));
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("X-Backend: "))
+        .map(|n| n.trim().to_string())
+        .ok_or_else(|| anyhow!("answer without X-Backend"))
+}
+
+/// What a [`Load`] has seen: requests answered (by backend) and failed.
+#[derive(Default)]
+pub struct Tally {
+    /// Requests answered with 200.
+    pub ok: AtomicU64,
+    /// Requests that failed (connect, timeout, bad answer).
+    pub failed: AtomicU64,
+    /// Answers per backend name.
+    pub by_backend: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Tally {
+    /// Answers per backend so far.
+    pub fn backends(&self) -> BTreeMap<String, u64> {
+        self.by_backend.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// Client load: worker threads in a namespace, each making one HTTP request per new
+/// connection, together at `rate` requests per second (changeable while running). Stops and
+/// joins its threads on drop.
+pub struct Load {
+    /// Offered requests per second, shared by the workers.
+    pub rate: Arc<AtomicU64>,
+    /// What the workers saw.
+    pub tally: Arc<Tally>,
+    stop: Arc<AtomicBool>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `workers` threads in `ns` sending to `addr` at `rate` requests/s in all.
+    pub fn start(ns: &Netns, addr: SocketAddr, rate: u64, workers: usize) -> Result<Self> {
+        let rate = Arc::new(AtomicU64::new(rate));
+        let tally = Arc::new(Tally::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::new();
+        for _ in 0..workers {
+            let file = std::fs::File::open(format!("/run/netns/{}", ns.name()))?;
+            let (rate, tally, stop) = (rate.clone(), tally.clone(), stop.clone());
+            handles.push(std::thread::spawn(move || {
+                if nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
+                    tally.failed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                while !stop.load(Ordering::Relaxed) {
+                    let r = rate.load(Ordering::Relaxed);
+                    if r == 0 {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                    let started = Instant::now();
+                    match http_get(addr, "/") {
+                        Ok(name) => {
+                            tally.ok.fetch_add(1, Ordering::Relaxed);
+                            if let Ok(mut m) = tally.by_backend.lock() {
+                                *m.entry(name).or_default() += 1;
+                            }
+                        }
+                        Err(_) => {
+                            tally.failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    let gap = Duration::from_secs_f64(workers as f64 / r as f64);
+                    if let Some(rest) = gap.checked_sub(started.elapsed()) {
+                        std::thread::sleep(rest.min(Duration::from_millis(500)));
+                    }
+                }
+            }));
+        }
+        Ok(Load {
+            rate,
+            tally,
+            stop,
+            workers: handles,
+        })
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
     }
 }
 

@@ -549,3 +549,50 @@ pub async fn shutdown(pools: &Pools, tasks: Vec<tokio::task::JoinHandle<()>>, de
         let _ = t.await;
     }
 }
+
+/// The pools as a text table: per pool a header, its VMs, and its last `events` decisions.
+pub fn render_pools(pools: &[PoolView], events: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0));
+    for p in pools {
+        let _ = writeln!(
+            out,
+            "pool {} ({}): {} VMs (min {}, max {}), cpu {} (target {:.0}%)",
+            p.vip,
+            p.provider,
+            p.vms.len(),
+            p.min,
+            p.max,
+            pct(p.utilisation),
+            p.target_utilisation * 100.0
+        );
+        let _ = writeln!(
+            out,
+            "  {:<10} {:<18} {:<9} {:>5} {:>6} {:>7} {:>9} {:>7} {:>7}",
+            "VM", "BACKEND", "STATE", "CPU", "LIMIT", "WEIGHT", "NEW FLOWS", "ACTIVE", "SERVING"
+        );
+        for v in &p.vms {
+            let _ = writeln!(
+                out,
+                "  {:<10} {:<18} {:<9} {:>5} {:>6.2} {:>7} {:>9} {:>7} {:>7}",
+                v.name,
+                v.backend.to_string(),
+                v.state,
+                pct(v.cpu),
+                v.cpu_limit,
+                v.ring_weight,
+                v.new_flows,
+                v.active_flows,
+                v.serving_after_ms
+                    .map_or("-".to_string(), |ms| format!("{ms}ms"))
+            );
+        }
+        let skip = p.events.len().saturating_sub(events);
+        for e in &p.events[skip..] {
+            let secs = (now_ms().saturating_sub(e.at_ms)) as f64 / 1000.0;
+            let _ = writeln!(out, "  {:>6.1}s ago  {}", secs, e.what);
+        }
+    }
+    out
+}

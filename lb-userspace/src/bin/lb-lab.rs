@@ -1,7 +1,11 @@
-//! `lb-lab`: the embedded lab behind `cargo xtask run`: a client, the balancer and backend VMs
-//! in network namespaces, a bounded burst of connections to the VIP, and a per-backend tally.
+//! `lb-lab`: the embedded lab behind `cargo xtask run`. By default, the full lab: a client
+//! namespace ramps HTTP load up and down against a VIP served by a `netns` pool of backend VMs
+//! that lbd creates, health-checks, weights by their load, scales out and drains back in,
+//! with a live view refreshing in place. `--burst` instead opens a burst of connections to
+//! four static VIPs (NAT and DSR, IPv4 and IPv6) and tallies who served them.
 use std::{
     collections::BTreeMap,
+    io::IsTerminal,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
@@ -9,7 +13,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{anyhow, Context, Result};
@@ -17,21 +21,32 @@ use clap::Parser;
 use lb_userspace::{
     api::StatsView,
     client,
-    lab::{self, tcp_hello, TempFile, Topology, VIP, VIP6, VIP6_DSR, VIP_DSR, VIP_PORT},
+    lab::{self, tcp_hello, Load, PoolLab, TempFile, Topology, VIP, VIP6, VIP6_DSR, VIP_DSR, VIP_PORT},
     netns::unique_name,
+    pool::{render_pools, PoolView},
+    vm,
 };
 
 #[derive(Parser, Debug)]
 #[command(
     name = "lb-lab",
     version,
-    about = "Run the balancer in a namespace lab and tally traffic"
+    about = "Run the balancer in a namespace lab: an autoscaled VM pool under a load ramp"
 )]
 struct Args {
-    /// Backend VMs.
+    /// Seconds the load ramp lasts (up, hold, down, idle).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(20..=3600))]
+    duration: u64,
+    /// Peak offered load, HTTP requests per second (each on a new connection).
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=5000))]
+    peak: u64,
+    /// Instead: a burst of connections to four static VIPs, tallied per backend.
+    #[arg(long)]
+    burst: bool,
+    /// `--burst`: backend VMs.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=16))]
     backends: u8,
-    /// TCP connections to open to each VIP (IPv4, then IPv6).
+    /// `--burst`: TCP connections to open to each VIP.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     connections: u32,
 }
@@ -100,6 +115,122 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<()> {
             "the lab creates namespaces and loads XDP: run it as root"
         ));
     }
+    if args.burst {
+        burst_lab(args, stop)
+    } else {
+        pool_lab(args, stop)
+    }
+}
+
+/// The offered load at `t` of a ramp lasting `total`: a trickle, up to `peak` by 40%, held
+/// to 60%, down to the trickle by 75%, then the trickle (so the pool scales back in).
+fn offered(t: f64, total: f64, peak: u64) -> u64 {
+    let low = (peak as f64 * 0.08).max(1.0);
+    let x = t / total;
+    let r = if x < 0.1 {
+        low
+    } else if x < 0.4 {
+        low + (peak as f64 - low) * (x - 0.1) / 0.3
+    } else if x < 0.6 {
+        peak as f64
+    } else if x < 0.75 {
+        peak as f64 - (peak as f64 - low) * (x - 0.6) / 0.15
+    } else {
+        low
+    };
+    r.round() as u64
+}
+
+fn pool_lab(args: &Args, stop: &AtomicBool) -> Result<()> {
+    let lab = PoolLab::default();
+    step(&format!(
+        "creating namespaces: a client and the balancer; lbd creates {}..{} backend VMs itself",
+        lab.min, lab.max
+    ));
+    let mut topo = Topology::build(0)?;
+    let instance = unique_name("lab");
+    let socket = std::env::temp_dir().join(format!("{instance}.sock"));
+    let config = TempFile::new(
+        &format!("{instance}.toml"),
+        &lab.config_toml(&topo, &instance, &socket),
+    )?;
+    let _state = TempFile::adopt(lab::state_file(&socket));
+    // Whatever happens below, no VM of this lab outlives it.
+    let _vms = PurgeOnDrop(instance.clone(), lab::state_file(&socket));
+    step(&format!(
+        "starting lbd in {}: VIP {VIP}:{VIP_PORT}, netns pool (cpu limit {} cores per VM, \
+         target {:.0}% cpu), weights from agent load, slow-start {} s",
+        topo.lb.name(),
+        lab.cpu_limit,
+        lab.target * 100.0,
+        lab.slow_start_s
+    ));
+    let tty = std::io::stdout().is_terminal();
+    if tty && std::env::var_os("RUST_LOG").is_none() {
+        // lbd's decisions are in the live view; its log lines would tear it.
+        std::env::set_var("RUST_LOG", "warn");
+    }
+    topo.start_lbd(&sibling("lbd")?, config.path(), &socket)?;
+    let vip = SocketAddr::from((VIP, VIP_PORT));
+    let load = Load::start(&topo.client, vip, 0, 16)?;
+    let total = args.duration as f64;
+    let started = Instant::now();
+    let mut frame = 0u64;
+    let mut last_ok = 0;
+    let mut peak_vms = 0;
+    while started.elapsed().as_secs_f64() < total && !stop.load(Ordering::SeqCst) {
+        let t = started.elapsed().as_secs_f64();
+        let rate = offered(t, total, args.peak);
+        load.rate.store(rate, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_secs(1));
+        let pools: Vec<PoolView> = client::call(&socket, "GET", "/v1/vms", None)
+            .and_then(|v| Ok(serde_json::from_value(v)?))
+            .unwrap_or_default();
+        peak_vms = peak_vms.max(pools.first().map_or(0, |p| p.vms.len()));
+        let ok = load.tally.ok.load(Ordering::Relaxed);
+        let failed = load.tally.failed.load(Ordering::Relaxed);
+        let view = format!(
+            "xlb lab  {:>3.0}/{total:.0} s   offered {rate:>4} req/s   served {:>4} req/s   \
+             {ok} ok, {failed} failed\n\n{}",
+            t,
+            ok - last_ok,
+            render_pools(&pools, 10)
+        );
+        last_ok = ok;
+        if tty {
+            // Home the cursor and clear: the view refreshes in place.
+            print!("\x1b[H\x1b[2J{view}");
+        } else if frame % 10 == 0 {
+            println!("{view}");
+        }
+        frame += 1;
+    }
+    let load_ok = load.tally.ok.load(Ordering::Relaxed);
+    let load_failed = load.tally.failed.load(Ordering::Relaxed);
+    drop(load);
+    if stop.load(Ordering::SeqCst) {
+        println!("interrupted: cleaning up");
+    }
+    step("cleaning up (lbd stops and deletes its VMs, namespaces are deleted)");
+    drop(topo);
+    println!(
+        "peak pool size {peak_vms} VMs; {} requests answered, {} failed",
+        load_ok, load_failed
+    );
+    Ok(())
+}
+
+/// Removes the lab's VMs if lbd did not (it was killed, or failed to start).
+struct PurgeOnDrop(String, PathBuf);
+
+impl Drop for PurgeOnDrop {
+    fn drop(&mut self) {
+        vm::netns::purge(&self.0);
+        let _ = std::fs::remove_dir_all(vm::records_dir(&self.1));
+    }
+}
+
+fn burst_lab(args: &Args, stop: &AtomicBool) -> Result<()> {
     let n = usize::from(args.backends);
     step(&format!(
         "creating namespaces: client, balancer, {n} backend VMs"

@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use lb_userspace::{
     api::{self, StatsView, StatusView, VipView},
+    pool::{render_pools, PoolView},
     client,
     plan::Plan,
 };
@@ -68,10 +69,43 @@ enum Cmd {
         #[command(subcommand)]
         op: PlanCmd,
     },
+    /// Backend VMs of pooled VIPs: list (state, load, weight, scaling decisions), create,
+    /// delete (drains first).
+    #[command(subcommand)]
+    Vm(VmCmd),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VmCmd {
+    /// Every pool: its VMs and latest scaling decisions.
+    List {
+        /// Only this pool (its VIP's name).
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Create one VM in a pool now.
+    #[command(after_help = "Example:\n  lbctl vm create --pool web --cpu-limit 0.25")]
+    Create {
+        /// The pool (its VIP's name).
+        #[arg(long)]
+        pool: String,
+        /// CPU limit in cores (default: the pool's).
+        #[arg(long)]
+        cpu_limit: Option<f64>,
+    },
+    /// Drain a VM (no new flows; open ones finish), then delete it.
+    #[command(after_help = "Example:\n  lbctl vm delete --pool web web-3")]
+    Delete {
+        /// The pool (its VIP's name).
+        #[arg(long)]
+        pool: String,
+        /// VM name, as `vm list` shows it.
+        name: String,
     },
 }
 
@@ -216,6 +250,33 @@ fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "lbctl", &mut std::io::stdout());
+        }
+        Cmd::Vm(VmCmd::List { pool }) => {
+            let v = get("/v1/vms")?;
+            let pools: Vec<PoolView> = serde_json::from_value(v)?;
+            let pools: Vec<PoolView> = pools
+                .into_iter()
+                .filter(|p| pool.as_deref().is_none_or(|n| n == p.vip))
+                .collect();
+            if let Some(name) = &pool {
+                if pools.is_empty() {
+                    anyhow::bail!("pool: no pool named {name:?}");
+                }
+            }
+            if cli.json {
+                return print_json(&serde_json::to_value(&pools)?);
+            }
+            print!("{}", render_pools(&pools, 8));
+        }
+        Cmd::Vm(VmCmd::Create { pool, cpu_limit }) => {
+            let body = json!({ "pool": pool, "cpu_limit": cpu_limit });
+            let v = client::call(&socket, "POST", "/v1/vms", Some(&body))?;
+            println!("created {} in pool {pool}", v["created"].as_str().unwrap_or("?"));
+        }
+        Cmd::Vm(VmCmd::Delete { pool, name }) => {
+            let body = json!({ "pool": pool, "name": name });
+            client::call(&socket, "DELETE", "/v1/vms", Some(&body))?;
+            println!("draining {name}: it is deleted once its flows are done (see vm list)");
         }
         Cmd::Status => {
             let v = get("/v1/status")?;
