@@ -295,10 +295,16 @@ async fn list_vms(State(pools): State<Pools>) -> Json<Vec<PoolView>> {
     Json(views)
 }
 
-fn pool_sender(pools: &Pools, name: &str) -> Result<tokio::sync::mpsc::Sender<PoolCommand>, ApiError> {
-    let pools = pools
-        .lock()
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "pools: lock poisoned".into()))?;
+fn pool_sender(
+    pools: &Pools,
+    name: &str,
+) -> Result<tokio::sync::mpsc::Sender<PoolCommand>, ApiError> {
+    let pools = pools.lock().map_err(|_| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "pools: lock poisoned".into(),
+        )
+    })?;
     pools.get(name).map(|(_, tx)| tx.clone()).ok_or_else(|| {
         let known: Vec<&str> = pools.keys().map(String::as_str).collect();
         ApiError(
@@ -313,12 +319,20 @@ async fn pool_call<T>(
     make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> PoolCommand,
 ) -> Result<T, ApiError> {
     let (reply, wait) = tokio::sync::oneshot::channel();
-    let gone = || ApiError(StatusCode::SERVICE_UNAVAILABLE, "pool: manager stopped".into());
+    let gone = || {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "pool: manager stopped".into(),
+        )
+    };
     tx.send(make(reply)).await.map_err(|_| gone())?;
     wait.await.map_err(|_| gone())
 }
 
-async fn create_vm(State(pools): State<Pools>, body: Bytes) -> Result<Json<serde_json::Value>, ApiError> {
+async fn create_vm(
+    State(pools): State<Pools>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let req: VmRequest = parse_body(&body)?;
     if let Some(c) = req.cpu_limit.filter(|c| !(0.01..=64.0).contains(c)) {
         return Err(ApiError(
@@ -331,7 +345,10 @@ async fn create_vm(State(pools): State<Pools>, body: Bytes) -> Result<Json<serde
     Ok(Json(serde_json::json!({ "created": name })))
 }
 
-async fn delete_vm(State(pools): State<Pools>, body: Bytes) -> Result<Json<serde_json::Value>, ApiError> {
+async fn delete_vm(
+    State(pools): State<Pools>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let req: VmRequest = parse_body(&body)?;
     let name = req
         .name

@@ -472,7 +472,7 @@ impl PoolConfig {
         }
         if vip.health.is_none() {
             return Err(err(
-                format!("{at}"),
+                at.to_string(),
                 "a pool needs [vip.health] (VMs join after `rise` good checks)",
             ));
         }
@@ -517,7 +517,11 @@ impl PoolConfig {
                         format!("lists {} addresses, max is {}", self.addrs.len(), self.max),
                     ));
                 }
-                if let Some(a) = self.addrs.iter().find(|a| a.is_ipv4() != vip.addr.is_ipv4()) {
+                if let Some(a) = self
+                    .addrs
+                    .iter()
+                    .find(|a| a.is_ipv4() != vip.addr.is_ipv4())
+                {
                     return Err(err(
                         format!("{at}.addrs"),
                         format!("{a} is not the VIP's address family"),

@@ -498,7 +498,10 @@ impl Controller {
                 .map(|(b, t)| {
                     // A backend new to telemetry starts at its target: slow-start, not the
                     // damping, eases it in.
-                    *self.factor.get(&(name.clone(), b.socket_addr())).unwrap_or(t)
+                    *self
+                        .factor
+                        .get(&(name.clone(), b.socket_addr()))
+                        .unwrap_or(t)
                 })
                 .collect();
             let cfg = w.clone();
@@ -513,8 +516,7 @@ impl Controller {
                     self.factor.insert((name.clone(), b.socket_addr()), *f);
                 }
                 let weights = self.ring_weights(idx);
-                if !weights::worth_rebuild(&self.vips[idx].ring_weights, &weights, cfg.min_change)
-                {
+                if !weights::worth_rebuild(&self.vips[idx].ring_weights, &weights, cfg.min_change) {
                     break;
                 }
                 let moved = self.moved_share(idx);

@@ -4,12 +4,12 @@
 use std::{
     collections::BTreeMap,
     io::{Read, Write},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket},
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket},
-    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -389,7 +389,10 @@ pub struct Tally {
 impl Tally {
     /// Answers per backend so far.
     pub fn backends(&self) -> BTreeMap<String, u64> {
-        self.by_backend.lock().map(|m| m.clone()).unwrap_or_default()
+        self.by_backend
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
     }
 }
 

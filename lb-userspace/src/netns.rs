@@ -146,8 +146,8 @@ impl Drop for Netns {
 
 /// A command that runs `PROGRAM ARGS...` inside namespace `ns` (see [`Netns::command`]).
 pub fn command_in(ns: &str, program: &str, args: &[&str]) -> Result<Command> {
-    let file =
-        File::open(format!("/run/netns/{ns}")).with_context(|| format!("opening namespace {ns}"))?;
+    let file = File::open(format!("/run/netns/{ns}"))
+        .with_context(|| format!("opening namespace {ns}"))?;
     let mut cmd = Command::new(program);
     cmd.args(args);
     // SAFETY: the closure runs between fork and exec and only calls setns(2), which is

@@ -182,7 +182,10 @@ impl Manager {
             // Static VMs are their addresses: the ones among the VIP's backends are ours.
             for (slot, addr) in self.cfg.addrs.clone().iter().enumerate() {
                 let sa = SocketAddr::new(*addr, self.port());
-                if backends.iter().any(|b| SocketAddr::new(b.addr, b.port) == sa) {
+                if backends
+                    .iter()
+                    .any(|b| SocketAddr::new(b.addr, b.port) == sa)
+                {
                     vms.push(self.provider.create(&self.spec(slot as u32, None)).await?);
                 }
             }
@@ -190,7 +193,10 @@ impl Manager {
         for vm in vms {
             let addr = SocketAddr::new(vm.addr, vm.port);
             if self.provider.status(&vm).await? != VmStatus::Running {
-                self.event(format!("{}: found stopped after restart; deleting", vm.name));
+                self.event(format!(
+                    "{}: found stopped after restart; deleting",
+                    vm.name
+                ));
                 self.provider.delete(&vm).await?;
                 continue;
             }
@@ -210,7 +216,9 @@ impl Manager {
             let draining = present.is_some_and(|b| b.weight == 0);
             self.vms.push(Managed {
                 created: Instant::now(),
-                serving_after: present.filter(|b| b.state != "down").map(|_| Duration::ZERO),
+                serving_after: present
+                    .filter(|b| b.state != "down")
+                    .map(|_| Duration::ZERO),
                 draining: draining.then(|| "drain in progress before the restart".to_string()),
                 vm,
             });
@@ -376,7 +384,11 @@ impl Manager {
             .iter()
             .filter(|v| v.state != "draining" && v.state != "drained")
             .collect();
-        let active: Vec<&VmView> = live.iter().copied().filter(|v| v.state == "active").collect();
+        let active: Vec<&VmView> = live
+            .iter()
+            .copied()
+            .filter(|v| v.state == "active")
+            .collect();
         let reports: Vec<f64> = active.iter().filter_map(|v| v.cpu).collect();
         let utilisation =
             (!reports.is_empty()).then(|| reports.iter().sum::<f64>() / reports.len() as f64);

@@ -120,15 +120,12 @@ mod tests {
 
     #[test]
     fn round_robin_evens_out_configured_weights() {
-        let b = [
-            Telemetry {
-                weight: 4,
-                ..t(0)
-            },
-            t(0),
-        ];
+        let b = [Telemetry { weight: 4, ..t(0) }, t(0)];
         let f = targets(Policy::RoundRobin, &b);
-        assert_eq!(ring_weight(4, 100, f[0], 1.0), ring_weight(1, 100, f[1], 1.0));
+        assert_eq!(
+            ring_weight(4, 100, f[0], 1.0),
+            ring_weight(1, 100, f[1], 1.0)
+        );
         assert_eq!(targets(Policy::Static, &b), vec![1.0, 1.0]);
     }
 
@@ -161,8 +158,14 @@ mod tests {
             ..Default::default()
         };
         assert!((step(1.0, 1.4, &cfg) - 1.2).abs() < 1e-9, "half the gap");
-        assert!((step(1.0, 3.0, &cfg) - 1.3).abs() < 1e-9, "at most max_step");
-        assert!((step(0.06, 0.0, &cfg) - FACTOR_RANGE.0).abs() < 1e-9, "floored");
+        assert!(
+            (step(1.0, 3.0, &cfg) - 1.3).abs() < 1e-9,
+            "at most max_step"
+        );
+        assert!(
+            (step(0.06, 0.0, &cfg) - FACTOR_RANGE.0).abs() < 1e-9,
+            "floored"
+        );
         let mut f = 1.0;
         for _ in 0..40 {
             f = step(f, 2.0, &cfg);
@@ -185,7 +188,11 @@ mod tests {
         assert_eq!(ring_weight(2, 100, 1.0, 1.0), 200);
         assert_eq!(ring_weight(2, 50, 1.0, 0.5), 50);
         assert_eq!(ring_weight(0, 100, 1.0, 1.0), 0, "drained stays drained");
-        assert_eq!(ring_weight(1, 100, 0.001, 0.1), 1, "never rounds to a drain");
+        assert_eq!(
+            ring_weight(1, 100, 0.001, 0.1),
+            1,
+            "never rounds to a drain"
+        );
         assert!(!worth_rebuild(&[100, 100], &[103, 98], 0.05));
         assert!(worth_rebuild(&[100, 100], &[106, 100], 0.05));
         assert!(worth_rebuild(&[100, 0], &[100, 1], 0.5));

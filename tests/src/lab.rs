@@ -65,17 +65,134 @@ impl RunningLab {
 
     /// Runs `lbctl --socket <socket> ARGS...` and returns its stdout; panics with stderr on failure.
     pub fn lbctl(&self, args: &[&str]) -> String {
-        let out = Command::new(crate::bin("lbctl"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run lbctl");
-        assert!(
-            out.status.success(),
-            "lbctl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        lbctl(&self.socket, args)
     }
+}
+
+/// A pool lab for Tier 3 tests: a client, the balancer and `lbd` with one pooled VIP whose
+/// VMs lbd creates; the VMs are removed on drop even if lbd was killed.
+pub struct PoolRunning {
+    /// The client and balancer namespaces (dropping them stops lbd).
+    pub topo: Topology,
+    /// lbd's API socket.
+    pub socket: PathBuf,
+    /// lbd's pid.
+    pub lbd: u32,
+    /// lbd's instance name (VM namespaces are `xlb-<instance>-<vm>`).
+    pub instance: String,
+    /// lbd's config file.
+    pub config: TempFile,
+    _state: TempFile,
+}
+
+impl PoolRunning {
+    /// Starts lbd over a pool configured by `lab`.
+    pub fn start(lab: &lb_userspace::lab::PoolLab) -> Self {
+        crate::require_root();
+        let mut topo = Topology::build(0).expect("build namespaces");
+        let instance = unique_name("tp");
+        let socket = std::env::temp_dir().join(format!("{instance}.sock"));
+        let config = TempFile::new(
+            &format!("{instance}.toml"),
+            &lab.config_toml(&topo, &instance, &socket),
+        )
+        .expect("write config");
+        let state = TempFile::adopt(state_file(&socket));
+        let lbd = topo
+            .start_lbd(&crate::bin("lbd"), config.path(), &socket)
+            .expect("start lbd");
+        PoolRunning {
+            topo,
+            socket,
+            lbd,
+            instance,
+            config,
+            _state: state,
+        }
+    }
+
+    /// The pool as lbd shows it now.
+    pub fn pool(&self) -> lb_userspace::pool::PoolView {
+        let v =
+            lb_userspace::client::call(&self.socket, "GET", "/v1/vms", None).expect("GET /v1/vms");
+        let mut pools: Vec<lb_userspace::pool::PoolView> =
+            serde_json::from_value(v).expect("pool JSON");
+        pools.pop().expect("one pool")
+    }
+
+    /// Waits up to `limit` for `ready(pool)`; panics with the last view if it never holds.
+    pub fn wait_for(
+        &self,
+        limit: std::time::Duration,
+        what: &str,
+        mut ready: impl FnMut(&lb_userspace::pool::PoolView) -> bool,
+    ) -> lb_userspace::pool::PoolView {
+        let start = std::time::Instant::now();
+        loop {
+            let p = self.pool();
+            if ready(&p) {
+                return p;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{what}: not within {limit:?}; pool now:\n{}",
+                lb_userspace::pool::render_pools(&[p], 20)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+
+    /// Names of the VMs that are `active`.
+    pub fn active(p: &lb_userspace::pool::PoolView) -> Vec<String> {
+        p.vms
+            .iter()
+            .filter(|v| v.state == "active")
+            .map(|v| v.name.clone())
+            .collect()
+    }
+
+    /// VM namespaces of this instance that exist now.
+    pub fn namespaces(&self) -> Vec<String> {
+        let prefix = format!("xlb-{}-", self.instance);
+        let mut names: Vec<String> = std::fs::read_dir("/run/netns")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Runs `lbctl --socket <socket> ARGS...` and returns its stdout; panics with stderr on
+    /// failure.
+    pub fn lbctl(&self, args: &[&str]) -> String {
+        lbctl(&self.socket, args)
+    }
+}
+
+impl Drop for PoolRunning {
+    fn drop(&mut self) {
+        self.topo.lb.kill_children();
+        lb_userspace::vm::netns::purge(&self.instance);
+        let _ = std::fs::remove_dir_all(lb_userspace::vm::records_dir(&state_file(&self.socket)));
+    }
+}
+
+/// Runs `lbctl --socket SOCKET ARGS...` and returns its stdout; panics with stderr on failure.
+pub fn lbctl(socket: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(crate::bin("lbctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run lbctl");
+    assert!(
+        out.status.success(),
+        "lbctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -255,7 +255,9 @@ async fn http_connection(stream: TcpStream, name: String, default_work: u64, loa
         let mut parts = request_line.split_whitespace();
         let (Some(_method), Some(target)) = (parts.next(), parts.next()) else {
             let _ = tx
-                .write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                )
                 .await;
             return;
         };
@@ -286,8 +288,9 @@ async fn http_connection(stream: TcpStream, name: String, default_work: u64, loa
 fn burn_cpu(us: u64) {
     use nix::time::{clock_gettime, ClockId};
     let now = || {
-        clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
-            .map_or(0, |t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
+        clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |t| {
+            t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000
+        })
     };
     let start = now();
     let mut x = 0u64;

@@ -21,7 +21,9 @@ use clap::Parser;
 use lb_userspace::{
     api::StatsView,
     client,
-    lab::{self, tcp_hello, Load, PoolLab, TempFile, Topology, VIP, VIP6, VIP6_DSR, VIP_DSR, VIP_PORT},
+    lab::{
+        self, tcp_hello, Load, PoolLab, TempFile, Topology, VIP, VIP6, VIP6_DSR, VIP_DSR, VIP_PORT,
+    },
     netns::unique_name,
     pool::{render_pools, PoolView},
     vm,
@@ -200,7 +202,7 @@ fn pool_lab(args: &Args, stop: &AtomicBool) -> Result<()> {
         if tty {
             // Home the cursor and clear: the view refreshes in place.
             print!("\x1b[H\x1b[2J{view}");
-        } else if frame % 10 == 0 {
+        } else if frame.is_multiple_of(10) {
             println!("{view}");
         }
         frame += 1;

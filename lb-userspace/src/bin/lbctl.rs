@@ -5,9 +5,9 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use lb_userspace::{
     api::{self, StatsView, StatusView, VipView},
-    pool::{render_pools, PoolView},
     client,
     plan::Plan,
+    pool::{render_pools, PoolView},
 };
 use serde_json::{json, Value};
 
@@ -271,7 +271,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Vm(VmCmd::Create { pool, cpu_limit }) => {
             let body = json!({ "pool": pool, "cpu_limit": cpu_limit });
             let v = client::call(&socket, "POST", "/v1/vms", Some(&body))?;
-            println!("created {} in pool {pool}", v["created"].as_str().unwrap_or("?"));
+            println!(
+                "created {} in pool {pool}",
+                v["created"].as_str().unwrap_or("?")
+            );
         }
         Cmd::Vm(VmCmd::Delete { pool, name }) => {
             let body = json!({ "pool": pool, "name": name });

@@ -50,7 +50,10 @@ impl Cgroup {
             let parent = Path::new(ROOT).join(PARENT);
             std::fs::create_dir_all(&parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
-            write(&Path::new(ROOT).join("cgroup.subtree_control"), "+cpu +memory")?;
+            write(
+                &Path::new(ROOT).join("cgroup.subtree_control"),
+                "+cpu +memory",
+            )?;
             write(&parent.join("cgroup.subtree_control"), "+cpu +memory")?;
             let dir = &cg.dirs[0];
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -61,7 +64,10 @@ impl Cgroup {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
             }
-            write(&cg.dirs[0].join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
+            write(
+                &cg.dirs[0].join("cpu.cfs_period_us"),
+                &PERIOD_US.to_string(),
+            )?;
             write(&cg.dirs[0].join("cpu.cfs_quota_us"), &quota.to_string())?;
             write(&cg.dirs[1].join("memory.limit_in_bytes"), &bytes)?;
         }

@@ -32,8 +32,9 @@ fn ns_prefix(instance: &str) -> String {
 
 /// FNV-1a of a string, for short unique interface names.
 fn short_hash(s: &str) -> u32 {
-    s.bytes()
-        .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    s.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 impl NetnsProvider {
@@ -198,9 +199,25 @@ impl VmProvider for NetnsProvider {
             ])?;
             ip(&["addr", "add", &format!("{host}/30"), "dev", &iface])?;
             ip(&["link", "set", &iface, "up"])?;
-            ip(&["-n", &ns, "addr", "add", &format!("{addr}/30"), "dev", "eth0"])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/30"),
+                "dev",
+                "eth0",
+            ])?;
             ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            ip(&["-n", &ns, "route", "add", "default", "via", &host.to_string()])?;
+            ip(&[
+                "-n",
+                &ns,
+                "route",
+                "add",
+                "default",
+                "via",
+                &host.to_string(),
+            ])?;
             if let Some(vip) = self.dsr_vip {
                 ip(&["-n", &ns, "addr", "add", &format!("{vip}/32"), "dev", "lo"])?;
             }

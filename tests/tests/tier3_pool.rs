@@ -1,0 +1,312 @@
+//! Tier 3: backend VM pools with real traffic: lbd creates `netns` VMs, scales them out under
+//! load and back in by draining, replaces a dead one, adopts its VMs across a restart, and
+//! weights them by telemetry (resource, least-conn, slow-start). Tests in this file run one at
+//! a time: they measure CPU load, which a neighbour would disturb.
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    sync::{atomic::Ordering, Mutex},
+    time::Duration,
+};
+
+use lb_userspace::{
+    lab::{http_get, Load, PoolLab, VIP, VIP_PORT},
+    pool::PoolView,
+};
+use tests::lab::{PoolRunning, RunningLab};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn vip() -> SocketAddr {
+    SocketAddr::from((VIP, VIP_PORT))
+}
+
+/// New flows per VM name, as the data path counted them.
+fn new_flows(p: &PoolView) -> BTreeMap<String, u64> {
+    p.vms
+        .iter()
+        .map(|v| (v.name.clone(), v.new_flows))
+        .collect()
+}
+
+/// New flows per VM between two views.
+fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .collect()
+}
+
+#[test]
+fn a_pool_scales_out_under_load_and_back_in_with_no_failed_request() {
+    let _one = serial();
+    let lab = PoolRunning::start(&PoolLab {
+        cooldowns_s: (2, 2),
+        ..PoolLab::default()
+    });
+    lab.wait_for(Duration::from_secs(10), "min 2 VMs serving", |p| {
+        PoolRunning::active(p).len() == 2
+    });
+    // 2 ms of CPU per request against 0.2-core VMs at a 50% target: about 50 requests/s per
+    // VM, so 200/s needs 4.
+    let load = Load::start(&lab.topo.client, vip(), 200, 16).expect("load");
+    let out = lab.wait_for(Duration::from_secs(40), "scale out to 4", |p| {
+        PoolRunning::active(p).len() >= 4
+    });
+    assert!(
+        out.events.iter().any(|e| e.what.contains("> target")),
+        "scale-out reasons logged: {:?}",
+        out.events
+    );
+    // Light traffic goes on through scale-in, so a broken drain would show as failures.
+    load.rate.store(10, Ordering::Relaxed);
+    let back = lab.wait_for(Duration::from_secs(60), "scale in to 2", |p| {
+        p.vms.len() == 2 && PoolRunning::active(p).len() == 2
+    });
+    assert!(
+        back.events
+            .iter()
+            .any(|e| e.what.contains("drained; deleting")),
+        "scale-in drains before deleting: {:?}",
+        back.events
+    );
+    let ok = load.tally.ok.load(Ordering::Relaxed);
+    let failed = load.tally.failed.load(Ordering::Relaxed);
+    drop(load);
+    assert_eq!(failed, 0, "requests failed during scaling ({ok} answered)");
+    assert!(ok > 200, "the load ran: {ok} answered");
+    assert_eq!(lab.namespaces().len(), 2, "deleted VMs leave no namespace");
+}
+
+#[test]
+fn a_killed_vm_server_is_replaced_and_other_vms_keep_their_connections() {
+    let _one = serial();
+    let lab = PoolRunning::start(&PoolLab::default());
+    let p = lab.wait_for(Duration::from_secs(10), "2 VMs serving", |p| {
+        PoolRunning::active(p).len() == 2
+    });
+    // A keep-alive connection to one VM; then the other VM's server dies.
+    let (mut conn, kept) = lab
+        .topo
+        .as_client(|| {
+            let mut s = TcpStream::connect_timeout(&vip(), Duration::from_secs(3)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let name = request(&mut s);
+            (s, name)
+        })
+        .expect("client");
+    let victim = p.vms.iter().find(|v| v.name != kept).expect("other VM");
+    let cgroup =
+        lb_userspace::vm::cgroup::Cgroup::of(&format!("xlb-{}-{}", lab.instance, victim.name));
+    for pid in cgroup.pids() {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill the VM's server");
+    }
+    let after = lab.wait_for(Duration::from_secs(15), "a replacement serving", |p| {
+        p.events.iter().any(|e| e.what.contains("replacing")) && PoolRunning::active(p).len() == 2
+    });
+    assert_eq!(after.vms.len(), 2, "min size kept");
+    assert_eq!(
+        request(&mut conn),
+        kept,
+        "the other VM's connection is unbroken"
+    );
+    assert_eq!(lab.namespaces().len(), 2, "the dead VM's namespace is gone");
+}
+
+/// Sends one keep-alive request on `s` and returns the answer's body: the VM's name.
+fn request(s: &mut TcpStream) -> String {
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got);
+        if let Some((_, body)) = text.split_once("\r\n\r\n") {
+            if body.ends_with('\n') {
+                return body.trim().to_string();
+            }
+        }
+        // Bounded by the read timeout.
+        let n = s.read(&mut buf).expect("answer");
+        assert!(n > 0, "connection closed");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn lbd_restart_adopts_its_vms_without_leaking_or_duplicating() {
+    let _one = serial();
+    // A fixed size: the restart, not the autoscaler, is under test.
+    let mut lab = PoolRunning::start(&PoolLab {
+        max: 2,
+        cooldowns_s: (3600, 3600),
+        ..PoolLab::default()
+    });
+    let before = lab.wait_for(Duration::from_secs(10), "2 VMs serving", |p| {
+        PoolRunning::active(p).len() == 2
+    });
+    let names = PoolRunning::active(&before);
+    let namespaces = lab.namespaces();
+    let load = Load::start(&lab.topo.client, vip(), 40, 4).expect("load");
+    std::thread::sleep(Duration::from_secs(1));
+    RunningLab::kill_and_restart_lbd(&mut lab.topo.lb, &mut lab.lbd, &lab.config, &lab.socket);
+    let after = lab.wait_for(Duration::from_secs(10), "adopted VMs serving", |p| {
+        p.events.iter().any(|e| e.what.contains("adopted 2 VMs"))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let failed = load.tally.failed.load(Ordering::Relaxed);
+    let ok = load.tally.ok.load(Ordering::Relaxed);
+    drop(load);
+    let mut after_names: Vec<String> = after.vms.iter().map(|v| v.name.clone()).collect();
+    after_names.sort();
+    assert_eq!(after_names, names, "the same VMs");
+    assert_eq!(lab.namespaces(), namespaces, "none leaked, none duplicated");
+    assert_eq!(
+        failed, 0,
+        "requests failed across the restart ({ok} answered)"
+    );
+}
+
+#[test]
+fn resource_weights_give_a_vm_with_half_the_cpu_fewer_new_flows() {
+    let _one = serial();
+    let lab = PoolRunning::start(&PoolLab {
+        min: 2,
+        max: 2,
+        cooldowns_s: (3600, 3600),
+        slow_start_s: 0,
+        ..PoolLab::default()
+    });
+    lab.wait_for(Duration::from_secs(10), "2 VMs serving", |p| {
+        PoolRunning::active(p).len() == 2
+    });
+    let out = lab.lbctl(&["vm", "create", "--pool", "web", "--cpu-limit", "0.1"]);
+    let small = out.split_whitespace().nth(1).expect("VM name").to_string();
+    lab.wait_for(Duration::from_secs(10), "3 VMs serving", |p| {
+        PoolRunning::active(p).len() == 3
+    });
+    let load = Load::start(&lab.topo.client, vip(), 60, 8).expect("load");
+    std::thread::sleep(Duration::from_secs(6));
+    let start = new_flows(&lab.pool());
+    std::thread::sleep(Duration::from_secs(8));
+    let end = lab.pool();
+    drop(load);
+    let got = delta(&start, &new_flows(&end));
+    let others: Vec<u64> = got
+        .iter()
+        .filter(|(k, _)| **k != small)
+        .map(|(_, v)| *v)
+        .collect();
+    let mean = others.iter().sum::<u64>() as f64 / others.len() as f64;
+    assert!(mean > 100.0, "traffic flowed: {got:?}");
+    assert!(
+        (got[&small] as f64) < 0.75 * mean,
+        "the half-CPU VM {small} took {} new flows, the others {mean:.0} on average: {got:?}",
+        got[&small]
+    );
+}
+
+#[test]
+fn least_conn_weights_give_a_vm_with_many_open_connections_fewer_new_flows() {
+    let _one = serial();
+    let lab = PoolRunning::start(&PoolLab {
+        min: 2,
+        max: 2,
+        policy: "least-conn",
+        slow_start_s: 0,
+        cooldowns_s: (3600, 3600),
+        ..PoolLab::default()
+    });
+    lab.wait_for(Duration::from_secs(10), "2 VMs serving", |p| {
+        PoolRunning::active(p).len() == 2
+    });
+    // Keep 20 open connections on one VM (those that landed elsewhere are closed).
+    let (held, busy) = lab
+        .topo
+        .as_client(|| {
+            let mut held = Vec::new();
+            let mut busy = None;
+            for _ in 0..200 {
+                let mut s = TcpStream::connect_timeout(&vip(), Duration::from_secs(3)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                let name = request(&mut s);
+                if busy.get_or_insert_with(|| name.clone()) == &name {
+                    held.push(s);
+                }
+                if held.len() == 20 {
+                    break;
+                }
+            }
+            (held, busy.expect("a VM answered"))
+        })
+        .expect("client");
+    assert_eq!(held.len(), 20, "20 connections held on {busy}");
+    std::thread::sleep(Duration::from_secs(4));
+    let start = new_flows(&lab.pool());
+    let tally = lab
+        .topo
+        .as_client(|| {
+            let mut t: BTreeMap<String, u64> = BTreeMap::new();
+            for _ in 0..200 {
+                *t.entry(http_get(vip(), "/").expect("request")).or_default() += 1;
+            }
+            t
+        })
+        .expect("client");
+    let got = delta(&start, &new_flows(&lab.pool()));
+    drop(held);
+    let idle = tally
+        .keys()
+        .find(|k| **k != busy)
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        tally.get(&busy).copied().unwrap_or(0) * 2 < tally.get(&idle).copied().unwrap_or(0),
+        "{busy} holds 20 connections and should get clearly fewer new ones: {tally:?} (data path: {got:?})"
+    );
+}
+
+#[test]
+fn slow_start_raises_a_new_vms_share_over_its_ramp() {
+    let _one = serial();
+    let lab = PoolRunning::start(&PoolLab {
+        min: 2,
+        max: 2,
+        policy: "static",
+        slow_start_s: 12,
+        cooldowns_s: (3600, 3600),
+        ..PoolLab::default()
+    });
+    // The first two VMs finish their ramp before the third joins.
+    lab.wait_for(Duration::from_secs(10), "2 VMs serving", |p| {
+        PoolRunning::active(p).len() == 2
+    });
+    std::thread::sleep(Duration::from_secs(12));
+    let load = Load::start(&lab.topo.client, vip(), 80, 8).expect("load");
+    let out = lab.lbctl(&["vm", "create", "--pool", "web"]);
+    let new = out.split_whitespace().nth(1).expect("VM name").to_string();
+    lab.wait_for(Duration::from_secs(10), "the new VM serving", |p| {
+        PoolRunning::active(p).contains(&new)
+    });
+    let share = |secs: u64| {
+        let a = new_flows(&lab.pool());
+        std::thread::sleep(Duration::from_secs(secs));
+        let d = delta(&a, &new_flows(&lab.pool()));
+        d[&new] as f64 / d.values().sum::<u64>().max(1) as f64
+    };
+    let early = share(3);
+    std::thread::sleep(Duration::from_secs(6));
+    let late = share(3);
+    drop(load);
+    assert!(early < 0.25, "early share {early:.2} starts small");
+    assert!(late > early + 0.1, "share rises: {early:.2} then {late:.2}");
+}
