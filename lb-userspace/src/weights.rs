@@ -102,7 +102,9 @@ pub fn ring_weight(weight: u32, percent: u32, factor: f64, slow: f64) -> u32 {
 pub fn worth_rebuild(old: &[u32], new: &[u32], min_change: f64) -> bool {
     old.len() != new.len()
         || old.iter().zip(new).any(|(&o, &n)| {
-            (o == 0) != (n == 0) || (f64::from(o) - f64::from(n)).abs() >= min_change * f64::from(o)
+            o != n
+                && ((o == 0) != (n == 0)
+                    || (f64::from(o) - f64::from(n)).abs() >= min_change * f64::from(o))
         })
 }
 
@@ -196,5 +198,6 @@ mod tests {
         assert!(!worth_rebuild(&[100, 100], &[103, 98], 0.05));
         assert!(worth_rebuild(&[100, 100], &[106, 100], 0.05));
         assert!(worth_rebuild(&[100, 0], &[100, 1], 0.5));
+        assert!(!worth_rebuild(&[100, 0], &[100, 0], 0.0), "nothing moved");
     }
 }
