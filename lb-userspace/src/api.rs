@@ -231,6 +231,14 @@ pub struct VipName {
 
 async fn add_vip(State(h): State<Handle>, body: Bytes) -> Result<Json<Vec<VipView>>, ApiError> {
     let cfg: VipConfig = parse_body(&body)?;
+    if cfg.pool.is_some() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "pool: a pooled VIP comes from the config file (its VM manager starts with lbd): \
+             add it there and restart lbd"
+                .into(),
+        ));
+    }
     h.call(|tx| Command::AddVip(Box::new(cfg), tx)).await??;
     Ok(Json(h.call(Command::Vips).await?))
 }

@@ -29,17 +29,8 @@ impl RunningLab {
         let mut topo = Topology::build(n).expect("build namespaces");
         topo.start_backends(&crate::bin("lb-backend"), &crate::bin("lb-decap"))
             .expect("start backends");
-        let instance = unique_name("t3");
-        let socket = std::env::temp_dir().join(format!("{instance}.sock"));
-        let config = TempFile::new(
-            &format!("{instance}.toml"),
-            &topo.config_toml(&instance, &socket),
-        )
-        .expect("write config");
-        let state = TempFile::adopt(state_file(&socket));
-        let lbd = topo
-            .start_lbd(&crate::bin("lbd"), config.path(), &socket)
-            .expect("start lbd");
+        let (instance, socket, config, state, lbd) =
+            launch(&mut topo, "t3", |t, i, s| t.config_toml(i, s));
         RunningLab {
             topo,
             socket,
@@ -90,17 +81,8 @@ impl PoolRunning {
     pub fn start(lab: &lb_userspace::lab::PoolLab) -> Self {
         crate::require_root();
         let mut topo = Topology::build(0).expect("build namespaces");
-        let instance = unique_name("tp");
-        let socket = std::env::temp_dir().join(format!("{instance}.sock"));
-        let config = TempFile::new(
-            &format!("{instance}.toml"),
-            &lab.config_toml(&topo, &instance, &socket),
-        )
-        .expect("write config");
-        let state = TempFile::adopt(state_file(&socket));
-        let lbd = topo
-            .start_lbd(&crate::bin("lbd"), config.path(), &socket)
-            .expect("start lbd");
+        let (instance, socket, config, state, lbd) =
+            launch(&mut topo, "tp", |t, i, s| lab.config_toml(t, i, s));
         PoolRunning {
             topo,
             socket,
@@ -195,4 +177,22 @@ pub fn lbctl(socket: &std::path::Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Writes the config `make(topo, instance, socket)` for a new instance named after `prefix`
+/// and starts lbd with it: (instance, socket, config, state file guard, lbd's pid).
+fn launch(
+    topo: &mut Topology,
+    prefix: &str,
+    make: impl FnOnce(&Topology, &str, &std::path::Path) -> String,
+) -> (String, PathBuf, TempFile, TempFile, u32) {
+    let instance = unique_name(prefix);
+    let socket = std::env::temp_dir().join(format!("{instance}.sock"));
+    let config = TempFile::new(&format!("{instance}.toml"), &make(topo, &instance, &socket))
+        .expect("write config");
+    let state = TempFile::adopt(state_file(&socket));
+    let lbd = topo
+        .start_lbd(&crate::bin("lbd"), config.path(), &socket)
+        .expect("start lbd");
+    (instance, socket, config, state, lbd)
 }
