@@ -16,7 +16,7 @@ use crate::{
         backend_state, BackendChange, BackendView, PlanOp, PlanRequest, StatsView, StatusView,
         VipView,
     },
-    config::{validate_backend, BackendConfig, Config, Daemon, Mode, VipConfig},
+    config::{validate_backend, BackendConfig, Config, Daemon, Mode, Policy, VipConfig},
     dataplane::Dataplane,
     health::AgentReport,
     maglev::{self, Member},
@@ -302,7 +302,7 @@ impl Controller {
         for b in &vip.cfg.backends {
             self.release(b.socket_addr())?;
         }
-        self.down.retain(|(v, _)| *v != vip.cfg.name);
+        self.forget(|v, _| v != vip.cfg.name);
         // Recompute the filter without the VIP (index past the end: no VIP is replaced).
         let next = filter_bits(&self.vips, usize::MAX, &[]);
         self.dp.set_filter(&next);
@@ -402,8 +402,18 @@ impl Controller {
             }
             return Err(e);
         }
-        self.down.retain(|(v, a)| *v != name || kept.contains(a));
+        self.forget(|v, a| v != name || kept.contains(a));
         Ok(())
+    }
+
+    /// Drops the health, agent, telemetry and slow-start state of every (VIP, backend) pair
+    /// `keep` refuses, so a backend that comes back later (a new VM at a reused address)
+    /// starts afresh.
+    fn forget(&mut self, keep: impl Fn(&str, &SocketAddr) -> bool) {
+        self.down.retain(|(v, a)| keep(v, a));
+        self.agent.retain(|(v, a), _| keep(v, a));
+        self.factor.retain(|(v, a), _| keep(v, a));
+        self.up_since.retain(|(v, a), _| keep(v, a));
     }
 
     /// Replaces the whole backend set of a VIP in one ring swap.
@@ -466,13 +476,28 @@ impl Controller {
     /// rebuilds the ring if a weight moved enough to matter, shortening the step until the
     /// rebuild moves at most `max_moved` of the table.
     pub fn update_weights(&mut self) -> Result<()> {
-        let active = self.dp.active_flows().unwrap_or_default();
+        let due = |v: &Vip| {
+            let w = &v.cfg.weights;
+            // Static weights without slow-start never move on their own.
+            (w.policy != Policy::Static || w.slow_start_s > 0)
+                && v.weights_updated.elapsed() >= std::time::Duration::from_millis(w.interval_ms)
+        };
+        // Walking the connection table is the expensive part: only for least-conn.
+        let active = if self
+            .vips
+            .iter()
+            .any(|v| due(v) && v.cfg.weights.policy == Policy::LeastConn)
+        {
+            self.dp.active_flows().unwrap_or_default()
+        } else {
+            HashMap::new()
+        };
         for idx in 0..self.vips.len() {
-            let vip = &self.vips[idx];
-            let w = &vip.cfg.weights;
-            if vip.weights_updated.elapsed() < std::time::Duration::from_millis(w.interval_ms) {
+            if !due(&self.vips[idx]) {
                 continue;
             }
+            let vip = &self.vips[idx];
+            let w = &vip.cfg.weights;
             let name = vip.cfg.name.clone();
             let telemetry: Vec<Telemetry> = vip
                 .cfg
