@@ -90,6 +90,23 @@ fn a_client_fin_closes_the_flow_for_the_active_estimate() {
 }
 
 #[test]
+fn the_active_estimate_counts_a_table_larger_than_one_batch_read() {
+    // 5,000 flows span two batch reads of the connection table (4,096 entries each, and NAT
+    // records two entries per flow); 1,000 of them closed by the client no longer count.
+    Harness::new().run(|lb| {
+        lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1)]);
+        for sport in 20000..25000 {
+            lb.run(&Frame::tcp(CLIENT, sport, VIP, 80, SYN).bytes());
+        }
+        assert_eq!(lb.ctl.vips()[0].backends[0].active_flows, 5000);
+        for sport in 20000..21000 {
+            lb.run(&Frame::tcp(CLIENT, sport, VIP, 80, FIN | ACK).bytes());
+        }
+        assert_eq!(lb.ctl.vips()[0].backends[0].active_flows, 4000);
+    });
+}
+
+#[test]
 fn a_udp_flow_stays_on_its_backend_while_active() {
     Harness::new().run(|lb| {
         lb.add_vip("dns", Proto::Udp, 53, &[(0, 5353, 1)]);
