@@ -2,7 +2,7 @@
 //! `lbctl`). Every error is `{"error": "..."}` naming the field and the problem.
 use std::{
     collections::BTreeMap,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
@@ -62,6 +62,13 @@ pub struct BackendView {
     /// Requests in flight its agent reported.
     #[serde(default)]
     pub inflight: Option<u64>,
+}
+
+impl BackendView {
+    /// Address and port.
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.addr, self.port)
+    }
 }
 
 /// The state of a backend from its weight and active flows.

@@ -87,7 +87,7 @@ pub fn render(vips: &[VipView], stats: &StatsView) -> String {
                     b.active_flows,
                     u64::from(b.weight),
                 ][i];
-                let addr = SocketAddr::new(b.addr, b.port);
+                let addr = b.socket_addr();
                 let _ = writeln!(
                     out,
                     "{name}{{vip=\"{}\",backend=\"{addr}\",state=\"{}\"}} {value}",

@@ -52,7 +52,8 @@ pub struct VmView {
     pub new_flows: u64,
     /// Seconds since it was created.
     pub age_s: f64,
-    /// Milliseconds from create to serving (joined the ring), once it has.
+    /// Milliseconds from create to serving (joined the ring), once it has; none for a VM
+    /// adopted from an earlier lbd.
     pub serving_after_ms: Option<u64>,
 }
 
@@ -99,14 +100,28 @@ pub enum PoolCommand {
 /// Every pool: its latest view and its manager's channel, shared with the API.
 pub type Pools = Arc<Mutex<BTreeMap<String, (PoolView, mpsc::Sender<PoolCommand>)>>>;
 
+/// Whether a VM has served yet.
+#[derive(Clone, Copy, PartialEq)]
+enum Joined {
+    /// Created, waiting for `rise` good checks.
+    No,
+    /// Joined the ring this long after it was created.
+    After(Duration),
+    /// Found serving when lbd started.
+    Adopted,
+}
+
 /// A VM the manager owns.
 struct Managed {
     vm: Vm,
-    created: Instant,
-    /// Set once it first served (joined the ring).
-    serving_after: Option<Duration>,
+    joined: Joined,
     /// Set when the manager decided to drain it: delete once drained.
     draining: Option<String>,
+}
+
+/// Time since `vm` was created (from its record, so it survives a restart of lbd).
+fn age(vm: &Vm) -> Duration {
+    Duration::from_millis(now_ms().saturating_sub(vm.created_ms))
 }
 
 /// The manager of one pooled VIP.
@@ -182,16 +197,13 @@ impl Manager {
             // Static VMs are their addresses: the ones among the VIP's backends are ours.
             for (slot, addr) in self.cfg.addrs.clone().iter().enumerate() {
                 let sa = SocketAddr::new(*addr, self.port());
-                if backends
-                    .iter()
-                    .any(|b| SocketAddr::new(b.addr, b.port) == sa)
-                {
+                if backends.iter().any(|b| b.socket_addr() == sa) {
                     vms.push(self.provider.create(&self.spec(slot as u32, None)).await?);
                 }
             }
         }
         for vm in vms {
-            let addr = SocketAddr::new(vm.addr, vm.port);
+            let addr = vm.backend();
             if self.provider.status(&vm).await? != VmStatus::Running {
                 self.event(format!(
                     "{}: found stopped after restart; deleting",
@@ -205,9 +217,7 @@ impl Manager {
                     .call(|tx| Command::Attach(iface.clone(), tx))
                     .await??;
             }
-            let present = backends
-                .iter()
-                .find(|b| SocketAddr::new(b.addr, b.port) == addr);
+            let present = backends.iter().find(|b| b.socket_addr() == addr);
             if present.is_none() {
                 self.handle
                     .call(|tx| Command::AddBackend(self.change(addr, Some(1)), tx))
@@ -215,21 +225,14 @@ impl Manager {
             }
             let draining = present.is_some_and(|b| b.weight == 0);
             self.vms.push(Managed {
-                created: Instant::now(),
-                serving_after: present
-                    .filter(|b| b.state != "down")
-                    .map(|_| Duration::ZERO),
+                joined: Joined::Adopted,
                 draining: draining.then(|| "drain in progress before the restart".to_string()),
                 vm,
             });
         }
         for b in &backends {
-            let addr = SocketAddr::new(b.addr, b.port);
-            if !self
-                .vms
-                .iter()
-                .any(|m| SocketAddr::new(m.vm.addr, m.vm.port) == addr)
-            {
+            let addr = b.socket_addr();
+            if !self.vms.iter().any(|m| m.vm.backend() == addr) {
                 self.handle
                     .call(|tx| Command::RemoveBackend(self.change(addr, None), tx))
                     .await??;
@@ -262,7 +265,6 @@ impl Manager {
         let slot = (0..)
             .find(|s| !self.vms.iter().any(|m| m.vm.slot == *s))
             .unwrap_or(0);
-        let started = Instant::now();
         let mut vm = self.provider.create(&self.spec(slot, cpu_limit)).await?;
         let joined = async {
             self.provider.start(&mut vm).await?;
@@ -271,7 +273,7 @@ impl Manager {
                     .call(|tx| Command::Attach(iface.clone(), tx))
                     .await??;
             }
-            let addr = SocketAddr::new(vm.addr, vm.port);
+            let addr = vm.backend();
             self.handle
                 .call(|tx| Command::AddBackend(self.change(addr, Some(1)), tx))
                 .await??;
@@ -286,8 +288,7 @@ impl Manager {
         self.event(format!("created {name} ({why})"));
         self.vms.push(Managed {
             vm,
-            created: started,
-            serving_after: None,
+            joined: Joined::No,
             draining: None,
         });
         Ok(name)
@@ -296,7 +297,7 @@ impl Manager {
     /// Takes a VM out of the VIP, detaches it and deletes it (errors are logged: a VM that
     /// cannot be deleted now is retried by `purge` or the next start).
     async fn destroy(&mut self, vm: &Vm) {
-        let addr = SocketAddr::new(vm.addr, vm.port);
+        let addr = vm.backend();
         let change = self.change(addr, None);
         let _ = self
             .handle
@@ -315,7 +316,7 @@ impl Manager {
 
     /// Starts draining VM `i` (weight 0: no new flows, open ones finish).
     async fn drain(&mut self, i: usize, why: String) -> Result<()> {
-        let addr = SocketAddr::new(self.vms[i].vm.addr, self.vms[i].vm.port);
+        let addr = self.vms[i].vm.backend();
         self.handle
             .call(|tx| Command::AddBackend(self.change(addr, Some(0)), tx))
             .await??;
@@ -331,7 +332,7 @@ impl Manager {
         let find = |vm: &Vm| {
             backends
                 .iter()
-                .find(|b| b.addr == vm.addr && b.port == vm.port)
+                .find(|b| b.socket_addr() == vm.backend())
                 .cloned()
         };
         let mut views = Vec::new();
@@ -347,9 +348,9 @@ impl Manager {
                 self.destroy(&vm).await;
                 continue;
             }
-            if m.serving_after.is_none() && state == "active" {
-                let took = m.created.elapsed();
-                m.serving_after = Some(took);
+            if m.joined == Joined::No && state == "active" {
+                let took = age(&m.vm);
+                m.joined = Joined::After(took);
                 let msg = format!("{} serving {} ms after create", m.vm.name, took.as_millis());
                 self.event(msg);
             }
@@ -362,9 +363,9 @@ impl Manager {
             }
             views.push(VmView {
                 name: m.vm.name.clone(),
-                backend: SocketAddr::new(m.vm.addr, m.vm.port),
+                backend: m.vm.backend(),
                 status,
-                state: if m.serving_after.is_none() && state == "down" {
+                state: if m.joined == Joined::No && state == "down" {
                     "joining".into()
                 } else {
                     state.into()
@@ -375,8 +376,11 @@ impl Manager {
                 inflight: b.as_ref().and_then(|b| b.inflight),
                 active_flows: b.as_ref().map_or(0, |b| b.active_flows),
                 new_flows: b.as_ref().map_or(0, |b| b.new_flows),
-                age_s: m.created.elapsed().as_secs_f64(),
-                serving_after_ms: m.serving_after.map(|d| d.as_millis() as u64),
+                age_s: age(&m.vm).as_secs_f64(),
+                serving_after_ms: match m.joined {
+                    Joined::After(d) => Some(d.as_millis() as u64),
+                    _ => None,
+                },
             });
             i += 1;
         }

@@ -42,15 +42,33 @@ fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTree
         .collect()
 }
 
+/// Starts a pool lab and waits until its two first VMs serve; returns it and that view.
+fn two_serving(cfg: PoolLab) -> (PoolRunning, PoolView) {
+    let lab = PoolRunning::start(&cfg);
+    let p = lab.wait_for(Duration::from_secs(10), "2 VMs serving", |p| {
+        PoolRunning::active(p).len() == 2
+    });
+    (lab, p)
+}
+
+/// A pool of exactly 2 VMs that never scales (extra VMs come from `lbctl vm create`).
+fn fixed(policy: &'static str, slow_start_s: u64) -> PoolLab {
+    PoolLab {
+        min: 2,
+        max: 2,
+        policy,
+        slow_start_s,
+        cooldowns_s: (3600, 3600),
+        ..PoolLab::default()
+    }
+}
+
 #[test]
 fn a_pool_scales_out_under_load_and_back_in_with_no_failed_request() {
     let _one = serial();
-    let lab = PoolRunning::start(&PoolLab {
+    let (lab, _) = two_serving(PoolLab {
         cooldowns_s: (2, 2),
         ..PoolLab::default()
-    });
-    lab.wait_for(Duration::from_secs(10), "min 2 VMs serving", |p| {
-        PoolRunning::active(p).len() == 2
     });
     // 2 ms of CPU per request against 0.2-core VMs at a 50% target: about 50 requests/s per
     // VM, so 200/s needs 4.
@@ -86,10 +104,7 @@ fn a_pool_scales_out_under_load_and_back_in_with_no_failed_request() {
 #[test]
 fn a_killed_vm_server_is_replaced_and_other_vms_keep_their_connections() {
     let _one = serial();
-    let lab = PoolRunning::start(&PoolLab::default());
-    let p = lab.wait_for(Duration::from_secs(10), "2 VMs serving", |p| {
-        PoolRunning::active(p).len() == 2
-    });
+    let (lab, p) = two_serving(PoolLab::default());
     // A keep-alive connection to one VM; then the other VM's server dies.
     let (mut conn, kept) = lab
         .topo
@@ -146,14 +161,7 @@ fn request(s: &mut TcpStream) -> String {
 fn lbd_restart_adopts_its_vms_without_leaking_or_duplicating() {
     let _one = serial();
     // A fixed size: the restart, not the autoscaler, is under test.
-    let mut lab = PoolRunning::start(&PoolLab {
-        max: 2,
-        cooldowns_s: (3600, 3600),
-        ..PoolLab::default()
-    });
-    let before = lab.wait_for(Duration::from_secs(10), "2 VMs serving", |p| {
-        PoolRunning::active(p).len() == 2
-    });
+    let (mut lab, before) = two_serving(fixed("resource", 5));
     let names = PoolRunning::active(&before);
     let namespaces = lab.namespaces();
     let load = Load::start(&lab.topo.client, vip(), 40, 4).expect("load");
@@ -179,16 +187,7 @@ fn lbd_restart_adopts_its_vms_without_leaking_or_duplicating() {
 #[test]
 fn resource_weights_give_a_vm_with_half_the_cpu_fewer_new_flows() {
     let _one = serial();
-    let lab = PoolRunning::start(&PoolLab {
-        min: 2,
-        max: 2,
-        cooldowns_s: (3600, 3600),
-        slow_start_s: 0,
-        ..PoolLab::default()
-    });
-    lab.wait_for(Duration::from_secs(10), "2 VMs serving", |p| {
-        PoolRunning::active(p).len() == 2
-    });
+    let (lab, _) = two_serving(fixed("resource", 0));
     let out = lab.lbctl(&["vm", "create", "--pool", "web", "--cpu-limit", "0.1"]);
     let small = out.split_whitespace().nth(1).expect("VM name").to_string();
     lab.wait_for(Duration::from_secs(10), "3 VMs serving", |p| {
@@ -218,17 +217,7 @@ fn resource_weights_give_a_vm_with_half_the_cpu_fewer_new_flows() {
 #[test]
 fn least_conn_weights_give_a_vm_with_many_open_connections_fewer_new_flows() {
     let _one = serial();
-    let lab = PoolRunning::start(&PoolLab {
-        min: 2,
-        max: 2,
-        policy: "least-conn",
-        slow_start_s: 0,
-        cooldowns_s: (3600, 3600),
-        ..PoolLab::default()
-    });
-    lab.wait_for(Duration::from_secs(10), "2 VMs serving", |p| {
-        PoolRunning::active(p).len() == 2
-    });
+    let (lab, _) = two_serving(fixed("least-conn", 0));
     // Keep 20 open connections on one VM (those that landed elsewhere are closed).
     let (held, busy) = lab
         .topo
@@ -278,18 +267,8 @@ fn least_conn_weights_give_a_vm_with_many_open_connections_fewer_new_flows() {
 #[test]
 fn slow_start_raises_a_new_vms_share_over_its_ramp() {
     let _one = serial();
-    let lab = PoolRunning::start(&PoolLab {
-        min: 2,
-        max: 2,
-        policy: "static",
-        slow_start_s: 12,
-        cooldowns_s: (3600, 3600),
-        ..PoolLab::default()
-    });
+    let (lab, _) = two_serving(fixed("static", 12));
     // The first two VMs finish their ramp before the third joins.
-    lab.wait_for(Duration::from_secs(10), "2 VMs serving", |p| {
-        PoolRunning::active(p).len() == 2
-    });
     std::thread::sleep(Duration::from_secs(12));
     let load = Load::start(&lab.topo.client, vip(), 80, 8).expect("load");
     let out = lab.lbctl(&["vm", "create", "--pool", "web"]);

@@ -360,7 +360,7 @@ fn run(cli: Cli) -> Result<()> {
                     println!(
                         "{:<16} {:<24} {:>5} {:>7} {:>12} {:>10} {:>8}  {}",
                         vip.name,
-                        SocketAddr::new(b.addr, b.port),
+                        b.socket_addr(),
                         b.id,
                         b.weight,
                         b.packets,
@@ -469,7 +469,7 @@ fn set_weight(
         .iter()
         .filter(|v| v.name == vip)
         .flat_map(|v| &v.backends)
-        .any(|b| SocketAddr::new(b.addr, b.port) == *backend);
+        .any(|b| b.socket_addr() == *backend);
     if !known {
         anyhow::bail!(
             "backend: {backend} is not a backend of {vip:?} (see `lbctl backend list`; add one \
@@ -509,7 +509,7 @@ fn watch(socket: &std::path::Path, interval: f64, count: Option<u32>) -> Result<
         );
         for vip in &vips {
             for b in &vip.backends {
-                let key = (vip.name.clone(), SocketAddr::new(b.addr, b.port));
+                let key = (vip.name.clone(), b.socket_addr());
                 let (p0, n0) = prev.get(&key).copied().unwrap_or((b.packets, b.new_flows));
                 out += &format!(
                     "{:<14} {:<24} {:<9} {:>6} {:>10.1} {:>9.1} {:>8}\n",

@@ -5,7 +5,12 @@ pub mod cgroup;
 pub mod fixed;
 pub mod netns;
 
-use std::{collections::BTreeMap, future::Future, net::IpAddr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +54,13 @@ pub struct Vm {
     pub created_ms: u64,
     /// Provider details (namespace, interface, pid, cgroup paths...).
     pub meta: BTreeMap<String, String>,
+}
+
+impl Vm {
+    /// The address and port the VIP sends its flows to.
+    pub fn backend(&self) -> SocketAddr {
+        SocketAddr::new(self.addr, self.port)
+    }
 }
 
 /// Whether a VM is serving.
