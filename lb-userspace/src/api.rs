@@ -303,11 +303,7 @@ pub struct VmRequest {
 }
 
 async fn list_vms(State(pools): State<Pools>) -> Json<Vec<PoolView>> {
-    let views = pools
-        .lock()
-        .map(|p| p.values().map(|(v, _)| v.clone()).collect())
-        .unwrap_or_default();
-    Json(views)
+    Json(crate::pool::snapshot(&pools))
 }
 
 fn pool_sender(

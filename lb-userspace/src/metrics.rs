@@ -8,10 +8,11 @@ use axum::{extract::State, http::header, response::IntoResponse, routing::get, R
 use crate::{
     api::{StatsView, VipView},
     controller::{Command, Handle},
+    pool::{self, PoolView, Pools},
 };
 
-/// Renders the metrics page from the controller's views.
-pub fn render(vips: &[VipView], stats: &StatsView) -> String {
+/// Renders the metrics page from the controller's views and the VM pools.
+pub fn render(vips: &[VipView], stats: &StatsView, pools: &[PoolView]) -> String {
     let mut out = String::from(
         "# HELP lb_packets_total Packets by data-path verdict reason.\n\
          # TYPE lb_packets_total counter\n",
@@ -96,14 +97,79 @@ pub fn render(vips: &[VipView], stats: &StatsView) -> String {
             }
         }
     }
+    render_pools(&mut out, pools);
     out
 }
 
-async fn metrics(State(h): State<Handle>) -> impl IntoResponse {
+fn render_pools(out: &mut String, pools: &[PoolView]) {
+    if pools.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lb_pool_vms VMs of a pool by state.\n# TYPE lb_pool_vms gauge"
+    );
+    for p in pools {
+        let mut by_state: std::collections::BTreeMap<&str, u64> = Default::default();
+        for v in &p.vms {
+            *by_state.entry(v.state.as_str()).or_default() += 1;
+        }
+        for (state, n) in by_state {
+            let _ = writeln!(
+                out,
+                "lb_pool_vms{{vip=\"{}\",state=\"{state}\"}} {n}",
+                p.vip
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lb_pool_utilisation Mean agent-reported CPU use of a pool's active VMs (share of \
+         their limits).\n# TYPE lb_pool_utilisation gauge"
+    );
+    for p in pools {
+        if let Some(u) = p.utilisation {
+            let _ = writeln!(out, "lb_pool_utilisation{{vip=\"{}\"}} {u}", p.vip);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lb_pool_decisions_total VMs created or drained, by reason.\n\
+         # TYPE lb_pool_decisions_total counter"
+    );
+    for p in pools {
+        for (kind, n) in &p.decisions {
+            let _ = writeln!(
+                out,
+                "lb_pool_decisions_total{{vip=\"{}\",kind=\"{kind}\"}} {n}",
+                p.vip
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lb_vm_serving_seconds Seconds from a VM's creation to its joining the ring.\n\
+         # TYPE lb_vm_serving_seconds gauge"
+    );
+    for p in pools {
+        for v in &p.vms {
+            if let Some(ms) = v.serving_after_ms {
+                let secs = ms as f64 / 1000.0;
+                let _ = writeln!(
+                    out,
+                    "lb_vm_serving_seconds{{vip=\"{}\",vm=\"{}\"}} {secs}",
+                    p.vip, v.name
+                );
+            }
+        }
+    }
+}
+
+async fn metrics(State((h, pools)): State<(Handle, Pools)>) -> impl IntoResponse {
     let page = async {
         let vips = h.call(Command::Vips).await?;
         let stats = h.call(Command::Stats).await??;
-        anyhow::Ok(render(&vips, &stats))
+        anyhow::Ok(render(&vips, &stats, &pool::snapshot(&pools)))
     };
     match page.await {
         Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
@@ -129,11 +195,12 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     handle: Handle,
+    pools: Pools,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .with_state(handle);
+        .with_state((handle, pools));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

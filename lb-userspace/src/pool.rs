@@ -85,6 +85,9 @@ pub struct PoolView {
     pub vms: Vec<VmView>,
     /// Latest decisions, oldest first.
     pub events: Vec<Event>,
+    /// VMs created or drained so far, by reason: `scale_out`, `scale_in`, `min` (below
+    /// min), `replace` (server died), `requested` (lbctl).
+    pub decisions: BTreeMap<String, u64>,
 }
 
 /// Operator requests to a pool manager.
@@ -133,6 +136,7 @@ pub struct Manager {
     pools: Pools,
     vms: Vec<Managed>,
     events: VecDeque<Event>,
+    decisions: BTreeMap<String, u64>,
     last_out: Option<Instant>,
     last_change: Option<Instant>,
 }
@@ -152,9 +156,15 @@ impl Manager {
             pools,
             vms: Vec::new(),
             events: VecDeque::new(),
+            decisions: BTreeMap::new(),
             last_out: None,
             last_change: None,
         })
+    }
+
+    /// Counts one decision of `kind` (see [`PoolView::decisions`]).
+    fn decided(&mut self, kind: &str) {
+        *self.decisions.entry(kind.to_string()).or_default() += 1;
     }
 
     fn event(&mut self, what: String) {
@@ -345,6 +355,7 @@ impl Manager {
             if status != VmStatus::Running {
                 let vm = self.vms.remove(i).vm;
                 self.event(format!("{}: server {status:?}; replacing it", vm.name));
+                self.decided("replace");
                 self.destroy(&vm).await;
                 continue;
             }
@@ -403,6 +414,7 @@ impl Manager {
         if n < self.cfg.min {
             let why = format!("{n} VMs, below min {}", self.cfg.min);
             self.create(None, &why).await?;
+            self.decided("min");
             self.last_change = Some(Instant::now());
             return Ok(());
         }
@@ -424,6 +436,7 @@ impl Manager {
             );
             for _ in n..want {
                 self.create(None, &why).await?;
+                self.decided("scale_out");
             }
             self.last_out = Some(Instant::now());
             self.last_change = self.last_out;
@@ -462,6 +475,7 @@ impl Manager {
                     target * (1.0 - self.cfg.hysteresis) * 100.0
                 );
                 self.drain(i, why).await?;
+                self.decided("scale_in");
                 self.last_change = Some(Instant::now());
             }
         }
@@ -478,6 +492,7 @@ impl Manager {
             utilisation,
             vms: vms.to_vec(),
             events: self.events.iter().cloned().collect(),
+            decisions: self.decisions.clone(),
         };
         if let Ok(mut pools) = self.pools.lock() {
             if let Some(entry) = pools.get_mut(&self.vip.name) {
@@ -504,7 +519,11 @@ impl Manager {
                 }
                 cmd = commands.recv() => match cmd {
                     Some(PoolCommand::Create(cpu, reply)) => {
-                        let _ = reply.send(self.create(cpu, "requested").await);
+                        let created = self.create(cpu, "requested").await;
+                        if created.is_ok() {
+                            self.decided("requested");
+                        }
+                        let _ = reply.send(created);
                     }
                     Some(PoolCommand::Delete(name, reply)) => {
                         let i = self.vms.iter().position(|m| m.vm.name == name);
@@ -528,6 +547,14 @@ impl Manager {
             }
         }
     }
+}
+
+/// The latest view of every pool.
+pub fn snapshot(pools: &Pools) -> Vec<PoolView> {
+    pools
+        .lock()
+        .map(|p| p.values().map(|(v, _)| v.clone()).collect())
+        .unwrap_or_default()
 }
 
 /// Starts a manager for every pooled VIP of `vips`; returns the shared registry.

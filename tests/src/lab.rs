@@ -196,3 +196,18 @@ fn launch(
         .expect("start lbd");
     (instance, socket, config, state, lbd)
 }
+
+/// The Prometheus page lbd serves in namespace `lb` (at `lab::METRICS`), HTTP head included.
+pub fn metrics_page(lb: &Netns) -> String {
+    use std::io::{Read, Write};
+    lb.enter(|| {
+        let addr: std::net::SocketAddr = lb_userspace::lab::METRICS.parse().unwrap();
+        let mut s = std::net::TcpStream::connect(addr).expect("metrics port");
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: lbd\r\n\r\n")
+            .unwrap();
+        let mut page = String::new();
+        s.read_to_string(&mut page).unwrap();
+        page
+    })
+    .expect("balancer namespace")
+}

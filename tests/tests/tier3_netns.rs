@@ -218,23 +218,10 @@ fn a_drained_backend_takes_no_new_flows_and_reports_drained_when_its_flows_close
 
 #[test]
 fn prometheus_metrics_show_per_backend_flows_and_verdicts() {
-    use std::io::{Read, Write};
     let lab = RunningLab::start(2);
     let (_, failed) = burst(&lab, 40);
     assert_eq!(failed, 0);
-    let page = lab
-        .topo
-        .lb
-        .enter(|| {
-            let addr: SocketAddr = lb_userspace::lab::METRICS.parse().unwrap();
-            let mut s = std::net::TcpStream::connect(addr).expect("metrics port");
-            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: lbd\r\n\r\n")
-                .unwrap();
-            let mut page = String::new();
-            s.read_to_string(&mut page).unwrap();
-            page
-        })
-        .expect("balancer namespace");
+    let page = tests::lab::metrics_page(&lab.topo.lb);
     assert!(
         page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"),
         "{page}"

@@ -99,6 +99,26 @@ fn a_pool_scales_out_under_load_and_back_in_with_no_failed_request() {
     assert_eq!(failed, 0, "requests failed during scaling ({ok} answered)");
     assert!(ok > 200, "the load ran: {ok} answered");
     assert_eq!(lab.namespaces().len(), 2, "deleted VMs leave no namespace");
+    let page = tests::lab::metrics_page(&lab.topo.lb);
+    let counted = |kind: &str| {
+        page.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "lb_pool_decisions_total{{vip=\"web\",kind=\"{kind}\"}} "
+                ))
+            })
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        counted("scale_out") >= 2,
+        "scale-outs in the metrics: {page}"
+    );
+    assert!(counted("scale_in") >= 2, "scale-ins in the metrics: {page}");
+    assert!(
+        page.contains("lb_pool_vms{vip=\"web\",state=\"active\"} 2"),
+        "{page}"
+    );
 }
 
 #[test]

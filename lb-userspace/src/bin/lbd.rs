@@ -170,7 +170,12 @@ async fn serve(cfg: Config, state_file: PathBuf, detach: bool) -> Result<()> {
         let stopped = async {
             let _ = metrics_stopped.await;
         };
-        tokio::spawn(metrics::serve(listener, handle.clone(), stopped))
+        tokio::spawn(metrics::serve(
+            listener,
+            handle.clone(),
+            pools.clone(),
+            stopped,
+        ))
     });
     log::info!(
         "serving {} VIPs; API on {} (root only)",

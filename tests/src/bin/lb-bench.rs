@@ -458,6 +458,61 @@ fn lab_timings() -> Result<serde_json::Value> {
     }))
 }
 
+/// Autoscaling timings in a pool lab, over several load steps from idle to 200 requests/s
+/// (2 ms of CPU each against 0.2-core VMs at a 50% target): how long until the first
+/// scale-out decision, until that VM serves, and each new VM's create-to-serving time.
+fn pool_timings() -> Result<serde_json::Value> {
+    use lb_userspace::lab::{Load, PoolLab, VIP, VIP_PORT};
+    use tests::lab::PoolRunning;
+    let (mut decide, mut serve, mut boot) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let lab = PoolRunning::start(&PoolLab {
+            cooldowns_s: (1, 3600),
+            ..PoolLab::default()
+        });
+        lab.wait_for(Duration::from_secs(10), "2 VMs serving", |p| {
+            PoolRunning::active(p).len() == 2
+        });
+        // Let the agents' CPU windows settle after the VMs' start.
+        std::thread::sleep(Duration::from_secs(2));
+        let load = Load::start(&lab.topo.client, (VIP, VIP_PORT).into(), 200, 16)?;
+        let start = std::time::Instant::now();
+        lab.wait_for(Duration::from_secs(20), "a scale-out", |p| {
+            p.decisions.contains_key("scale_out")
+        });
+        decide.push(start.elapsed().as_secs_f64() * 1e3);
+        let p = lab.wait_for(Duration::from_secs(20), "a third VM serving", |p| {
+            PoolRunning::active(p).len() >= 3
+        });
+        serve.push(start.elapsed().as_secs_f64() * 1e3);
+        boot.extend(
+            p.vms
+                .iter()
+                .filter_map(|v| v.serving_after_ms)
+                .map(|ms| ms as f64),
+        );
+        drop(load);
+    }
+    println!(
+        "\nAutoscaling, pool lab (agent check inter 300 ms, fastinter 100 ms, rise 2; load step \
+         idle -> 200 req/s, 5 steps)\n"
+    );
+    println!("{:<44} {:>9} {:>9}", "measure", "median", "max");
+    for (name, v) in [
+        ("load step to scale-out decision", &decide),
+        ("load step to the new VM serving", &serve),
+        ("VM create to serving (every VM)", &boot),
+    ] {
+        println!("{name:<44} {:>7.0}ms {:>7.0}ms", median(v), max(v));
+    }
+    let stat = |v: &[f64]| json!({"median": median(v), "max": max(v), "samples": v});
+    Ok(json!({
+        "step_to_decision_ms": stat(&decide),
+        "step_to_serving_ms": stat(&serve),
+        "create_to_serving_ms": stat(&boot),
+    }))
+}
+
 fn main() -> Result<()> {
     let json_path = PathBuf::from(
         std::env::args()
@@ -468,8 +523,9 @@ fn main() -> Result<()> {
     harness.run(|lb| run(lb, &json_path))?;
     let maglev = maglev_build_times();
     let lab = lab_timings()?;
+    let pools = pool_timings()?;
     let path = json_path.with_file_name("controlplane.json");
-    let doc = json!({"maglev_build": maglev, "lab": lab});
+    let doc = json!({"maglev_build": maglev, "lab": lab, "pools": pools});
     std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
     println!("JSON: {}", path.display());
     Ok(())
