@@ -9,7 +9,7 @@ use std::{
 use aya::programs::{TestRun, TestRunOptions};
 use lb_common::Reason;
 use lb_userspace::{
-    config::{BackendConfig, Mode, Proto, VipConfig},
+    config::{BackendConfig, Mode, Policy, Proto, VipConfig, WeightsConfig},
     controller::Controller,
     dataplane::{self, Dataplane},
     netns::{unique_name, Netns},
@@ -176,57 +176,40 @@ impl Balancer {
 
     /// Adds a VIP `VIP:port/proto` with backends `(index, port, weight)`.
     pub fn add_vip(&mut self, name: &str, proto: Proto, port: u16, backends: &[(u8, u16, u32)]) {
-        self.add(name, false, proto, Mode::Nat, port, backends);
+        self.install(vip_config(name, false, proto, Mode::Nat, port, backends));
     }
 
     /// Adds an IPv6 VIP `[VIP6]:port/proto` with IPv6 backends `(index, port, weight)`.
     pub fn add_vip6(&mut self, name: &str, proto: Proto, port: u16, backends: &[(u8, u16, u32)]) {
-        self.add(name, true, proto, Mode::Nat, port, backends);
+        self.install(vip_config(name, true, proto, Mode::Nat, port, backends));
     }
 
     /// Adds a DSR TCP VIP on `VIP` (or `VIP6`) with backends `index` on the VIP's port.
     pub fn add_dsr_vip(&mut self, name: &str, v6: bool, port: u16, backends: &[u8]) {
         let backends: Vec<(u8, u16, u32)> = backends.iter().map(|&i| (i, port, 1)).collect();
-        self.add(name, v6, Proto::Tcp, Mode::Dsr, port, &backends);
+        self.install(vip_config(name, v6, Proto::Tcp, Mode::Dsr, port, &backends));
     }
 
-    fn add(
+    /// Adds a TCP NAT VIP on `VIP` whose weights follow `policy`, updated every 100 ms (by
+    /// `ctl.update_weights()`: the harness has no timer).
+    pub fn add_vip_with_policy(
         &mut self,
         name: &str,
-        v6: bool,
-        proto: Proto,
-        mode: Mode,
         port: u16,
         backends: &[(u8, u16, u32)],
+        policy: Policy,
     ) {
-        let addr = |i: u8| -> IpAddr {
-            if v6 {
-                backend6(i).into()
-            } else {
-                backend(i).into()
-            }
+        let mut cfg = vip_config(name, false, Proto::Tcp, Mode::Nat, port, backends);
+        cfg.weights = WeightsConfig {
+            policy,
+            interval_ms: 100,
+            ..WeightsConfig::default()
         };
-        self.ctl
-            .add_vip(VipConfig {
-                name: name.into(),
-                addr: if v6 { VIP6.into() } else { VIP.into() },
-                port,
-                proto,
-                mode,
-                ring_size: lb_common::RING_SIZES[0],
-                health: None,
-                weights: Default::default(),
-                pool: None,
-                backends: backends
-                    .iter()
-                    .map(|&(i, port, weight)| BackendConfig {
-                        addr: addr(i),
-                        port,
-                        weight,
-                    })
-                    .collect(),
-            })
-            .expect("add vip");
+        self.install(cfg);
+    }
+
+    fn install(&mut self, cfg: VipConfig) {
+        self.ctl.add_vip(cfg).expect("add vip");
     }
 
     /// Runs one frame through `lb_xdp`: the XDP action and the output frame.
@@ -263,5 +246,42 @@ impl Balancer {
 impl Drop for Balancer {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.pin_dir);
+    }
+}
+
+/// A VIP `name` on `VIP` (or `VIP6`) with backends `(index, port, weight)`, static weights.
+fn vip_config(
+    name: &str,
+    v6: bool,
+    proto: Proto,
+    mode: Mode,
+    port: u16,
+    backends: &[(u8, u16, u32)],
+) -> VipConfig {
+    let addr = |i: u8| -> IpAddr {
+        if v6 {
+            backend6(i).into()
+        } else {
+            backend(i).into()
+        }
+    };
+    VipConfig {
+        name: name.into(),
+        addr: if v6 { VIP6.into() } else { VIP.into() },
+        port,
+        proto,
+        mode,
+        ring_size: lb_common::RING_SIZES[0],
+        health: None,
+        weights: WeightsConfig::default(),
+        pool: None,
+        backends: backends
+            .iter()
+            .map(|&(i, port, weight)| BackendConfig {
+                addr: addr(i),
+                port,
+                weight,
+            })
+            .collect(),
     }
 }

@@ -309,3 +309,99 @@ fn slow_start_raises_a_new_vms_share_over_its_ramp() {
     assert!(early < 0.25, "early share {early:.2} starts small");
     assert!(late > early + 0.1, "share rises: {early:.2} then {late:.2}");
 }
+
+#[test]
+fn a_static_pool_picks_from_its_addresses_and_gives_them_back() {
+    use lb_userspace::{
+        lab::{
+            backend_addr, backend_name, state_file, tcp_hello, TempFile, Topology, AGENT_PORT,
+            BACKEND_PORT,
+        },
+        netns::unique_name,
+    };
+    let _one = serial();
+    tests::require_root();
+    // Three servers someone else runs; the pool may use at most all three, at least two.
+    let mut topo = Topology::build(3).expect("namespaces");
+    topo.start_backends(&tests::bin("lb-backend"), &tests::bin("lb-decap"))
+        .expect("servers");
+    let instance = unique_name("ts");
+    let socket = std::env::temp_dir().join(format!("{instance}.sock"));
+    let ifaces: Vec<String> = topo
+        .lb_interfaces()
+        .iter()
+        .map(|i| format!("{i:?}"))
+        .collect();
+    let addrs: Vec<String> = (0..3).map(|i| format!("\"{}\"", backend_addr(i))).collect();
+    let config = TempFile::new(
+        &format!("{instance}.toml"),
+        &format!(
+            "[lbd]\ninstance = {instance:?}\ninterfaces = [{}]\nsocket = {:?}\nstate_file = {:?}\n\n\
+             [[vip]]\nname = \"web\"\naddr = \"{VIP}\"\nport = {VIP_PORT}\nproto = \"tcp\"\n\
+             [vip.health]\nkind = \"agent\"\nagent_port = {AGENT_PORT}\ninter_ms = 200\n\
+             fastinter_ms = 100\nrise = 2\nfall = 2\n\
+             [vip.pool]\nprovider = \"static\"\nmin = 2\nmax = 3\nport = {BACKEND_PORT}\n\
+             scale_in_cooldown_s = 3600\naddrs = [{}]\n",
+            ifaces.join(", "),
+            socket.display().to_string(),
+            state_file(&socket).display().to_string(),
+            addrs.join(", ")
+        ),
+    )
+    .expect("config");
+    let _state = TempFile::adopt(state_file(&socket));
+    topo.start_lbd(&tests::bin("lbd"), config.path(), &socket)
+        .expect("lbd");
+    let pool = || -> PoolView {
+        let v = lb_userspace::client::call(&socket, "GET", "/v1/vms", None).expect("vms");
+        serde_json::from_value::<Vec<PoolView>>(v)
+            .expect("json")
+            .remove(0)
+    };
+    let wait = |what: &str, ready: &dyn Fn(&PoolView) -> bool| {
+        lb_userspace::lab::wait_until(Duration::from_secs(10), || ready(&pool()))
+            .unwrap_or_else(|_| panic!("{what}: {:?}", pool().vms));
+    };
+    let burst = || {
+        topo.as_client(|| {
+            let mut t: BTreeMap<String, u32> = BTreeMap::new();
+            for _ in 0..90 {
+                *t.entry(tcp_hello(vip()).expect("connection")).or_default() += 1;
+            }
+            t
+        })
+        .expect("client")
+    };
+    wait("the first two addresses serving", &|p| {
+        PoolRunning::active(p).len() == 2
+    });
+    let before = burst();
+    assert_eq!(
+        before.keys().cloned().collect::<Vec<_>>(),
+        [backend_name(0), backend_name(1)],
+        "only the pool's two addresses serve"
+    );
+    let out = tests::lab::lbctl(&socket, &["vm", "create", "--pool", "web"]);
+    assert!(out.contains("web-2"), "{out}");
+    wait("the third address serving", &|p| {
+        PoolRunning::active(p).len() == 3
+    });
+    assert!(
+        burst().contains_key(&backend_name(2)),
+        "the third address joined"
+    );
+    tests::lab::lbctl(&socket, &["vm", "delete", "--pool", "web", "web-2"]);
+    wait("the third address given back", &|p| p.vms.len() == 2);
+    assert!(
+        !burst().contains_key(&backend_name(2)),
+        "it takes no new flows"
+    );
+    let direct = SocketAddr::from((backend_addr(2), BACKEND_PORT));
+    assert_eq!(
+        topo.as_client(move || tcp_hello(direct))
+            .expect("client")
+            .expect("direct"),
+        backend_name(2),
+        "lbd does not stop a server it does not run"
+    );
+}

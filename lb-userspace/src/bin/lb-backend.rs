@@ -148,8 +148,11 @@ fn cpu_seconds() -> f64 {
 
 /// Every second, records the CPU used in the last second as a share of `limit` cores.
 async fn sample_cpu(load: Arc<Load>, limit: f64) -> Result<()> {
-    let mut last = (Instant::now(), cpu_seconds());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // The first tick is immediate: the first window starts after it, so start-up work is not
+    // divided by a near-zero wall time.
+    tick.tick().await;
+    let mut last = (Instant::now(), cpu_seconds());
     loop {
         tick.tick().await;
         let now = (Instant::now(), cpu_seconds());
