@@ -74,6 +74,8 @@ pub struct PoolRunning {
     /// lbd's config file.
     pub config: TempFile,
     _state: TempFile,
+    /// Removes the VMs after lbd stops, even if it was killed.
+    _vms: lb_userspace::vm::netns::PurgeGuard,
 }
 
 impl PoolRunning {
@@ -84,6 +86,7 @@ impl PoolRunning {
         let (instance, socket, config, state, lbd) =
             launch(&mut topo, "tp", |t, i, s| lab.config_toml(t, i, s));
         PoolRunning {
+            _vms: lb_userspace::vm::netns::PurgeGuard::new(&instance, &state_file(&socket)),
             topo,
             socket,
             lbd,
@@ -157,9 +160,8 @@ impl PoolRunning {
 
 impl Drop for PoolRunning {
     fn drop(&mut self) {
+        // lbd first, so it cannot make a VM after the purge guard (a field) has run.
         self.topo.lb.kill_children();
-        lb_userspace::vm::netns::purge(&self.instance);
-        let _ = std::fs::remove_dir_all(lb_userspace::vm::records_dir(&state_file(&self.socket)));
     }
 }
 

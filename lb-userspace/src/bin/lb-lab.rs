@@ -26,7 +26,7 @@ use lb_userspace::{
     },
     netns::unique_name,
     pool::{render_pools, PoolView},
-    vm,
+    vm::netns::PurgeGuard,
 };
 
 #[derive(Parser, Debug)]
@@ -149,16 +149,17 @@ fn pool_lab(args: &Args, stop: &AtomicBool) -> Result<()> {
         "creating namespaces: a client and the balancer; lbd creates {}..{} backend VMs itself",
         lab.min, lab.max
     ));
-    let mut topo = Topology::build(0)?;
     let instance = unique_name("lab");
     let socket = std::env::temp_dir().join(format!("{instance}.sock"));
+    // Declared before the namespaces, so it drops after lbd stops: whatever happens below, no
+    // VM of this lab outlives it.
+    let _vms = PurgeGuard::new(&instance, &lab::state_file(&socket));
+    let mut topo = Topology::build(0)?;
     let config = TempFile::new(
         &format!("{instance}.toml"),
         &lab.config_toml(&topo, &instance, &socket),
     )?;
     let _state = TempFile::adopt(lab::state_file(&socket));
-    // Whatever happens below, no VM of this lab outlives it.
-    let _vms = PurgeOnDrop(instance.clone(), lab::state_file(&socket));
     step(&format!(
         "starting lbd in {}: VIP {VIP}:{VIP_PORT}, netns pool (cpu limit {} cores per VM, \
          target {:.0}% cpu), weights from agent load, slow-start {} s",
@@ -220,16 +221,6 @@ fn pool_lab(args: &Args, stop: &AtomicBool) -> Result<()> {
         load_ok, load_failed
     );
     Ok(())
-}
-
-/// Removes the lab's VMs if lbd did not (it was killed, or failed to start).
-struct PurgeOnDrop(String, PathBuf);
-
-impl Drop for PurgeOnDrop {
-    fn drop(&mut self) {
-        vm::netns::purge(&self.0);
-        let _ = std::fs::remove_dir_all(vm::records_dir(&self.1));
-    }
 }
 
 fn burst_lab(args: &Args, stop: &AtomicBool) -> Result<()> {

@@ -384,3 +384,28 @@ pub fn purge(instance: &str) {
         }
     }
 }
+
+/// Removes every VM of an instance, and its VM records, when dropped: for labs and tests, so
+/// no VM outlives them even if lbd was killed before it could delete its VMs. Drop it after
+/// lbd has stopped.
+pub struct PurgeGuard {
+    instance: String,
+    records: PathBuf,
+}
+
+impl PurgeGuard {
+    /// Guards the VMs of `instance`, whose lbd keeps its state in `state_file`.
+    pub fn new(instance: &str, state_file: &std::path::Path) -> Self {
+        PurgeGuard {
+            instance: instance.to_string(),
+            records: super::records_dir(state_file),
+        }
+    }
+}
+
+impl Drop for PurgeGuard {
+    fn drop(&mut self) {
+        purge(&self.instance);
+        let _ = std::fs::remove_dir_all(&self.records);
+    }
+}
