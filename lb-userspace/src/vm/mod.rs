@@ -3,6 +3,7 @@
 //! `static` (addresses someone else runs).
 pub mod cgroup;
 pub mod fixed;
+pub mod link;
 pub mod netns;
 
 use std::{

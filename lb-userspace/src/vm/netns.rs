@@ -7,12 +7,16 @@ use std::{
     net::{IpAddr, Ipv4Addr},
     os::{fd::AsRawFd, unix::process::CommandExt},
     path::PathBuf,
-    process::{Command, Stdio},
+    process::Stdio,
 };
 
 use anyhow::{anyhow, Context};
 
-use super::{cgroup::Cgroup, now_ms, Vm, VmError, VmProvider, VmSpec, VmStatus};
+use super::{
+    cgroup::Cgroup,
+    link::{add_netns, del_netns, netns_path, VethLink},
+    now_ms, Vm, VmError, VmProvider, VmSpec, VmStatus,
+};
 use crate::netns::{command_in, run};
 
 /// Makes VMs as network namespaces for one lbd instance.
@@ -190,37 +194,17 @@ impl VmProvider for NetnsProvider {
                 ("udp".to_string(), spec.udp.to_string()),
             ]),
         };
-        let make = || -> anyhow::Result<()> {
-            let ip = |args: &[&str]| run(Command::new("ip").args(args));
-            ip(&["netns", "add", &ns])?;
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-            ip(&[
-                "link", "add", &iface, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-            ])?;
-            ip(&["addr", "add", &format!("{host}/30"), "dev", &iface])?;
-            ip(&["link", "set", &iface, "up"])?;
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{addr}/30"),
-                "dev",
-                "eth0",
-            ])?;
-            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            ip(&[
-                "-n",
-                &ns,
-                "route",
-                "add",
-                "default",
-                "via",
-                &host.to_string(),
-            ])?;
-            if let Some(vip) = self.dsr_vip {
-                ip(&["-n", &ns, "addr", "add", &format!("{vip}/32"), "dev", "lo"])?;
-            }
+        let make = async {
+            let name = ns.clone();
+            tokio::task::spawn_blocking(move || add_netns(&name)).await??;
+            let link = VethLink {
+                ns: &ns,
+                iface: &iface,
+                host,
+                vm: addr,
+                lo_addr: self.dsr_vip,
+            };
+            link.create().await?;
             // GRO on: frames lb_xdp redirects into the veth are received; TX checksums off:
             // the VM's packets carry full checksums the balancer updates incrementally.
             run(&mut command_in(
@@ -229,9 +213,9 @@ impl VmProvider for NetnsProvider {
                 &["-K", "eth0", "gro", "on", "tx", "off"],
             )?)?;
             Cgroup::create(&ns, spec.cpu_limit, spec.memory_mb)?;
-            Ok(())
+            anyhow::Ok(())
         };
-        if let Err(e) = make() {
+        if let Err(e) = make.await {
             let _ = self.delete(&vm).await;
             return Err(VmError::system(format!("creating VM {name}"), e));
         }
@@ -285,7 +269,7 @@ impl VmProvider for NetnsProvider {
 
     async fn status(&self, vm: &Vm) -> Result<VmStatus, VmError> {
         let ns = meta(vm, "netns")?;
-        if !std::path::Path::new("/run/netns").join(ns).exists() {
+        if !netns_path(ns).exists() {
             return Ok(VmStatus::Missing);
         }
         let Some(pid) = vm.meta.get("pid") else {
@@ -322,11 +306,8 @@ impl VmProvider for NetnsProvider {
         tokio::task::spawn_blocking(move || cgroup.destroy())
             .await
             .map_err(|e| VmError::system(format!("deleting VM {}", vm.name), anyhow!(e)))?;
-        if std::path::Path::new("/run/netns").join(&ns).exists() {
-            // Deleting the namespace deletes the veth pair with it.
-            run(Command::new("ip").args(["netns", "del", &ns]))
-                .map_err(|e| VmError::system(format!("deleting namespace {ns}"), e))?;
-        }
+        // The namespace, and the veth pair with it, go once its processes are gone.
+        del_netns(&ns).map_err(|e| VmError::system(format!("deleting namespace {ns}"), e))?;
         let _ = std::fs::remove_file(self.record_path(&vm.name));
         let _ = std::fs::remove_file(self.records.join(format!("{}.log", vm.name)));
         Ok(())
@@ -377,10 +358,7 @@ pub fn purge(instance: &str) {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with(&prefix) {
             Cgroup::of(&name).destroy();
-            let _ = Command::new("ip")
-                .args(["netns", "del", &name])
-                .stderr(Stdio::null())
-                .status();
+            let _ = del_netns(&name);
         }
     }
 }
