@@ -112,6 +112,10 @@ pub struct Controller {
     factor: HashMap<(String, SocketAddr), f64>,
     /// When each backend last came up (joined, or passed its health checks), for slow-start.
     up_since: HashMap<(String, SocketAddr), std::time::Instant>,
+    /// Which join of the backend to its VIP this is (see `health::Target::generation`);
+    /// absent for backends there from the start, and `joins` counts them all.
+    generation: HashMap<(String, SocketAddr), u64>,
+    joins: u64,
     /// (VIP name, backend) pairs whose health checks say down.
     down: std::collections::HashSet<(String, SocketAddr)>,
     /// VIPs found in adopted (pinned) maps and not claimed by the config yet.
@@ -180,6 +184,8 @@ impl Controller {
             agent: HashMap::new(),
             factor: HashMap::new(),
             up_since: HashMap::new(),
+            generation: HashMap::new(),
+            joins: 0,
             drain_started: HashMap::new(),
             drain_timeout: std::time::Duration::from_secs(300),
             timings: (0, 0.0, 0.0),
@@ -403,6 +409,10 @@ impl Controller {
             return Err(e);
         }
         self.forget(|v, a| v != name || kept.contains(a));
+        for addr in kept.iter().filter(|a| !old.contains(a)) {
+            self.joins += 1;
+            self.generation.insert((name.clone(), *addr), self.joins);
+        }
         Ok(())
     }
 
@@ -414,6 +424,7 @@ impl Controller {
         self.agent.retain(|(v, a), _| keep(v, a));
         self.factor.retain(|(v, a), _| keep(v, a));
         self.up_since.retain(|(v, a), _| keep(v, a));
+        self.generation.retain(|(v, a), _| keep(v, a));
     }
 
     /// Replaces the whole backend set of a VIP in one ring swap.
@@ -545,6 +556,11 @@ impl Controller {
                     break;
                 }
                 let moved = self.moved_share(idx);
+                if moved == 0.0 {
+                    // The same table (a lone live backend, say): nothing to swap.
+                    self.vips[idx].ring_weights = weights;
+                    break;
+                }
                 if moved <= cfg.max_moved || scale < 0.05 {
                     log::info!(
                         "{name}: {:?} weights {:?} (moves {:.1}% of the table)",
@@ -636,8 +652,14 @@ impl Controller {
             .filter_map(|v| Some((v, v.cfg.health.clone()?)))
             .flat_map(|(v, h)| {
                 v.cfg.backends.iter().map(move |b| {
-                    let up = !self.down.contains(&(v.cfg.name.clone(), b.socket_addr()));
-                    (v.cfg.name.clone(), b.socket_addr(), h.clone(), up)
+                    let key = (v.cfg.name.clone(), b.socket_addr());
+                    crate::health::Target {
+                        up: !self.down.contains(&key),
+                        generation: self.generation.get(&key).copied().unwrap_or(0),
+                        vip: key.0,
+                        addr: key.1,
+                        cfg: h.clone(),
+                    }
                 })
             })
             .collect()

@@ -16,8 +16,21 @@ use crate::{
     controller::{Command, Handle},
 };
 
-/// What the manager checks: VIP name, backend, how, and whether it starts up.
-pub type Target = (String, SocketAddr, HealthConfig, bool);
+/// One backend to check, as the controller sees it now.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// VIP name.
+    pub vip: String,
+    /// The backend.
+    pub addr: SocketAddr,
+    /// How to check it.
+    pub cfg: HealthConfig,
+    /// Whether the controller has it up (a checker starts from this).
+    pub up: bool,
+    /// Which time the backend joined the VIP: a backend removed and added again between two
+    /// looks of the manager gets a fresh checker, starting from the controller's state.
+    pub generation: u64,
+}
 
 /// The up/down state of one backend and the streak of results that disagree with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,6 +206,7 @@ async fn checker(handle: Handle, vip: String, addr: SocketAddr, cfg: HealthConfi
 /// A running checker; dropping it stops the check (a dropped `JoinHandle` alone would not).
 struct Checker {
     cfg: HealthConfig,
+    generation: u64,
     task: JoinHandle<()>,
 }
 
@@ -208,15 +222,26 @@ pub async fn run(handle: Handle) {
     let mut checkers: HashMap<(String, SocketAddr), Checker> = HashMap::new();
     while let Ok(targets) = handle.call(Command::HealthTargets).await {
         let wanted: Vec<(String, SocketAddr)> =
-            targets.iter().map(|(v, a, _, _)| (v.clone(), *a)).collect();
+            targets.iter().map(|t| (t.vip.clone(), t.addr)).collect();
         checkers.retain(|key, _| wanted.contains(key));
-        for (vip, addr, cfg, up) in targets {
-            let key = (vip.clone(), addr);
-            if checkers.get(&key).is_some_and(|c| c.cfg == cfg) {
+        for t in targets {
+            let key = (t.vip.clone(), t.addr);
+            if checkers
+                .get(&key)
+                .is_some_and(|c| c.cfg == t.cfg && c.generation == t.generation)
+            {
                 continue;
             }
-            let task = tokio::spawn(checker(handle.clone(), vip, addr, cfg.clone(), up));
-            checkers.insert(key, Checker { cfg, task });
+            let task = tokio::spawn(checker(handle.clone(), t.vip, t.addr, t.cfg.clone(), t.up));
+            let generation = t.generation;
+            checkers.insert(
+                key,
+                Checker {
+                    cfg: t.cfg,
+                    generation,
+                    task,
+                },
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
