@@ -124,6 +124,15 @@ where
     rx.await.map_err(|_| anyhow!("the netlink thread died"))?
 }
 
+/// Sets interface `index` (called `name`) up.
+async fn set_up(h: &Handle, index: u32, name: &str) -> Result<()> {
+    h.link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .with_context(|| format!("setting {name} up"))
+}
+
 fn index(name: &str) -> Result<u32> {
     if_nametoindex(name).map_err(|e| anyhow!("no interface {name:?}: {e}"))
 }
@@ -180,21 +189,13 @@ impl VethLink<'_> {
                 .execute()
                 .await
                 .with_context(|| format!("adding {host}/30 to {iface}"))?;
-            h.link()
-                .set(LinkUnspec::new_with_index(idx).up().build())
-                .execute()
-                .await
-                .with_context(|| format!("setting {iface} up"))?;
+            set_up(&h, idx, &iface).await?;
             Ok(())
         })
         .await?;
         netlink(Some(ns.clone()), move |h| async move {
             let lo = index("lo")?;
-            h.link()
-                .set(LinkUnspec::new_with_index(lo).up().build())
-                .execute()
-                .await
-                .context("setting lo up")?;
+            set_up(&h, lo, "lo").await?;
             if let Some(a) = lo_addr {
                 let len = if a.is_ipv4() { 32 } else { 128 };
                 h.address()
@@ -214,11 +215,7 @@ impl VethLink<'_> {
                 .execute()
                 .await
                 .with_context(|| format!("adding {vm}/30 to eth0"))?;
-            h.link()
-                .set(LinkUnspec::new_with_index(eth).up().build())
-                .execute()
-                .await
-                .context("setting eth0 up")?;
+            set_up(&h, eth, "eth0").await?;
             h.route()
                 .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(host).build())
                 .execute()
