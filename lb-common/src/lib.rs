@@ -109,6 +109,8 @@ pub mod prog_names {
     pub const LB_PASS: &str = "lb_pass";
     /// Bench object: grows the frame by 20 bytes and passes (harness calibration).
     pub const LB_GROW: &str = "lb_grow";
+    /// Bench object: `return XDP_TX`, the raw forwarding ceiling of `bench e2e`.
+    pub const LB_TX: &str = "lb_tx";
     /// Decap object: strips DSR encapsulation on backend hosts.
     pub const LB_DECAP: &str = "lb_decap";
 }

@@ -1,7 +1,7 @@
 //! The benchmark harness object: `lb_bench` makes every BPF_PROG_TEST_RUN iteration start from
 //! the original frame (the kernel re-runs a program on its own output), then tail-calls the
-//! program under test; `lb_pass` is the `return XDP_PASS` floor and `lb_grow` calibrates the
-//! cost of undoing a grown frame.
+//! program under test; `lb_pass` is the `return XDP_PASS` floor, `lb_grow` calibrates the
+//! cost of undoing a grown frame and `lb_tx` is the raw forwarding ceiling (`bench e2e`).
 #![no_std]
 #![no_main]
 
@@ -79,6 +79,13 @@ pub fn lb_grow(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn lb_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// `return XDP_TX`: bounces every frame out of the interface it came in on, the fastest
+/// forwarding XDP can do; `bench e2e` compares `lb_xdp`'s live-frame rate with it.
+#[xdp]
+pub fn lb_tx(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_TX
 }
 
 /// License the kernel requires for GPL-only helpers.

@@ -131,6 +131,11 @@ impl Harness {
         }
     }
 
+    /// The namespace itself (for settings a benchmark changes).
+    pub fn ns(&self) -> &Netns {
+        &self.ns
+    }
+
     /// Loads a balancer inside the namespace and runs `f` with it there.
     pub fn run<R: Send>(&self, f: impl FnOnce(&mut Balancer) -> R + Send) -> R {
         self.ns

@@ -30,8 +30,13 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Data-path ns/packet through BPF_PROG_TEST_RUN: prints a table, writes JSON.
-    Bench,
+    /// Data-path ns/packet through BPF_PROG_TEST_RUN and the control-plane timings; `bench e2e`
+    /// runs the end-to-end comparison with nftables and HAProxy instead. Prints tables,
+    /// writes JSON.
+    Bench {
+        #[command(subcommand)]
+        what: Option<BenchWhat>,
+    },
     /// Install what is missing, then run every test tier (tiers 2 and 3 need root).
     Test {
         /// Passed to `cargo test` (a test name filter, for instance).
@@ -40,11 +45,21 @@ enum Task {
     },
 }
 
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// End to end in namespaces: ours (nat, dsr) against nftables DNAT, HAProxy and a direct
+    /// run, requests/s, connections/s, latency, CPU; and raw forwarding against XDP_TX.
+    E2e,
+}
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Task::Build => build::run(),
         Task::Run { args } => run::run(&args),
         Task::Test { args } => test::run(&args),
-        Task::Bench => bench::run(),
+        Task::Bench { what: None } => bench::run(),
+        Task::Bench {
+            what: Some(BenchWhat::E2e),
+        } => bench::e2e(),
     }
 }

@@ -36,13 +36,14 @@ fn installed(pkg: &str) -> bool {
 }
 
 fn apt_packages() -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !installed(p))
-        .collect();
+    ensure_packages(APT_PACKAGES)
+}
+
+/// Installs the Debian packages of `packages` that are missing (one `apt-get` run).
+pub fn ensure_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
-        println!("[setup] apt packages: present ({})", APT_PACKAGES.join(" "));
+        println!("[setup] apt packages: present ({})", packages.join(" "));
         return Ok(());
     }
     if !cmd::is_root() {
