@@ -66,6 +66,9 @@ pub struct Topology {
     pub client: Netns,
     /// Pid of `lb-backend` in each backend VM.
     pub servers: Vec<u32>,
+    /// Other client hosts, each on a link of its own (`h<i>` in the balancer, subnet
+    /// 10.200.<2+i>.0/24), for instance an attacker that must not share the client's link.
+    pub hosts: Vec<Netns>,
 }
 
 impl Topology {
@@ -78,33 +81,39 @@ impl Topology {
             lb,
             client,
             servers: Vec::new(),
+            hosts: Vec::new(),
         };
         // Links come up at once: no duplicate address detection delaying the first packets.
         topo.client.sysctl("net.ipv6.conf.default.accept_dad=0")?;
         topo.lb.sysctl("net.ipv6.conf.default.accept_dad=0")?;
-        topo.link("c0", 0, 1)?;
+        topo.link("c0", &topo.client, 1)?;
         for i in 0..n {
             let vm = Netns::create(&unique_name("lbb"))?;
             vm.sysctl("net.ipv6.conf.default.accept_dad=0")?;
+            topo.link(&format!("b{i}"), &vm, 10 + i)?;
             topo.backends.push(vm);
-            topo.link(&format!("b{i}"), i + 1, 10 + i)?;
         }
         topo.lb.sysctl("net.ipv4.ip_forward=1")?;
         topo.lb.sysctl("net.ipv6.conf.all.forwarding=1")?;
         Ok(topo)
     }
 
+    /// Adds another client host on a link of its own (before lbd starts, so lbd attaches to
+    /// it); returns its index in `hosts`.
+    pub fn add_host(&mut self) -> Result<usize> {
+        let i = self.hosts.len();
+        let ns = Netns::create(&unique_name("lbh"))?;
+        ns.sysctl("net.ipv6.conf.default.accept_dad=0")?;
+        self.link(&format!("h{i}"), &ns, 2 + i)?;
+        self.hosts.push(ns);
+        Ok(i)
+    }
+
     /// A veth pair on subnet `net` (10.200.<net>.0/24 and fd00:200:<net>::/64): `lb_if` in the
-    /// balancer (.1, ::1), `eth0` in peer `peer` (0 = client, i+1 = backend i; .2, ::2) with
-    /// default routes via the balancer. The peer gets GRO on (so frames redirected by XDP
+    /// balancer (.1, ::1), `eth0` in `peer_ns` (.2, ::2) with default routes via the balancer. The peer gets GRO on (so frames redirected by XDP
     /// into the veth are received) and TX checksum offload off (so packets carry full
     /// checksums that the balancer can update incrementally).
-    fn link(&self, lb_if: &str, peer: usize, net: usize) -> Result<()> {
-        let peer_ns = if peer == 0 {
-            &self.client
-        } else {
-            &self.backends[peer - 1]
-        };
+    fn link(&self, lb_if: &str, peer_ns: &Netns, net: usize) -> Result<()> {
         let peer_name = peer_ns.name();
         self.lb.ip(&[
             "link", "add", lb_if, "type", "veth", "peer", "name", "eth0", "netns", peer_name,
@@ -143,6 +152,7 @@ impl Topology {
     pub fn lb_interfaces(&self) -> Vec<String> {
         let mut v = vec!["c0".to_string()];
         v.extend((0..self.backends.len()).map(|i| format!("b{i}")));
+        v.extend((0..self.hosts.len()).map(|i| format!("h{i}")));
         v
     }
 

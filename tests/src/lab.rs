@@ -25,8 +25,16 @@ pub struct RunningLab {
 impl RunningLab {
     /// Starts a lab with `n` backend VMs serving the VIP on TCP and UDP.
     pub fn start(n: usize) -> Self {
+        Self::start_with_hosts(n, 0)
+    }
+
+    /// The same, with `hosts` more client hosts on links of their own (`topo.hosts`).
+    pub fn start_with_hosts(n: usize, hosts: usize) -> Self {
         crate::require_root();
         let mut topo = Topology::build(n).expect("build namespaces");
+        for _ in 0..hosts {
+            topo.add_host().expect("add a host");
+        }
         topo.start_backends(&crate::bin("lb-backend"), &crate::bin("lb-decap"))
             .expect("start backends");
         let (instance, socket, config, state, lbd) =

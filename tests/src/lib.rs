@@ -1,5 +1,6 @@
 //! Helpers for the test tiers: packet building, independent checksum checks, a per-test
 //! network namespace with a loaded balancer, and locating the built binaries.
+pub mod chaos;
 pub mod harness;
 pub mod lab;
 pub mod packet;

@@ -1,6 +1,7 @@
-//! `cargo xtask build|run|test|bench`: the project's two user commands and what they share.
+//! `cargo xtask build|run|test|bench|chaos`: the project's two user commands and what they share.
 mod bench;
 mod build;
+mod chaos;
 mod cmd;
 mod run;
 mod setup;
@@ -37,6 +38,14 @@ enum Task {
         #[command(subcommand)]
         what: Option<BenchWhat>,
     },
+    /// The chaos suite: steady traffic through 8 faults (lbd killed, drain, weight churn,
+    /// scale-in, a VM killed, SYN flood, malformed frames, health flapping) and API abuse,
+    /// counting broken connections. Prints a table, writes JSON.
+    Chaos {
+        /// Only these scenarios (lbd-restart drain-remove weight-churn scale-in
+        /// backend-killed syn-flood malformed health-flapping api).
+        scenarios: Vec<String>,
+    },
     /// Install what is missing, then run every test tier (tiers 2 and 3 need root).
     Test {
         /// Passed to `cargo test` (a test name filter, for instance).
@@ -57,6 +66,7 @@ fn main() -> Result<()> {
         Task::Build => build::run(),
         Task::Run { args } => run::run(&args),
         Task::Test { args } => test::run(&args),
+        Task::Chaos { scenarios } => chaos::run(&scenarios),
         Task::Bench { what: None } => bench::run(),
         Task::Bench {
             what: Some(BenchWhat::E2e),

@@ -15,6 +15,7 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
     "procps",
+    "nftables",
 ];
 /// The bpf-linker release we build against Debian's LLVM 22 (rustc's LLVM major).
 const BPF_LINKER_VERSION: &str = "0.13.0";
