@@ -68,8 +68,9 @@ pub mod map_names {
     /// `Array<u64>`, mmap-able: the prefilter bitmaps (see [`crate::filter`]).
     pub const FILTER: &str = "LB_FILTER";
     /// `ProgramArray`, pinned (a prog array is emptied when no user reference is left): slot 0
-    /// holds `lb_icmp`, which `lb_xdp` tail-calls for ICMP to a VIP address, giving the ICMP
-    /// work a stack of its own.
+    /// holds `lb_icmp`, which `lb_xdp` tail-calls for ICMP to a VIP address, slot 1
+    /// `lb_too_big`, tail-called for a DSR packet too big to encapsulate; each gets a stack of
+    /// its own.
     pub const PROGS: &str = "LB_PROGS";
     /// `PerCpuArray<TrafficStats>` indexed by vip id: traffic to each VIP.
     pub const VIP_STATS: &str = "LB_VIP_STATS";
@@ -103,6 +104,9 @@ pub mod prog_names {
     pub const LB_XDP: &str = "lb_xdp";
     /// ICMP to VIP addresses, tail-called by `lb_xdp` (slot 0 of `LB_PROGS`).
     pub const LB_ICMP: &str = "lb_icmp";
+    /// "Fragmentation needed" / "packet too big" for a DSR packet that would exceed the MTU
+    /// once encapsulated, tail-called by `lb_xdp` (slot 1 of `LB_PROGS`).
+    pub const LB_TOO_BIG: &str = "lb_too_big";
     /// Bench object: restores the original frame, then tail-calls the program under test.
     pub const LB_BENCH: &str = "lb_bench";
     /// Bench object: `return XDP_PASS`, the floor every figure is compared with.
@@ -320,14 +324,18 @@ pub struct TrafficStats {
 const _: () = assert!(core::mem::size_of::<TrafficStats>() == 24);
 
 /// A cached next hop: the result of `bpf_fib_lookup`, so packets skip the route lookup. Valid
-/// while `epoch` equals `LB_NH_EPOCH`. 20 bytes; integers in host byte order.
+/// while `epoch` equals the low 16 bits of `LB_NH_EPOCH`. 20 bytes; integers in host byte
+/// order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct NextHop {
     /// Egress interface index; 0 = nothing cached.
     pub ifindex: u32,
-    /// `LB_NH_EPOCH` value when this was looked up.
-    pub epoch: u32,
+    /// Low 16 bits of `LB_NH_EPOCH` when this was looked up (the epoch moves every 5 s, so it
+    /// wraps after 91 hours; a stale entry that old would only repeat its lookup's answer).
+    pub epoch: u16,
+    /// MTU of the egress interface, bytes (IP packet length); 0 = unknown.
+    pub mtu: u16,
     /// Next hop MAC (Ethernet destination), wire order.
     pub dmac: [u8; 6],
     /// Egress interface MAC (Ethernet source), wire order.
@@ -409,10 +417,14 @@ pub enum Reason {
     FwdUntracked = 16,
     /// ICMP error about a DSR flow, encapsulated to the backend that owns the flow.
     FwdIcmpError = 17,
+    /// A DSR packet that would exceed the egress MTU once encapsulated: answered from the VIP
+    /// with ICMP "fragmentation needed" (IPv4, whatever its DF bit says: XDP cannot fragment)
+    /// or ICMPv6 "packet too big", quoting its first 64 bytes, sent back with XDP_TX.
+    IcmpTooBig = 18,
 }
 
 /// Number of counters in `LB_STATS`.
-pub const NUM_REASONS: u32 = 18;
+pub const NUM_REASONS: u32 = 19;
 
 /// XDP action codes (linux/bpf.h `enum xdp_action`).
 pub mod xdp_action {
@@ -449,6 +461,7 @@ impl Reason {
         Reason::IcmpEchoReply,
         Reason::FwdUntracked,
         Reason::FwdIcmpError,
+        Reason::IcmpTooBig,
     ];
 
     /// The XDP action this reason implies. Redirect reasons return `REDIRECT` only when the
@@ -466,7 +479,7 @@ impl Reason {
             Reason::FwdNat | Reason::FwdReply | Reason::FwdUntracked | Reason::FwdIcmpError => {
                 xdp_action::REDIRECT
             }
-            Reason::IcmpEchoReply => xdp_action::TX,
+            Reason::IcmpEchoReply | Reason::IcmpTooBig => xdp_action::TX,
             Reason::DropMalformed
             | Reason::DropNoBackend
             | Reason::DropNoRoute
@@ -496,6 +509,7 @@ impl Reason {
             Reason::IcmpEchoReply => "icmp_echo_reply",
             Reason::FwdUntracked => "fwd_untracked",
             Reason::FwdIcmpError => "fwd_icmp_error",
+            Reason::IcmpTooBig => "icmp_too_big",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Incremental Internet checksum updates (RFC 1624: HC' = ~(~HC + ~m + m')).
+//! Internet checksums: incremental updates (RFC 1624: HC' = ~(~HC + ~m + m')) and sums of
+//! fresh headers.
 
 /// Folds a 32-bit one's-complement sum to 16 bits.
 #[inline(always)]
@@ -20,4 +21,10 @@ pub fn replace2(check: u16, old: u16, new: u16) -> u16 {
 pub fn replace4(check: u16, old: u32, new: u32) -> u16 {
     let check = replace2(check, old as u16, new as u16);
     replace2(check, (old >> 16) as u16, (new >> 16) as u16)
+}
+
+/// The checksum field (native order, to store as is) for a running sum.
+#[inline(always)]
+pub fn finish(acc: u32) -> u16 {
+    !fold(acc)
 }

@@ -1,6 +1,7 @@
 //! Rewriting and sending: NAT of one address and port with incremental checksums and TTL / hop
-//! limit decrement, or DSR encapsulation; then a cached next hop (from `bpf_fib_lookup` on a
-//! miss or a new epoch) and redirect through `LB_TX_PORTS`.
+//! limit decrement, or DSR encapsulation (a packet too big for the egress MTU once
+//! encapsulated goes to `lb_too_big` instead); then a cached next hop (from `bpf_fib_lookup`
+//! on a miss or a new epoch) and redirect through `LB_TX_PORTS`.
 use aya_ebpf::{
     bindings::{bpf_fib_lookup, xdp_action},
     helpers::generated,
@@ -16,7 +17,7 @@ use lb_ebpf::packet;
 
 use crate::{
     csum,
-    maps::{LB_FIB_SCRATCH, LB_NH_EPOCH, LB_TX_PORTS},
+    maps::{LB_FIB_SCRATCH, LB_NH_EPOCH, LB_PROGS, LB_TOO_BIG_MTU, LB_TX_PORTS, PROG_TOO_BIG},
     parse::{Flow, L3},
 };
 
@@ -40,15 +41,15 @@ const IP_TTL: usize = 8;
 /// Offset of the hop limit within the IPv6 header.
 const IP6_HOP_LIMIT: usize = 7;
 /// Length of the IPv6 header.
-const IP6_LEN: usize = 40;
+pub const IP6_LEN: usize = 40;
 /// Length of an IPv4 header without options.
-const IP_LEN: usize = 20;
+pub const IP_LEN: usize = 20;
 /// TTL / hop limit of DSR outer headers.
 const ENCAP_TTL: u8 = 64;
 /// EtherType IPv4, as the two wire bytes read into a native u16.
-const ETH_P_IP: u16 = u16::from_ne_bytes([0x08, 0x00]);
+pub const ETH_P_IP: u16 = u16::from_ne_bytes([0x08, 0x00]);
 /// EtherType IPv6.
-const ETH_P_IPV6: u16 = u16::from_ne_bytes([0x86, 0xdd]);
+pub const ETH_P_IPV6: u16 = u16::from_ne_bytes([0x86, 0xdd]);
 
 /// Rewrites `side` of the packet to `addr:port` (raw network-order values), decrements the
 /// TTL or hop limit, fixes the checksums, and sends the frame to the next hop cached in `nh`
@@ -99,7 +100,8 @@ pub fn nat(
 }
 
 /// DSR: encapsulates the packet (IPv4-in-IPv4 or IPv6-in-IPv6, same family as the flow) to
-/// `backend` and sends it to the backend's next hop. The inner packet is left untouched.
+/// `backend` and sends it to the backend's next hop. The inner packet is left untouched. A
+/// packet that would exceed the egress MTU encapsulated is handed to `lb_too_big` as received.
 #[inline(always)]
 pub fn encap(
     ctx: &XdpContext,
@@ -112,7 +114,10 @@ pub fn encap(
     // The received Ethernet addresses go in front of the outer header, so a frame the stack
     // has to finish (unresolved neighbour) is still addressed to this host.
     let macs: [u8; 12] = packet::load(ctx, 0)?;
-    if v4 {
+    let epoch = current_epoch();
+    let cached = nh.ifindex != 0 && nh.epoch == epoch;
+    // Bytes the outer header adds, and the IP length of the encapsulated packet.
+    let (grown, total) = if v4 {
         let tos: u8 = packet::load(ctx, L3 + 1)?;
         let inner_len = u16::from_be(packet::load(ctx, L3 + 2)?);
         let outer_len = inner_len
@@ -130,6 +135,9 @@ pub fn encap(
             + u32::from(u16::from_be_bytes([dst[2], dst[3]]));
         let sum = (sum & 0xffff) + (sum >> 16);
         let check = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        if cached && exceeds(outer_len, nh.mtu) {
+            return too_big(ctx, nh.mtu);
+        }
         let len = outer_len.to_be_bytes();
         let chk = check.to_be_bytes();
         let h: [u32; 5] = [
@@ -148,11 +156,16 @@ pub fn encap(
         packet::store(ctx, 0, macs)?;
         packet::store(ctx, 12, ETH_P_IP)?;
         packet::store(ctx, L3, h)?;
+        (IP_LEN, outer_len)
     } else {
         let inner_payload = u16::from_be(packet::load(ctx, L3 + 4)?);
         let outer_payload = inner_payload
             .checked_add(IP6_LEN as u16)
             .ok_or(Reason::DropMalformed)?;
+        let total = outer_payload.saturating_add(IP6_LEN as u16);
+        if cached && exceeds(total, nh.mtu) {
+            return too_big(ctx, nh.mtu);
+        }
         let mut h = [0u8; IP6_LEN];
         h[0] = 0x60;
         h[4..6].copy_from_slice(&outer_payload.to_be_bytes());
@@ -168,13 +181,49 @@ pub fn encap(
         packet::store(ctx, 0, macs)?;
         packet::store(ctx, 12, ETH_P_IPV6)?;
         packet::store(ctx, L3, h)?;
+        (IP6_LEN, total)
+    };
+    if !cached {
+        lookup_next_hop(ctx, v4, nh, false)?;
+        nh.epoch = epoch;
+        if exceeds(total, nh.mtu) {
+            // Take the outer header off again: the answer quotes the packet as it came.
+            // SAFETY: `ctx.ctx` is this program's context; this undoes `grow_head` above.
+            if unsafe { generated::bpf_xdp_adjust_head(ctx.ctx, grown as i32) } != 0 {
+                return Err(Reason::DropNoHeadroom);
+            }
+            packet::store(ctx, 0, macs)?;
+            packet::store(ctx, 12, if v4 { ETH_P_IP } else { ETH_P_IPV6 })?;
+            return too_big(ctx, nh.mtu);
+        }
     }
-    send(ctx, v4, nh, Reason::FwdNat)
+    transmit(ctx, nh, Reason::FwdNat)
+}
+
+/// An IP packet of `len` bytes does not fit an egress `mtu` (0: not known, so it fits).
+#[inline(always)]
+fn exceeds(len: u16, mtu: u16) -> bool {
+    mtu != 0 && len > mtu
+}
+
+/// Hands the packet (as received) to `lb_too_big`, which answers "fragmentation needed" /
+/// "packet too big" for an egress MTU of `mtu` bytes.
+#[inline(always)]
+fn too_big(ctx: &XdpContext, mtu: u16) -> Result<Reason, Reason> {
+    let slot = LB_TOO_BIG_MTU.get_ptr_mut(0).ok_or(Reason::PassSlowPath)?;
+    // SAFETY: a per-CPU array value of this run; the tail call below reads it on this CPU;
+    // on success `tail_call` does not return.
+    unsafe {
+        *slot = u32::from(mtu);
+        let _ = LB_PROGS.tail_call(ctx, PROG_TOO_BIG);
+    }
+    // `lb_too_big` is not installed: the stack gets the packet (and cannot route it).
+    Err(Reason::PassSlowPath)
 }
 
 /// Makes room for `len` more bytes in front of the frame.
 #[inline(always)]
-fn grow_head(ctx: &XdpContext, len: usize) -> Result<(), Reason> {
+pub fn grow_head(ctx: &XdpContext, len: usize) -> Result<(), Reason> {
     // SAFETY: `ctx.ctx` is this program's context; the helper checks the headroom and every
     // packet pointer is derived again (through `packet`) after it.
     if unsafe { generated::bpf_xdp_adjust_head(ctx.ctx, -(len as i32)) } != 0 {
@@ -183,15 +232,27 @@ fn grow_head(ctx: &XdpContext, len: usize) -> Result<(), Reason> {
     Ok(())
 }
 
-/// Sends the rewritten or encapsulated frame (its IP header at `L3`) to the next hop cached
-/// in `nh`, looking it up first when the cache is empty or stale.
+/// The next-hop cache epoch now (its low 16 bits, as `NextHop` keeps it).
+#[inline(always)]
+fn current_epoch() -> u16 {
+    LB_NH_EPOCH.get(0).copied().unwrap_or(0) as u16
+}
+
+/// Sends the rewritten frame (its IP header at `L3`) to the next hop cached in `nh`, looking
+/// it up first when the cache is empty or stale.
 #[inline(always)]
 fn send(ctx: &XdpContext, v4: bool, nh: &mut NextHop, ok: Reason) -> Result<Reason, Reason> {
-    let epoch = LB_NH_EPOCH.get(0).copied().unwrap_or(0);
+    let epoch = current_epoch();
     if nh.ifindex == 0 || nh.epoch != epoch {
-        lookup_next_hop(ctx, v4, nh)?;
+        lookup_next_hop(ctx, v4, nh, true)?;
         nh.epoch = epoch;
     }
+    transmit(ctx, nh, ok)
+}
+
+/// Addresses the frame to the next hop in `nh` and redirects it there.
+#[inline(always)]
+fn transmit(ctx: &XdpContext, nh: &NextHop, ok: Reason) -> Result<Reason, Reason> {
     packet::store(ctx, 0, nh.dmac)?;
     packet::store(ctx, 6, nh.smac)?;
     match LB_TX_PORTS.redirect(nh.ifindex, u64::from(xdp_action::XDP_PASS)) {
@@ -236,10 +297,17 @@ fn rewrite_ip_v6(ctx: &XdpContext, side: Side, addr: [u32; 4]) -> Result<(), Rea
     packet::store(ctx, L3 + addr_off, addr)
 }
 
-/// Looks up the next hop of the (already rewritten) packet and caches it in `nh`. Anything
-/// the fast path cannot finish goes to the stack.
+/// Looks up the next hop of the (already rewritten) packet and caches it in `nh`, with the
+/// egress interface's MTU. With `check_mtu`, a packet longer than the route's MTU goes to the
+/// stack (which answers it); without, the caller checks `nh.mtu` itself. Anything the fast
+/// path cannot finish goes to the stack.
 #[inline(always)]
-fn lookup_next_hop(ctx: &XdpContext, v4: bool, nh: &mut NextHop) -> Result<(), Reason> {
+fn lookup_next_hop(
+    ctx: &XdpContext,
+    v4: bool,
+    nh: &mut NextHop,
+    check_mtu: bool,
+) -> Result<(), Reason> {
     let fib = LB_FIB_SCRATCH.get_ptr_mut(0).ok_or(Reason::PassSlowPath)?;
     // SAFETY: a per-CPU array value of this run, used by no one else; `bpf_fib_lookup` is
     // plain data, so all-zero is valid and the documented way to start a lookup.
@@ -250,15 +318,19 @@ fn lookup_next_hop(ctx: &XdpContext, v4: bool, nh: &mut NextHop) -> Result<(), R
     if v4 {
         fib.family = AF_INET;
         fib.l4_protocol = packet::load(ctx, L3 + 9)?;
-        fib.__bindgen_anon_1.tot_len = u16::from_be(packet::load(ctx, L3 + 2)?);
+        if check_mtu {
+            fib.__bindgen_anon_1.tot_len = u16::from_be(packet::load(ctx, L3 + 2)?);
+        }
         fib.__bindgen_anon_2.tos = packet::load(ctx, L3 + 1)?;
         fib.__bindgen_anon_3.ipv4_src = packet::load(ctx, L3 + 12)?;
         fib.__bindgen_anon_4.ipv4_dst = packet::load(ctx, L3 + 16)?;
     } else {
         fib.family = AF_INET6;
         fib.l4_protocol = packet::load(ctx, L3 + 6)?;
-        let payload = u16::from_be(packet::load(ctx, L3 + 4)?);
-        fib.__bindgen_anon_1.tot_len = payload.saturating_add(IP6_LEN as u16);
+        if check_mtu {
+            let payload = u16::from_be(packet::load(ctx, L3 + 4)?);
+            fib.__bindgen_anon_1.tot_len = payload.saturating_add(IP6_LEN as u16);
+        }
         fib.__bindgen_anon_3.ipv6_src = packet::load(ctx, L3 + 8)?;
         fib.__bindgen_anon_4.ipv6_dst = packet::load(ctx, L3 + 24)?;
     }
@@ -279,6 +351,15 @@ fn lookup_next_hop(ctx: &XdpContext, v4: bool, nh: &mut NextHop) -> Result<(), R
             nh.dmac = fib.dmac;
             nh.smac = fib.smac;
             nh.ifindex = fib.ifindex;
+            let mut mtu: u32 = 0;
+            // SAFETY: the program's own context and a live `u32` for the answer. The helper
+            // writes the interface's MTU whatever the frame's length.
+            let rc = unsafe { generated::bpf_check_mtu(ctx.as_ptr(), fib.ifindex, &mut mtu, 0, 0) };
+            nh.mtu = if rc < 0 {
+                0
+            } else {
+                mtu.min(u32::from(u16::MAX)) as u16
+            };
             Ok(())
         }
         // BLACKHOLE, UNREACHABLE, PROHIBIT

@@ -3,14 +3,16 @@
 //! Errors that quote a packet a DSR backend sent from the VIP (destination unreachable,
 //! fragmentation needed among them; packet too big) are encapsulated to the backend that owns
 //! the quoted flow, so its path MTU discovery works. Other ICMP to a VIP, and errors about NAT
-//! flows, go to the stack.
+//! flows, go to the stack. And `lb_too_big`: a DSR packet too big for the egress MTU once
+//! encapsulated is answered, from the VIP, with "fragmentation needed" / "packet too big".
 use aya_ebpf::programs::XdpContext;
 use lb_common::{FlowKey, Reason, VipKey, FAMILY_V4, MODE_DSR};
 use lb_ebpf::packet;
 
 use crate::{
-    csum, forward,
-    maps::{LB_BACKENDS, LB_BACKEND_NH, LB_CONNS, LB_VIPS},
+    csum,
+    forward::{self, ETH_P_IP, IP6_LEN, IP_LEN},
+    maps::{LB_BACKENDS, LB_BACKEND_NH, LB_CONNS, LB_TOO_BIG_MTU, LB_VIPS},
     parse::{self, Flow, L3},
 };
 
@@ -26,6 +28,16 @@ const UNREACHABLE_V6: u8 = 1;
 const TOO_BIG_V6: u8 = 2;
 /// TTL / hop limit of the replies.
 const REPLY_TTL: u8 = 64;
+/// Fragmentation needed: code of destination unreachable.
+const FRAG_NEEDED_V4: u8 = 4;
+/// ICMP header length, bytes.
+const ICMP_LEN: usize = 8;
+/// Bytes of the offending packet a "too big" answer quotes: its IP header and the start of
+/// its payload (the packet is always longer, being too big for a link).
+const QUOTE: usize = 64;
+/// Protocol numbers of ICMP and ICMPv6.
+const PROTO_ICMP: u8 = 1;
+const PROTO_ICMPV6: u8 = 58;
 
 /// Parses the packet again (it arrives through a tail call) and handles it.
 #[inline(always)]
@@ -168,4 +180,114 @@ fn to_owner(ctx: &XdpContext, pkt: &Flow) -> Result<Reason, Reason> {
         l4_check: pkt.l4_check,
     };
     forward::encap(ctx, &owner, backend.addr, nh).map(|_| Reason::FwdIcmpError)
+}
+
+/// One's-complement sum of 32-bit words as read natively from the packet.
+#[inline(always)]
+fn sum_words(acc: u32, words: &[u32]) -> u32 {
+    let mut acc = acc;
+    for w in words {
+        acc += (w & 0xffff) + (w >> 16);
+    }
+    acc
+}
+
+/// One's-complement sum (unfolded) of the `QUOTE` quoted bytes at frame offset `off`, by the
+/// kernel (`bpf_csum_diff`): a loop here would be vectorised onto the BPF stack.
+#[inline(always)]
+fn quote_sum(ctx: &XdpContext, off: usize) -> Result<u32, Reason> {
+    let p = packet::ptr_at::<[u8; QUOTE]>(ctx, off)?;
+    // SAFETY: `ptr_at` checked that `QUOTE` bytes at `p` lie inside the frame; the helper only
+    // reads them.
+    let sum = unsafe {
+        aya_ebpf::helpers::generated::bpf_csum_diff(
+            core::ptr::null_mut(),
+            0,
+            p.cast(),
+            QUOTE as u32,
+            0,
+        )
+    };
+    if sum < 0 {
+        return Err(Reason::DropMalformed);
+    }
+    // Folded to 16 bits, so the caller's sums cannot overflow.
+    let s = sum as u32;
+    let s = (s & 0xffff) + (s >> 16);
+    Ok((s & 0xffff) + (s >> 16))
+}
+
+/// Turns the packet (a DSR packet as the client sent it) into ICMP "fragmentation needed"
+/// (IPv4) or "packet too big" (IPv6) from the VIP back to the client, quoting its first
+/// `QUOTE` bytes and naming the largest packet that fits once encapsulated.
+#[inline(always)]
+pub fn too_big(ctx: &XdpContext) -> Result<Reason, Reason> {
+    let mtu = LB_TOO_BIG_MTU.get(0).copied().ok_or(Reason::PassSlowPath)? as u16;
+    let macs: [[u8; 6]; 2] = packet::load(ctx, 0)?;
+    let ethertype: u16 = packet::load(ctx, 12)?;
+    let v4 = ethertype == ETH_P_IP;
+    // Client (source) and VIP (destination), in one load each (see `answer`).
+    let (client, vip): ([u32; 4], [u32; 4]) = if v4 {
+        let a: [u32; 2] = packet::load(ctx, L3 + 12)?;
+        ([a[0], 0, 0, 0], [a[1], 0, 0, 0])
+    } else {
+        let a: [[u32; 4]; 2] = packet::load(ctx, L3 + 8)?;
+        (a[0], a[1])
+    };
+    let hdr = if v4 { IP_LEN } else { IP6_LEN } + ICMP_LEN;
+    forward::grow_head(ctx, hdr)?;
+    // The frame: [new header room][Ethernet][the packet]; keep `QUOTE` bytes of the packet.
+    // SAFETY: `ctx.ctx` is this program's context. (The length comes from a helper: the
+    // verifier refuses arithmetic on the frame's end.)
+    let len = unsafe { aya_ebpf::helpers::generated::bpf_xdp_get_buff_len(ctx.ctx) };
+    let delta = (14 + hdr + QUOTE) as i32 - len as i32;
+    // SAFETY: as above; the helper checks the new length.
+    if unsafe { aya_ebpf::helpers::generated::bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+        return Err(Reason::DropMalformed);
+    }
+    let quoted = quote_sum(ctx, 14 + hdr)?;
+    packet::store(ctx, 0, [macs[1], macs[0]])?;
+    packet::store(ctx, 12, ethertype)?;
+    let w = |b: [u8; 4]| u32::from_ne_bytes(b);
+    if v4 {
+        // The client may send packets of `mtu - IP_LEN` bytes: encapsulated, they fit.
+        let next = mtu.saturating_sub(IP_LEN as u16).to_be_bytes();
+        let mut icmp = [
+            w([UNREACHABLE_V4, FRAG_NEEDED_V4, 0, 0]),
+            w([0, 0, next[0], next[1]]),
+        ];
+        let c = csum::finish(sum_words(quoted, &icmp)).to_ne_bytes();
+        icmp[0] = w([UNREACHABLE_V4, FRAG_NEEDED_V4, c[0], c[1]]);
+        let len = ((IP_LEN + ICMP_LEN + QUOTE) as u16).to_be_bytes();
+        // From the VIP (the packet's destination) to the client (its source).
+        let mut ip = [
+            w([0x45, 0, len[0], len[1]]),
+            0,
+            w([REPLY_TTL, PROTO_ICMP, 0, 0]),
+            vip[0],
+            client[0],
+        ];
+        let c = csum::finish(sum_words(0, &ip)).to_ne_bytes();
+        ip[2] = w([REPLY_TTL, PROTO_ICMP, c[0], c[1]]);
+        packet::store(ctx, L3, ip)?;
+        packet::store(ctx, L3 + IP_LEN, icmp)?;
+    } else {
+        let next = u32::from(mtu.saturating_sub(IP6_LEN as u16)).to_be();
+        let plen = ((ICMP_LEN + QUOTE) as u16).to_be_bytes();
+        let mut icmp = [w([TOO_BIG_V6, 0, 0, 0]), next];
+        // Pseudo header: both addresses, the upper-layer length and the next header.
+        let mut sum = sum_words(quoted, &vip);
+        sum = sum_words(sum, &client);
+        sum = sum_words(
+            sum,
+            &[w([0, 0, plen[0], plen[1]]), w([0, 0, 0, PROTO_ICMPV6])],
+        );
+        let c = csum::finish(sum_words(sum, &icmp)).to_ne_bytes();
+        icmp[0] = w([TOO_BIG_V6, 0, c[0], c[1]]);
+        packet::store(ctx, L3, w([0x60, 0, 0, 0]))?;
+        packet::store(ctx, L3 + 4, w([plen[0], plen[1], PROTO_ICMPV6, REPLY_TTL]))?;
+        packet::store(ctx, L3 + 8, [vip, client])?;
+        packet::store(ctx, L3 + IP6_LEN, icmp)?;
+    }
+    Ok(Reason::IcmpTooBig)
 }

@@ -31,6 +31,16 @@ pub fn lb_icmp(ctx: XdpContext) -> u32 {
     stats::count(reason)
 }
 
+/// A DSR packet too big for the egress MTU once encapsulated (tail-called by `lb_xdp`):
+/// answered with "fragmentation needed" / "packet too big" from the VIP.
+#[xdp]
+pub fn lb_too_big(ctx: XdpContext) -> u32 {
+    let reason = match icmp::too_big(&ctx) {
+        Ok(r) | Err(r) => r,
+    };
+    stats::count(reason)
+}
+
 /// License the kernel requires for GPL-only helpers such as `bpf_fib_lookup`.
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]

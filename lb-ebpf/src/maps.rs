@@ -68,6 +68,16 @@ pub static LB_FIB_SCRATCH: PerCpuArray<aya_ebpf::bindings::bpf_fib_lookup> =
 #[map]
 pub static LB_FLOW_RATE: PerCpuArray<FlowRate> = PerCpuArray::with_max_entries(1, 0);
 
-/// Slot 0: `lb_icmp`, tail-called for ICMP to VIP addresses.
+/// Slot 0: `lb_icmp`, tail-called for ICMP to VIP addresses; slot 1: `lb_too_big`, for a DSR
+/// packet too big to encapsulate.
 #[map]
-pub static LB_PROGS: ProgramArray = ProgramArray::pinned(1, 0);
+pub static LB_PROGS: ProgramArray = ProgramArray::pinned(2, 0);
+
+/// `LB_PROGS` slot of `lb_icmp`.
+pub const PROG_ICMP: u32 = 0;
+/// `LB_PROGS` slot of `lb_too_big`.
+pub const PROG_TOO_BIG: u32 = 1;
+
+/// The egress MTU (bytes) `lb_xdp` hands `lb_too_big` across the tail call, per CPU.
+#[map]
+pub static LB_TOO_BIG_MTU: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);

@@ -13,7 +13,7 @@ use crate::{
     forward::{self, Side},
     maps::{
         LB_BACKENDS, LB_BACKEND_NH, LB_BACKEND_STATS, LB_CONNS, LB_FILTER, LB_FLOW_RATE, LB_PROGS,
-        LB_RINGS, LB_VIPS, LB_VIP_ADDRS, LB_VIP_STATS,
+        LB_RINGS, LB_VIPS, LB_VIP_ADDRS, LB_VIP_STATS, PROG_ICMP,
     },
     parse::{self, Flow, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
@@ -49,7 +49,7 @@ pub fn run(ctx: &XdpContext) -> Result<Reason, Reason> {
     }
     if pkt.key.proto == PROTO_ICMP || pkt.key.proto == PROTO_ICMPV6 {
         // SAFETY: `ctx` is this program's context; on success the call does not return.
-        unsafe { LB_PROGS.tail_call(ctx, 0) };
+        unsafe { LB_PROGS.tail_call(ctx, PROG_ICMP) };
         // `lb_icmp` is not installed: the stack gets the packet.
         return Err(Reason::PassNotVip);
     }

@@ -117,7 +117,8 @@ pub struct Dataplane {
     backend_stats: PerCpuArray<MapData, TrafficStats>,
     /// UDP idle timeout in data-path time units.
     udp_idle: u32,
-    /// `LB_PROGS`, held open (and pinned) so the tail call to `lb_icmp` stays installed.
+    /// `LB_PROGS`, held open (and pinned) so the tail calls to `lb_icmp` and `lb_too_big`
+    /// stay installed.
     _progs: ProgramArray<MapData>,
     nh_epoch: Array<MapData, u32>,
     stats: PerCpuArray<MapData, u64>,
@@ -163,8 +164,17 @@ impl Dataplane {
             .try_into()?;
         icmp.load().context("verifier rejected lb_icmp")?;
         let icmp_fd = icmp.fd()?.try_clone()?;
+        let too_big: &mut Xdp = ebpf
+            .program_mut(prog_names::LB_TOO_BIG)
+            .ok_or_else(|| anyhow!("object has no program {}", prog_names::LB_TOO_BIG))?
+            .try_into()?;
+        too_big.load().context("verifier rejected lb_too_big")?;
+        let too_big_fd = too_big.fd()?.try_clone()?;
         let mut progs: ProgramArray<MapData> = take(&mut ebpf, map_names::PROGS)?;
         progs.set(0, &icmp_fd, 0).context("installing lb_icmp")?;
+        progs
+            .set(1, &too_big_fd, 0)
+            .context("installing lb_too_big")?;
         let mut mmap = |name: &str, entries: u32| match ebpf.take_map(name) {
             Some(Map::Array(data)) => MmapArray::map(data, entries),
             _ => bail!("object has no array map {name}"),

@@ -55,6 +55,7 @@ fn next_hop_layout() {
     assert_eq!(size_of::<NextHop>(), 20);
     assert_eq!(offset_of!(NextHop, ifindex), 0);
     assert_eq!(offset_of!(NextHop, epoch), 4);
+    assert_eq!(offset_of!(NextHop, mtu), 6);
     assert_eq!(offset_of!(NextHop, dmac), 8);
     assert_eq!(offset_of!(NextHop, smac), 14);
 }
