@@ -415,7 +415,8 @@ pub enum Reason {
     /// New DSR flow forwarded by hash without a connection-table entry: this CPU is past its
     /// new-flow limit (a flood); established flows keep their entries.
     FwdUntracked = 16,
-    /// ICMP error about a DSR flow, encapsulated to the backend that owns the flow.
+    /// ICMP error about a VIP flow, sent to the backend that owns the flow: encapsulated (DSR)
+    /// or translated to the packet the backend sent (NAT).
     FwdIcmpError = 17,
     /// A DSR packet that would exceed the egress MTU once encapsulated: answered from the VIP
     /// with ICMP "fragmentation needed" (IPv4, whatever its DF bit says: XDP cannot fragment)

@@ -99,6 +99,25 @@ pub fn nat(
     send(ctx, v4, nh, ok)
 }
 
+/// Rewrites the destination address to `addr` (TTL / hop limit decremented, IPv4 header
+/// checksum updated) and sends the packet to the next hop cached in `nh`: for packets whose
+/// transport checksum the caller has already fixed (an ICMP error).
+#[inline(always)]
+pub fn forward_to(
+    ctx: &XdpContext,
+    v4: bool,
+    addr: [u32; 4],
+    nh: &mut NextHop,
+    ok: Reason,
+) -> Result<Reason, Reason> {
+    if v4 {
+        rewrite_ip_v4(ctx, Side::Dst, addr[0])?;
+    } else {
+        rewrite_ip_v6(ctx, Side::Dst, addr)?;
+    }
+    send(ctx, v4, nh, ok)
+}
+
 /// DSR: encapsulates the packet (IPv4-in-IPv4 or IPv6-in-IPv6, same family as the flow) to
 /// `backend` and sends it to the backend's next hop. The inner packet is left untouched. A
 /// packet that would exceed the egress MTU encapsulated is handed to `lb_too_big` as received.

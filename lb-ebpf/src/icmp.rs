@@ -2,11 +2,12 @@
 //! own): echo requests (ping) are answered by the balancer itself, from the VIP, with XDP_TX.
 //! Errors that quote a packet a DSR backend sent from the VIP (destination unreachable,
 //! fragmentation needed among them; packet too big) are encapsulated to the backend that owns
-//! the quoted flow, so its path MTU discovery works. Other ICMP to a VIP, and errors about NAT
-//! flows, go to the stack. And `lb_too_big`: a DSR packet too big for the egress MTU once
+//! the quoted flow, so its path MTU discovery works; about a NAT flow, they are translated
+//! (outer destination and quoted source become the backend's) and forwarded to it. Other ICMP
+//! to a VIP goes to the stack. And `lb_too_big`: a DSR packet too big for the egress MTU once
 //! encapsulated is answered, from the VIP, with "fragmentation needed" / "packet too big".
 use aya_ebpf::programs::XdpContext;
-use lb_common::{FlowKey, Reason, VipKey, FAMILY_V4, MODE_DSR};
+use lb_common::{Backend, FlowKey, NextHop, Reason, VipKey, FAMILY_V4, MODE_DSR};
 use lb_ebpf::packet;
 
 use crate::{
@@ -98,8 +99,8 @@ fn answer(ctx: &XdpContext, pkt: &Flow) -> Result<Reason, Reason> {
     Ok(Reason::IcmpEchoReply)
 }
 
-/// Sends an ICMP error quoting a packet from VIP:port to a client to the DSR backend that owns
-/// that flow, encapsulated like the flow's own packets.
+/// Sends an ICMP error quoting a packet from VIP:port to a client to the backend that owns
+/// that flow: encapsulated like the flow's own packets (DSR), or translated (NAT).
 #[inline(always)]
 fn to_owner(ctx: &XdpContext, pkt: &Flow) -> Result<Reason, Reason> {
     // The quoted packet: an IP header (without options) and the first 8 bytes of its payload.
@@ -160,9 +161,7 @@ fn to_owner(ctx: &XdpContext, pkt: &Flow) -> Result<Reason, Reason> {
     #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
     let meta = LB_VIPS.get_ptr(&vip).ok_or(Reason::PassNotVip)?;
     // SAFETY: a pointer returned by a map lookup is valid for reads during this program run.
-    if unsafe { (*meta).mode } != MODE_DSR {
-        return Err(Reason::PassNotVip);
-    }
+    let dsr = unsafe { (*meta).mode } == MODE_DSR;
     #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
     let entry = LB_CONNS.get_ptr(&key).ok_or(Reason::PassNotVip)?;
     // SAFETY: as above.
@@ -173,6 +172,9 @@ fn to_owner(ctx: &XdpContext, pkt: &Flow) -> Result<Reason, Reason> {
         .ok_or(Reason::PassNotVip)?;
     // SAFETY: an array value pointer from this run; racing writers store the same lookup.
     let nh = unsafe { &mut *nh };
+    if !dsr {
+        return translate(ctx, pkt, quoted, src, sport, &backend, nh);
+    }
     let owner = Flow {
         l4: pkt.l4,
         key,
@@ -180,6 +182,47 @@ fn to_owner(ctx: &XdpContext, pkt: &Flow) -> Result<Reason, Reason> {
         l4_check: pkt.l4_check,
     };
     forward::encap(ctx, &owner, backend.addr, nh).map(|_| Reason::FwdIcmpError)
+}
+
+/// NAT: rewrites an ICMP error about a reply the balancer sent from `vip:vip_port` (raw wire
+/// values) into the error the backend would have got for the packet it sent: the outer
+/// destination and the quoted source become the backend's, with every checksum the change
+/// touches (outer IPv4 header, quoted IPv4 header, ICMP / ICMPv6 with its pseudo header)
+/// updated; then forwards it to the backend. The quoted transport checksum is left as it is:
+/// receivers do not check a quoted segment (for TCP it is not even among the 8 bytes quoted).
+#[inline(always)]
+fn translate(
+    ctx: &XdpContext,
+    pkt: &Flow,
+    quoted: usize,
+    vip: [u32; 4],
+    vip_port: u16,
+    backend: &Backend,
+    nh: &mut NextHop,
+) -> Result<Reason, Reason> {
+    let v4 = pkt.key.family == FAMILY_V4;
+    let mut check: u16 = packet::load(ctx, pkt.l4 + 2)?;
+    if v4 {
+        let q_check: u16 = packet::load(ctx, quoted + 10)?;
+        let new_q_check = csum::replace4(q_check, vip[0], backend.addr[0]);
+        check = csum::replace2(check, q_check, new_q_check);
+        check = csum::replace4(check, vip[0], backend.addr[0]);
+        packet::store(ctx, quoted + 10, new_q_check)?;
+        packet::store(ctx, quoted + 12, backend.addr[0])?;
+        packet::store(ctx, quoted + 20, backend.port)?;
+    } else {
+        // The quoted source and, in the pseudo header, the outer destination: both the VIP.
+        for _ in 0..2 {
+            for i in 0..4 {
+                check = csum::replace4(check, vip[i], backend.addr[i]);
+            }
+        }
+        packet::store(ctx, quoted + 8, backend.addr)?;
+        packet::store(ctx, quoted + 40, backend.port)?;
+    }
+    check = csum::replace2(check, vip_port, backend.port);
+    packet::store(ctx, pkt.l4 + 2, check)?;
+    forward::forward_to(ctx, v4, backend.addr, nh, Reason::FwdIcmpError)
 }
 
 /// One's-complement sum of 32-bit words as read natively from the packet.

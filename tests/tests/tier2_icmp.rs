@@ -174,14 +174,83 @@ fn fragmentation_needed_about_an_unknown_flow_goes_to_the_stack() {
 }
 
 #[test]
-fn fragmentation_needed_about_a_nat_flow_goes_to_the_stack() {
+fn fragmentation_needed_about_a_nat_flow_is_translated_for_its_backend() {
+    Harness::new().run(|lb| {
+        lb.add_vip(
+            "web",
+            Proto::Tcp,
+            80,
+            &[(0, 8080, 1), (1, 8080, 1), (2, 8080, 1)],
+        );
+        let (_, syn) = lb.run(&Frame::tcp(CLIENT, 40000, VIP, 80, SYN).bytes());
+        let owner: [u8; 4] = syn[30..34].try_into().unwrap();
+        let err = icmp_with(ROUTER.into(), VIP.into(), 3, 4, &quoted(false, 40000));
+        let (action, out) = lb.run(&err);
+        assert_eq!(action, xdp_action::REDIRECT);
+        assert_eq!(out.len(), err.len());
+        let ip = &out[14..34];
+        assert_eq!(&ip[12..16], &ROUTER.octets(), "still from the router");
+        assert_eq!(
+            &ip[16..20],
+            &owner,
+            "to the backend that owns the quoted flow"
+        );
+        assert_eq!(ip[8], 63, "TTL decremented");
+        assert_eq!(ipv4_header_check(ip), 0, "outer checksum");
+        let icmp = &out[34..];
+        assert_eq!(&icmp[..2], &[3, 4]);
+        assert_eq!(icmp4_check(icmp), 0, "ICMP checksum");
+        let q = &icmp[8..];
+        assert_eq!(
+            &q[12..16],
+            &owner,
+            "the quoted packet is the one the backend sent"
+        );
+        assert_eq!(
+            u16::from_be_bytes([q[20], q[21]]),
+            8080,
+            "from the backend's port"
+        );
+        assert_eq!(&q[16..20], &CLIENT.octets());
+        assert_eq!(ipv4_header_check(&q[..20]), 0, "quoted header checksum");
+        assert_eq!(lb.count(Reason::FwdIcmpError), 1);
+    });
+}
+
+#[test]
+fn fragmentation_needed_about_an_unknown_nat_flow_goes_to_the_stack() {
     Harness::new().run(|lb| {
         lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1)]);
         lb.run(&Frame::tcp(CLIENT, 40000, VIP, 80, SYN).bytes());
-        let err = icmp_with(ROUTER.into(), VIP.into(), 3, 4, &quoted(false, 40000));
+        let err = icmp_with(ROUTER.into(), VIP.into(), 3, 4, &quoted(false, 40001));
         let (action, out) = lb.run(&err);
-        assert_eq!(action, xdp_action::PASS, "NAT errors are not forwarded yet");
+        assert_eq!(action, xdp_action::PASS, "no flow from that port");
         assert_eq!(out, err);
+    });
+}
+
+#[test]
+fn ipv6_packet_too_big_about_a_nat_flow_is_translated_for_its_backend() {
+    Harness::new().run(|lb| {
+        lb.add_vip6("web6", Proto::Tcp, 80, &[(0, 8080, 1), (1, 8080, 1)]);
+        let (_, syn) = lb.run(&Frame::tcp(CLIENT6, 40000, VIP6, 80, SYN).bytes());
+        let owner = Ipv6Addr::from(<[u8; 16]>::try_from(&syn[38..54]).unwrap());
+        let router = Ipv6Addr::new(0xfd00, 0x200, 1, 0, 0, 0, 0, 0xfe);
+        let err = icmp_with(router.into(), VIP6.into(), 2, 0, &quoted(true, 40000));
+        let (action, out) = lb.run(&err);
+        assert_eq!(action, xdp_action::REDIRECT);
+        assert_eq!(&out[38..54], &owner.octets(), "to the owner");
+        assert_eq!(out[21], 63, "hop limit decremented");
+        let icmp = &out[54..];
+        assert_eq!(
+            l4_check(router.into(), owner.into(), 58, icmp),
+            0,
+            "ICMPv6 checksum over the new pseudo header"
+        );
+        let q = &icmp[8..];
+        assert_eq!(&q[8..24], &owner.octets(), "quoted source is the backend");
+        assert_eq!(u16::from_be_bytes([q[40], q[41]]), 8080);
+        assert_eq!(lb.count(Reason::FwdIcmpError), 1);
     });
 }
 
