@@ -110,9 +110,10 @@ impl Topology {
     }
 
     /// A veth pair on subnet `net` (10.200.<net>.0/24 and fd00:200:<net>::/64): `lb_if` in the
-    /// balancer (.1, ::1), `eth0` in `peer_ns` (.2, ::2) with default routes via the balancer. The peer gets GRO on (so frames redirected by XDP
-    /// into the veth are received) and TX checksum offload off (so packets carry full
-    /// checksums that the balancer can update incrementally).
+    /// balancer (.1, ::1), `eth0` in `peer_ns` (.2, ::2) with default routes via the balancer.
+    /// The peer gets GRO on (so frames redirected by XDP into the veth are received) and TX
+    /// checksum offload off (so packets carry full checksums that the balancer can update
+    /// incrementally).
     fn link(&self, lb_if: &str, peer_ns: &Netns, net: usize) -> Result<()> {
         let peer_name = peer_ns.name();
         self.lb.ip(&[
