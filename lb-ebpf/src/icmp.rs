@@ -332,5 +332,11 @@ pub fn too_big(ctx: &XdpContext) -> Result<Reason, Reason> {
         packet::store(ctx, L3 + 8, [vip, client])?;
         packet::store(ctx, L3 + IP6_LEN, icmp)?;
     }
+    // Rare (path MTU discovery at work): a line in lbd's log, through aya-log's ring buffer.
+    aya_log_ebpf::info!(
+        ctx,
+        "DSR packet over the egress MTU of {} bytes: answered with ICMP too big",
+        u32::from(mtu)
+    );
     Ok(Reason::IcmpTooBig)
 }

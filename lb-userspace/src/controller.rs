@@ -1025,6 +1025,8 @@ pub fn spawn(mut ctl: Controller) -> (Handle, tokio::task::JoinHandle<Controller
                     if let Err(e) = ctl.update_weights() {
                         log::warn!("weight update failed: {e:#}");
                     }
+                    // The same 250 ms tick carries the data path's log records.
+                    ctl.dp.drain_logs();
                 }
                 Command::Attach(iface, reply) => {
                     let _ = reply.send(ctl.dp.attach(&iface));

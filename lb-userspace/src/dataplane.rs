@@ -126,6 +126,8 @@ pub struct Dataplane {
     rings: MmapArray,
     filter: MmapArray,
     retired: std::collections::HashMap<u32, Instant>,
+    /// Records the programs write with aya-log (rare events), forwarded to `log`.
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
 fn take<T: TryFrom<Map>>(ebpf: &mut Ebpf, name: &str) -> Result<T>
@@ -181,6 +183,9 @@ impl Dataplane {
         };
         let rings = mmap(map_names::RINGS, MAX_VIPS * 2 * RING_MAX)?;
         let filter = mmap(map_names::FILTER, filter::TOTAL_WORDS)?;
+        let logger = aya_log::EbpfLogger::init(&mut ebpf)
+            .map_err(|e| log::warn!("data-path log records will not be read: {e}"))
+            .ok();
         Ok(Dataplane {
             vips: take(&mut ebpf, map_names::VIPS)?,
             vip_addrs: take(&mut ebpf, map_names::VIP_ADDRS)?,
@@ -199,7 +204,15 @@ impl Dataplane {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
             retired: Default::default(),
+            logger,
         })
+    }
+
+    /// Writes the log records the programs left (aya-log) to `log`.
+    pub fn drain_logs(&mut self) {
+        if let Some(logger) = &mut self.logger {
+            logger.flush();
+        }
     }
 
     /// Directory holding the pinned maps.

@@ -206,8 +206,16 @@ impl Topology {
     }
 
     /// Starts every backend VM: the DSR VIPs on its loopback, `lb-decap` on `eth0`, and
-    /// `lb-backend` serving the NAT port and the DSR VIP port; waits until each accepts.
+    /// `lb-backend` serving the NAT port and the DSR VIP port; waits until each accepts. The
+    /// client and the other hosts get `lb-decap` too, as their "XDP program on the peer": a
+    /// veth delivers frames the balancer sends back with XDP_TX (ping answers, "fragmentation
+    /// needed") only to a peer running one, and `lb_decap` passes what is not encapsulated.
     pub fn start_backends(&mut self, backend_bin: &Path, decap_bin: &Path) -> Result<()> {
+        let decap = decap_bin.display().to_string();
+        for ns in std::iter::once(&mut self.client).chain(self.hosts.iter_mut()) {
+            let cmd = ns.command(&decap, &["--iface", "eth0"])?;
+            ns.spawn(cmd)?;
+        }
         for ns in &mut self.backends {
             ns.ip(&["addr", "add", &format!("{VIP_DSR}/32"), "dev", "lo"])?;
             ns.ip(&[
