@@ -140,6 +140,17 @@ where
     T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
 
+/// Loads program `name` of the object (the verifier runs now).
+fn load_xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("object has no program {name}"))?
+        .try_into()?;
+    prog.load()
+        .with_context(|| format!("verifier rejected {name}"))?;
+    Ok(prog)
+}
+
 impl Dataplane {
     /// Loads the object with maps pinned under `pin_dir` and the given load-time settings.
     /// If it fails, a pin directory it created is removed again (an adopted one is kept).
@@ -155,23 +166,13 @@ impl Dataplane {
     fn open_inner(pin_dir: &Path, opts: LoadOptions) -> Result<Self> {
         let mut ebpf = object::load(pin_dir, opts)?;
         // Load before taking maps out: the program's map references are resolved now.
-        let xdp: &mut Xdp = ebpf
-            .program_mut(prog_names::LB_XDP)
-            .ok_or_else(|| anyhow!("object has no program {}", prog_names::LB_XDP))?
-            .try_into()?;
-        xdp.load().context("verifier rejected lb_xdp")?;
-        let icmp: &mut Xdp = ebpf
-            .program_mut(prog_names::LB_ICMP)
-            .ok_or_else(|| anyhow!("object has no program {}", prog_names::LB_ICMP))?
-            .try_into()?;
-        icmp.load().context("verifier rejected lb_icmp")?;
-        let icmp_fd = icmp.fd()?.try_clone()?;
-        let too_big: &mut Xdp = ebpf
-            .program_mut(prog_names::LB_TOO_BIG)
-            .ok_or_else(|| anyhow!("object has no program {}", prog_names::LB_TOO_BIG))?
-            .try_into()?;
-        too_big.load().context("verifier rejected lb_too_big")?;
-        let too_big_fd = too_big.fd()?.try_clone()?;
+        load_xdp(&mut ebpf, prog_names::LB_XDP)?;
+        let icmp_fd = load_xdp(&mut ebpf, prog_names::LB_ICMP)?
+            .fd()?
+            .try_clone()?;
+        let too_big_fd = load_xdp(&mut ebpf, prog_names::LB_TOO_BIG)?
+            .fd()?
+            .try_clone()?;
         let mut progs: ProgramArray<MapData> = take(&mut ebpf, map_names::PROGS)?;
         progs.set(0, &icmp_fd, 0).context("installing lb_icmp")?;
         progs

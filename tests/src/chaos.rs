@@ -541,13 +541,7 @@ pub fn backend_killed(p: Phases) -> Report {
 /// Spoofed SYNs from random sources to `dst`, as fast as one thread can send, for `how_long`;
 /// returns how many went out. Runs in the calling thread's namespace.
 fn syn_flood(dst: SocketAddr, how_long: Duration) -> Result<u64> {
-    // SAFETY: plain socket(2) call; the descriptor is owned by `fd` from here on.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
-    if raw < 0 {
-        bail!("raw socket: {}", std::io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor nothing else owns.
-    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let fd = raw_socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW)?;
     let std::net::IpAddr::V4(dst_ip) = dst.ip() else {
         bail!("IPv4 only");
     };
@@ -560,23 +554,48 @@ fn syn_flood(dst: SocketAddr, how_long: Duration) -> Result<u64> {
         sin_zero: [0; 8],
     };
     let mut rng = StdRng::seed_from_u64(0x005f_100d);
+    Ok(blast(&fd, &to, how_long, || {
+        // Spoofed sources in 100.64.0.0/10, which nothing in the lab routes.
+        let src = Ipv4Addr::from(0x6440_0000 | (rng.random::<u32>() & 0x003f_ffff));
+        let frame = Frame::tcp(src, rng.random_range(1024..65535), dst_ip, dst.port(), SYN);
+        frame.bytes()[14..].to_vec()
+    }))
+}
+
+/// A raw socket(2) of the given kind.
+fn raw_socket(domain: i32, kind: i32, proto: i32) -> Result<std::os::fd::OwnedFd> {
+    // SAFETY: plain socket(2) call; the descriptor is owned by the result from here on.
+    let raw = unsafe { libc::socket(domain, kind, proto) };
+    if raw < 0 {
+        bail!("raw socket: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nothing else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
+}
+
+/// Sends what `next` makes to `to` on `fd` as fast as it can for `how_long`; returns how many
+/// went out.
+fn blast<A>(
+    fd: &std::os::fd::OwnedFd,
+    to: &A,
+    how_long: Duration,
+    mut next: impl FnMut() -> Vec<u8>,
+) -> u64 {
     let start = Instant::now();
     let mut sent = 0u64;
     while start.elapsed() < how_long {
         for _ in 0..256 {
-            // Spoofed sources in 100.64.0.0/10, which nothing in the lab routes.
-            let src = Ipv4Addr::from(0x6440_0000 | (rng.random::<u32>() & 0x003f_ffff));
-            let frame = Frame::tcp(src, rng.random_range(1024..65535), dst_ip, dst.port(), SYN);
-            let packet = &frame.bytes()[14..];
-            // SAFETY: `packet` and `to` are valid for the lengths given for the whole call.
+            let packet = next();
+            // SAFETY: `packet` and `to` (a sockaddr of `size_of::<A>()` bytes) are valid for
+            // the whole call.
             let n = unsafe {
                 libc::sendto(
-                    std::os::fd::AsRawFd::as_raw_fd(&fd),
+                    std::os::fd::AsRawFd::as_raw_fd(fd),
                     packet.as_ptr().cast(),
                     packet.len(),
                     0,
-                    (&to as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    (to as *const A).cast(),
+                    std::mem::size_of::<A>() as libc::socklen_t,
                 )
             };
             if n > 0 {
@@ -584,7 +603,7 @@ fn syn_flood(dst: SocketAddr, how_long: Duration) -> Result<u64> {
             }
         }
     }
-    Ok(sent)
+    sent
 }
 
 /// 6. A SYN flood from random spoofed sources, sent by a host on a link of its own, beside
@@ -681,19 +700,8 @@ fn mac_of(ns: &Netns, dev: &str) -> Result<[u8; 6]> {
 /// Sends malformed frames out of `eth0` (AF_PACKET) for `how_long`; returns how many.
 fn junk_flood(dst_mac: [u8; 6], src_mac: [u8; 6], how_long: Duration) -> Result<u64> {
     let ifindex = lb_userspace::dataplane::ifindex("eth0")?;
-    // SAFETY: plain socket(2) call; the descriptor is owned by `fd` from here on.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW,
-            i32::from((libc::ETH_P_ALL as u16).to_be()),
-        )
-    };
-    if raw < 0 {
-        bail!("packet socket: {}", std::io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor nothing else owns.
-    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let all = i32::from((libc::ETH_P_ALL as u16).to_be());
+    let fd = raw_socket(libc::AF_PACKET, libc::SOCK_RAW, all)?;
     // SAFETY: sockaddr_ll is plain data; all-zero is a valid value before the fields are set.
     let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     to.sll_family = libc::AF_PACKET as u16;
@@ -701,30 +709,11 @@ fn junk_flood(dst_mac: [u8; 6], src_mac: [u8; 6], how_long: Duration) -> Result<
     to.sll_halen = 6;
     to.sll_addr[..6].copy_from_slice(&dst_mac);
     let mut rng = StdRng::seed_from_u64(0x0bad_f00d);
-    let start = Instant::now();
-    let mut sent = 0u64;
     let mut k = 0u32;
-    while start.elapsed() < how_long {
-        for _ in 0..256 {
-            let frame = junk_frame(&mut rng, k, dst_mac, src_mac);
-            k = k.wrapping_add(1);
-            // SAFETY: `frame` and `to` are valid for the lengths given for the whole call.
-            let n = unsafe {
-                libc::sendto(
-                    std::os::fd::AsRawFd::as_raw_fd(&fd),
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&to as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                )
-            };
-            if n > 0 {
-                sent += 1;
-            }
-        }
-    }
-    Ok(sent)
+    Ok(blast(&fd, &to, how_long, || {
+        k = k.wrapping_add(1);
+        junk_frame(&mut rng, k, dst_mac, src_mac)
+    }))
 }
 
 /// Counters of `lbd` by reason name.
