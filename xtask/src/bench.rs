@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: data-path ns/packet through BPF_PROG_TEST_RUN, Maglev build time and
 //! control-plane timings; `cargo xtask bench e2e`: the end-to-end comparison (tables + JSON).
+//! Also the runner every measuring command shares ([`run_bin`]).
 use std::process::Command;
 
 use anyhow::{bail, Result};
@@ -9,14 +10,8 @@ use crate::{build, cmd, setup};
 /// Builds and runs the data-path benchmark; JSON goes to target/bench/dataplane.json.
 pub fn run() -> Result<()> {
     setup::ensure()?;
-    if !cmd::is_root() {
-        bail!("the benchmark loads XDP programs in a network namespace: run as root");
-    }
     // The control-plane part runs the namespace lab: it needs lbd, lbctl and the VM binaries.
-    build::release()?;
-    cmd::run(cmd::cargo().args(["build", "--release", "-p", "tests", "--bin", "lb-bench"]))?;
-    let json = cmd::root().join("target/bench/dataplane.json");
-    cmd::run(Command::new(cmd::root().join("target/release/lb-bench")).arg(json))
+    run_bin("the benchmark", &["lb-bench"], "dataplane.json", &[])
 }
 
 /// Debian packages the end-to-end comparison runs against (nftables is a base package).
@@ -26,20 +21,32 @@ const E2E_PACKAGES: &[&str] = &["haproxy"];
 pub fn e2e() -> Result<()> {
     setup::ensure()?;
     setup::ensure_packages(E2E_PACKAGES)?;
+    run_bin(
+        "the end-to-end benchmark",
+        &["lb-e2e", "lb-load"],
+        "e2e.json",
+        &[],
+    )
+}
+
+/// Checks for root (`what` needs it: XDP programs, network namespaces), builds the release
+/// binaries and the `tests` binaries `bins`, and runs the first with
+/// `target/bench/<json>` and `args`. Setup is the caller's.
+pub fn run_bin(what: &str, bins: &[&str], json: &str, args: &[String]) -> Result<()> {
     if !cmd::is_root() {
-        bail!("the end-to-end benchmark builds network namespaces: run as root");
+        bail!("{what} loads XDP programs in network namespaces: run as root");
     }
     build::release()?;
-    cmd::run(cmd::cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "tests",
-        "--bin",
-        "lb-e2e",
-        "--bin",
-        "lb-load",
-    ]))?;
-    let json = cmd::root().join("target/bench/e2e.json");
-    cmd::run(Command::new(cmd::root().join("target/release/lb-e2e")).arg(json))
+    let mut build = cmd::cargo();
+    build.args(["build", "--release", "-p", "tests"]);
+    for b in bins {
+        build.args(["--bin", b]);
+    }
+    cmd::run(&mut build)?;
+    let json = cmd::root().join("target/bench").join(json);
+    cmd::run(
+        Command::new(cmd::root().join("target/release").join(bins[0]))
+            .arg(json)
+            .args(args),
+    )
 }
