@@ -25,6 +25,14 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Median of the samples (the upper one of an even count; 0 when there are none), for the
+/// bench binaries' tables.
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s.get(s.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// Fails the test early, with a clear message, when not running as root.
 pub fn require_root() {
     assert!(

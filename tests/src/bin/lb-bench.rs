@@ -21,6 +21,7 @@ use lb_userspace::{
 use serde_json::json;
 use tests::{
     harness::{Balancer, Harness, CLIENT, CLIENT6, VIP, VIP6},
+    median,
     packet::{Frame, ACK, SYN},
 };
 
@@ -200,12 +201,6 @@ impl Bench {
 
 fn duration_ns(d: Duration) -> f64 {
     d.as_nanos() as f64
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[s.len() / 2]
 }
 
 fn min(v: &[f64]) -> f64 {

@@ -32,6 +32,7 @@ use lb_userspace::{
 use serde_json::{json, Value};
 use tests::{
     harness::{Harness, CLIENT, VIP as HARNESS_VIP},
+    median,
     packet::Frame,
 };
 
@@ -548,12 +549,6 @@ fn live_rate(prog: &Xdp, frame: &[u8], ingress: u32) -> Result<f64> {
     })
     .context("BPF_PROG_TEST_RUN with live frames")?;
     Ok(f64::from(RAW_FRAMES) / start.elapsed().as_secs_f64())
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s.get(s.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Prints the table (medians over rounds, ratios to the best baseline) and builds the JSON.
