@@ -394,6 +394,39 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
         .ok_or_else(|| anyhow!("answer without X-Backend"))
 }
 
+/// Opens a keep-alive HTTP connection and makes one request: the name of the backend that
+/// answered, and the open stream (for more requests with [`http_keepalive`]).
+pub fn http_session(addr: SocketAddr) -> Result<(String, TcpStream)> {
+    let mut stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
+    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+    let name = http_keepalive(&mut stream)?;
+    Ok((name, stream))
+}
+
+/// A keep-alive HTTP request on `stream`; the backend's name from the body.
+pub fn http_keepalive(stream: &mut TcpStream) -> Result<String> {
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n")?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while got.len() < 16 * 1024 {
+        let text = String::from_utf8_lossy(&got);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            if !head.starts_with("HTTP/1.1 200") {
+                bail!("answer {:?}", head.lines().next().unwrap_or(""));
+            }
+            if body.ends_with('\n') {
+                return Ok(body.trim().to_string());
+            }
+        }
+        let n = stream.read(&mut buf).context("reading the answer")?;
+        if n == 0 {
+            bail!("connection closed");
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    Err(anyhow!("answer too long"))
+}
+
 /// What a [`Load`] has seen: requests answered (by backend) and failed.
 #[derive(Default)]
 pub struct Tally {

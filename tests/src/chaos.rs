@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use lb_userspace::{
     lab::{self, backend_addr, backend_name, echo, tcp_hello, tcp_session, BACKEND_PORT, VIP},
     netns::Netns,
@@ -201,7 +201,7 @@ fn exchange(stream: &mut TcpStream, dialect: Dialect, name: &str, n: u32) -> Res
             }
         }
         Dialect::Http => {
-            let got = http_keepalive(stream)?;
+            let got = lab::http_keepalive(stream)?;
             if got != name {
                 bail!("answered by {got}, not {name}");
             }
@@ -210,40 +210,11 @@ fn exchange(stream: &mut TcpStream, dialect: Dialect, name: &str, n: u32) -> Res
     Ok(())
 }
 
-/// A keep-alive HTTP request on `stream`; the backend's name from the body.
-pub fn http_keepalive(stream: &mut TcpStream) -> Result<String> {
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: chaos\r\n\r\n")?;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 2048];
-    while got.len() < 16 * 1024 {
-        let text = String::from_utf8_lossy(&got);
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            if !head.starts_with("HTTP/1.1 200") {
-                bail!("answer {:?}", head.lines().next().unwrap_or(""));
-            }
-            if body.ends_with('\n') {
-                return Ok(body.trim().to_string());
-            }
-        }
-        let n = stream.read(&mut buf).context("reading the answer")?;
-        if n == 0 {
-            bail!("connection closed");
-        }
-        got.extend_from_slice(&buf[..n]);
-    }
-    Err(anyhow!("answer too long"))
-}
-
 /// Opens a long-lived connection: the backend's name and the stream.
 fn open(dialect: Dialect, tcp: SocketAddr) -> Result<(String, TcpStream)> {
     match dialect {
         Dialect::Greeting => tcp_session(tcp),
-        Dialect::Http => {
-            let mut s = TcpStream::connect_timeout(&tcp, lab::PROBE_TIMEOUT)?;
-            s.set_read_timeout(Some(lab::PROBE_TIMEOUT))?;
-            let name = http_keepalive(&mut s)?;
-            Ok((name, s))
-        }
+        Dialect::Http => lab::http_session(tcp),
     }
 }
 
@@ -378,9 +349,10 @@ fn vip_tcp() -> SocketAddr {
     SocketAddr::from((VIP, lab::VIP_PORT))
 }
 
-/// A lab with 4 backend VMs and steady traffic on the NAT VIP (TCP and UDP).
-fn lab_with_traffic() -> (RunningLab, Traffic) {
-    let lab = RunningLab::start(4);
+/// A lab with 4 backend VMs (and `hosts` more client hosts) and steady traffic from the
+/// client on the NAT VIP (TCP and UDP).
+fn lab_with_traffic(hosts: usize) -> (RunningLab, Traffic) {
+    let lab = RunningLab::start_with_hosts(4, hosts);
     let traffic = Traffic::start(
         &lab.topo.client,
         Dialect::Greeting,
@@ -396,7 +368,7 @@ fn backend(i: usize) -> String {
 
 /// 1. lbd killed with SIGKILL and restarted: the pinned data path keeps forwarding.
 pub fn lbd_restart(p: Phases) -> Report {
-    let (mut lab, traffic) = lab_with_traffic();
+    let (mut lab, traffic) = lab_with_traffic(0);
     std::thread::sleep(p.before);
     RunningLab::kill_and_restart_lbd(&mut lab.topo.lb, &mut lab.lbd, &lab.config, &lab.socket);
     std::thread::sleep(p.after);
@@ -407,24 +379,13 @@ pub fn lbd_restart(p: Phases) -> Report {
 
 /// 2. A backend drained, then removed once it reports drained.
 pub fn drain_and_remove(p: Phases) -> Report {
-    let (lab, traffic) = lab_with_traffic();
+    let (lab, traffic) = lab_with_traffic(0);
     std::thread::sleep(p.before);
     lab.lbctl(&["backend", "drain", "--vip", "web", &backend(0)]);
     let start = Instant::now();
-    let mut drained = false;
     // Long-lived sessions last about 2 s, so the drain completes on its own.
-    while start.elapsed() < Duration::from_secs(15) {
-        let list = lab.lbctl(&["backend", "list", "--vip", "web", "--json"]);
-        let v: serde_json::Value = serde_json::from_str(&list).unwrap_or_default();
-        drained = v[0]["backends"].as_array().is_some_and(|b| {
-            b.iter()
-                .any(|b| b["addr"] == backend_addr(0).to_string() && b["state"] == "drained")
-        });
-        if drained {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let drained =
+        lab::wait_until(Duration::from_secs(15), || lab.web_state(0) == "drained").is_ok();
     let waited = start.elapsed();
     lab.lbctl(&["backend", "remove", "--vip", "web", &backend(0)]);
     std::thread::sleep(p.after);
@@ -438,7 +399,7 @@ pub fn drain_and_remove(p: Phases) -> Report {
 
 /// 3. A weight change every second for the fault phase.
 pub fn weight_churn(p: Phases) -> Report {
-    let (lab, traffic) = lab_with_traffic();
+    let (lab, traffic) = lab_with_traffic(0);
     std::thread::sleep(p.before);
     let start = Instant::now();
     let mut changes = 0;
@@ -609,13 +570,7 @@ fn blast<A>(
 /// 6. A SYN flood from random spoofed sources, sent by a host on a link of its own, beside
 ///    legitimate clients.
 pub fn syn_flood_scenario(p: Phases) -> Report {
-    let lab = RunningLab::start_with_hosts(4, 1);
-    let traffic = Traffic::start(
-        &lab.topo.client,
-        Dialect::Greeting,
-        vip_tcp(),
-        Some(vip_tcp()),
-    );
+    let (lab, traffic) = lab_with_traffic(1);
     std::thread::sleep(p.before);
     let sent = lab.topo.hosts[0]
         .enter(|| syn_flood(vip_tcp(), p.fault))
@@ -718,10 +673,7 @@ fn junk_flood(dst_mac: [u8; 6], src_mac: [u8; 6], how_long: Duration) -> Result<
 
 /// Counters of `lbd` by reason name.
 fn counters(lab: &RunningLab) -> BTreeMap<String, u64> {
-    lb_userspace::client::call(&lab.socket, "GET", "/v1/stats", None)
-        .ok()
-        .and_then(|v| serde_json::from_value(v["counters"].clone()).ok())
-        .unwrap_or_default()
+    serde_json::from_value(lab.stats()["counters"].clone()).unwrap_or_default()
 }
 
 /// Packets from `JUNK_SRC` that reached backend VM `ns`'s IP layer (an nft counter).
@@ -742,7 +694,7 @@ fn junk_seen(ns: &Netns) -> u64 {
 /// 7. Malformed and mutated frames at rate: each counted, none forwarded, and the data path
 ///    healthy after.
 pub fn malformed_flood(p: Phases) -> Report {
-    let (lab, traffic) = lab_with_traffic();
+    let (lab, traffic) = lab_with_traffic(0);
     let rules = format!(
         "table ip chaos {{\n  chain seen {{\n    type filter hook prerouting priority -300;\n    \
          ip saddr {JUNK_SRC} counter\n  }}\n}}\n"
@@ -792,14 +744,9 @@ pub fn malformed_flood(p: Phases) -> Report {
 /// 8. Health flapping: backend vm2's health checks alternate between answered and dropped
 ///    faster than rise/fall (2 and 2 at 100-200 ms) can follow.
 pub fn health_flapping(p: Phases) -> Report {
-    let (lab, traffic) = lab_with_traffic();
+    let (lab, traffic) = lab_with_traffic(0);
     std::thread::sleep(p.before);
-    let changes = |lab: &RunningLab| {
-        lb_userspace::client::call(&lab.socket, "GET", "/v1/stats", None)
-            .ok()
-            .and_then(|v| v["changes"].as_u64())
-            .unwrap_or(0)
-    };
+    let changes = |lab: &RunningLab| lab.stats()["changes"].as_u64().unwrap_or(0);
     let before = changes(&lab);
     // The checker's packets come from the balancer's address on vm2's link; clients' do not
     // (NAT keeps their source), so only the checks are dropped.

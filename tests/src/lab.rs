@@ -66,6 +66,27 @@ impl RunningLab {
     pub fn lbctl(&self, args: &[&str]) -> String {
         lbctl(&self.socket, args)
     }
+
+    /// lbd's `GET /v1/stats`: verdict counters by reason name, ring changes applied (Null if
+    /// lbd does not answer).
+    pub fn stats(&self) -> serde_json::Value {
+        lb_userspace::client::call(&self.socket, "GET", "/v1/stats", None).unwrap_or_default()
+    }
+
+    /// The state of backend VM `i` of the VIP `web` (`lbctl backend list`), or "missing".
+    pub fn web_state(&self, i: usize) -> String {
+        let list: serde_json::Value =
+            serde_json::from_str(&self.lbctl(&["backend", "list", "--vip", "web", "--json"]))
+                .expect("list JSON");
+        list[0]["backends"]
+            .as_array()
+            .expect("backends")
+            .iter()
+            .find(|b| b["addr"] == lb_userspace::lab::backend_addr(i).to_string())
+            .and_then(|b| b["state"].as_str())
+            .unwrap_or("missing")
+            .to_string()
+    }
 }
 
 /// A pool lab for Tier 3 tests: a client, the balancer and `lbd` with one pooled VIP whose
@@ -191,7 +212,7 @@ pub fn lbctl(socket: &std::path::Path, args: &[&str]) -> String {
 
 /// Writes the config `make(topo, instance, socket)` for a new instance named after `prefix`
 /// and starts lbd with it: (instance, socket, config, state file guard, lbd's pid).
-fn launch(
+pub fn launch(
     topo: &mut Topology,
     prefix: &str,
     make: impl FnOnce(&Topology, &str, &std::path::Path) -> String,

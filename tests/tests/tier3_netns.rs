@@ -200,8 +200,7 @@ fn a_ping_to_the_vip_is_answered_by_the_balancer() {
         .expect("an echo reply");
     assert_eq!(answer[0], 0, "echo reply");
     assert_eq!(&answer[8..], b"xlb!", "the payload comes back");
-    let v: serde_json::Value =
-        serde_json::from_str(&lab.lbctl(&["stats", "--json"])).expect("stats JSON");
+    let v = lab.stats();
     assert_eq!(v["counters"]["icmp_echo_reply"].as_u64(), Some(1), "{v}");
 }
 
@@ -210,9 +209,9 @@ fn a_dsr_connection_sending_full_size_segments_works_through_fragmentation_neede
     use std::io::{Read, Write};
     let lab = RunningLab::start(1);
     let too_big = |lab: &RunningLab| {
-        let v: serde_json::Value =
-            serde_json::from_str(&lab.lbctl(&["stats", "--json"])).expect("stats JSON");
-        v["counters"]["icmp_too_big"].as_u64().unwrap_or(0)
+        lab.stats()["counters"]["icmp_too_big"]
+            .as_u64()
+            .unwrap_or(0)
     };
     assert_eq!(too_big(&lab), 0);
     // 1500-byte segments do not fit the 1500-byte backend link once encapsulated: the client
@@ -488,30 +487,15 @@ fn lbctl_plan_shows_the_moved_share_and_apply_makes_exactly_that_change() {
     assert_eq!(tally.get(&backend_name(1)), None, "{tally:?}");
 }
 
-/// The state of backend `i` of `web` in `lbctl backend list --json`.
-fn web_state(lab: &RunningLab, i: usize) -> String {
-    let list: serde_json::Value =
-        serde_json::from_str(&lab.lbctl(&["backend", "list", "--vip", "web", "--json"]))
-            .expect("list JSON");
-    list[0]["backends"]
-        .as_array()
-        .expect("backends")
-        .iter()
-        .find(|b| b["addr"] == backend_addr(i).to_string())
-        .and_then(|b| b["state"].as_str())
-        .unwrap_or("missing")
-        .to_string()
-}
-
 #[test]
 fn a_backend_whose_server_dies_leaves_the_ring_and_returns_when_it_is_back() {
     let mut lab = RunningLab::start(3);
-    assert_eq!(web_state(&lab, 1), "active");
+    assert_eq!(lab.web_state(1), "active");
     lab.topo.kill_server(1).expect("kill vm1's server");
     let killed = std::time::Instant::now();
     // fall (2) x inter (200 ms) + timeout (300 ms) = 700 ms, plus scheduling slack.
     lb_userspace::lab::wait_until(std::time::Duration::from_secs(3), || {
-        web_state(&lab, 1) == "down"
+        lab.web_state(1) == "down"
     })
     .expect("vm1 marked down");
     let detected = killed.elapsed();
@@ -530,7 +514,7 @@ fn a_backend_whose_server_dies_leaves_the_ring_and_returns_when_it_is_back() {
         .start_server(1, &tests::bin("lb-backend"))
         .expect("revive vm1's server");
     lb_userspace::lab::wait_until(std::time::Duration::from_secs(3), || {
-        web_state(&lab, 1) == "active"
+        lab.web_state(1) == "active"
     })
     .expect("vm1 back up after rise checks");
     let (tally, failed) = burst(&lab, 90);
@@ -676,11 +660,7 @@ fn drain_keeps_a_long_lived_connection_while_new_ones_avoid_the_backend() {
     let i: usize = name.trim_start_matches("vm").parse().expect("vmN");
     let drained = format!("{}:{BACKEND_PORT}", backend_addr(i));
     lab.lbctl(&["backend", "drain", "--vip", "web", &drained]);
-    assert_eq!(
-        web_state(&lab, i),
-        "draining",
-        "its connection is still open"
-    );
+    assert_eq!(lab.web_state(i), "draining", "its connection is still open");
     assert_eq!(
         lb_userspace::lab::echo(&mut session, "ping\n").unwrap(),
         "ping\n"
@@ -694,7 +674,7 @@ fn drain_keeps_a_long_lived_connection_while_new_ones_avoid_the_backend() {
     );
     // The deadline (drain_timeout_s = 2) passes: drained, though the connection lives on.
     lb_userspace::lab::wait_until(std::time::Duration::from_secs(4), || {
-        web_state(&lab, i) == "drained"
+        lab.web_state(i) == "drained"
     })
     .expect("drained after the deadline");
     assert_eq!(

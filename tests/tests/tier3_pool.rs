@@ -4,14 +4,13 @@
 //! a time: they measure CPU load, which a neighbour would disturb.
 use std::{
     collections::BTreeMap,
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     sync::{atomic::Ordering, Mutex},
     time::Duration,
 };
 
 use lb_userspace::{
-    lab::{http_get, Load, PoolLab, VIP, VIP_PORT},
+    lab::{http_get, http_keepalive, http_session, Load, PoolLab, VIP, VIP_PORT},
     pool::PoolView,
 };
 use tests::lab::{PoolRunning, RunningLab};
@@ -129,9 +128,7 @@ fn a_killed_vm_server_is_replaced_and_other_vms_keep_their_connections() {
     let (mut conn, kept) = lab
         .topo
         .as_client(|| {
-            let mut s = TcpStream::connect_timeout(&vip(), Duration::from_secs(3)).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-            let name = request(&mut s);
+            let (name, s) = http_session(vip()).expect("keep-alive connection");
             (s, name)
         })
         .expect("client");
@@ -150,31 +147,11 @@ fn a_killed_vm_server_is_replaced_and_other_vms_keep_their_connections() {
     });
     assert_eq!(after.vms.len(), 2, "min size kept");
     assert_eq!(
-        request(&mut conn),
+        http_keepalive(&mut conn).expect("an answer"),
         kept,
         "the other VM's connection is unbroken"
     );
     assert_eq!(lab.namespaces().len(), 2, "the dead VM's namespace is gone");
-}
-
-/// Sends one keep-alive request on `s` and returns the answer's body: the VM's name.
-fn request(s: &mut TcpStream) -> String {
-    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-        .expect("send");
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&got);
-        if let Some((_, body)) = text.split_once("\r\n\r\n") {
-            if body.ends_with('\n') {
-                return body.trim().to_string();
-            }
-        }
-        // Bounded by the read timeout.
-        let n = s.read(&mut buf).expect("answer");
-        assert!(n > 0, "connection closed");
-        got.extend_from_slice(&buf[..n]);
-    }
 }
 
 #[test]
@@ -245,9 +222,7 @@ fn least_conn_weights_give_a_vm_with_many_open_connections_fewer_new_flows() {
             let mut held = Vec::new();
             let mut busy = None;
             for _ in 0..200 {
-                let mut s = TcpStream::connect_timeout(&vip(), Duration::from_secs(3)).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-                let name = request(&mut s);
+                let (name, s) = http_session(vip()).expect("keep-alive connection");
                 if busy.get_or_insert_with(|| name.clone()) == &name {
                     held.push(s);
                 }

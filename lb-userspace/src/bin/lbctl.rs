@@ -253,16 +253,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Vm(VmCmd::List { pool }) => {
             let v = get("/v1/vms")?;
-            let pools: Vec<PoolView> = serde_json::from_value(v)?;
-            let pools: Vec<PoolView> = pools
-                .into_iter()
-                .filter(|p| pool.as_deref().is_none_or(|n| n == p.vip))
-                .collect();
-            if let Some(name) = &pool {
-                if pools.is_empty() {
-                    anyhow::bail!("pool: no pool named {name:?}");
-                }
-            }
+            let pools = named(
+                serde_json::from_value::<Vec<PoolView>>(v)?,
+                pool.as_deref(),
+                |p| &p.vip,
+                "pool: no pool",
+            )?;
             if cli.json {
                 return print_json(&serde_json::to_value(&pools)?);
             }
@@ -338,16 +334,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Backend(BackendCmd::List { vip }) => {
             let v = get("/v1/vips")?;
-            let vips: Vec<VipView> = serde_json::from_value(v)?;
-            let vips: Vec<VipView> = vips
-                .into_iter()
-                .filter(|x| vip.as_deref().is_none_or(|n| n == x.name))
-                .collect();
-            if let Some(name) = &vip {
-                if vips.is_empty() {
-                    anyhow::bail!("vip: no VIP named {name:?}");
-                }
-            }
+            let vips = named(
+                serde_json::from_value::<Vec<VipView>>(v)?,
+                vip.as_deref(),
+                |x| &x.name,
+                "vip: no VIP",
+            )?;
             if cli.json {
                 return print_json(&serde_json::to_value(&vips)?);
             }
@@ -452,6 +444,24 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The items whose `key` is `name` (all of them without a name); none is an error that
+/// starts with `missing` ("vip: no VIP") and names what was asked for.
+fn named<T>(
+    items: Vec<T>,
+    name: Option<&str>,
+    key: impl Fn(&T) -> &String,
+    missing: &str,
+) -> Result<Vec<T>> {
+    let Some(name) = name else {
+        return Ok(items);
+    };
+    let found: Vec<T> = items.into_iter().filter(|x| key(x) == name).collect();
+    if found.is_empty() {
+        anyhow::bail!("{missing} named {name:?}");
+    }
+    Ok(found)
 }
 
 /// Changes the weight of an existing backend (the API adds it if it is not there, so check).

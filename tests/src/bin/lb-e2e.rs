@@ -24,8 +24,8 @@ use lb_common::{
 use lb_userspace::{
     config::Proto,
     lab::{
-        self, backend_addr, http_get, state_file, wait_until, TempFile, Topology, BACKEND_PORT,
-        VIP, VIP_DSR, VIP_PORT,
+        self, backend_addr, http_get, wait_until, TempFile, Topology, BACKEND_PORT, VIP, VIP_DSR,
+        VIP_PORT,
     },
     netns::{unique_name, Netns},
 };
@@ -129,8 +129,8 @@ struct Sample {
 struct Bench {
     topo: Topology,
     load_bin: PathBuf,
-    /// lbd's (instance, socket, config, state), while it runs.
-    lbd: Option<(String, PathBuf, TempFile, TempFile)>,
+    /// lbd's config and state file guards, while it runs.
+    lbd: Option<(TempFile, TempFile)>,
     haproxy: Option<(u32, TempFile)>,
 }
 
@@ -236,18 +236,10 @@ impl Bench {
                 self.haproxy = Some((pid, cfg));
             }
             Setup::OursNat => {
-                let instance = unique_name("e2e");
-                let socket = std::env::temp_dir().join(format!("{instance}.sock"));
-                let config = TempFile::new(
-                    &format!("{instance}.toml"),
-                    &self.topo.config_toml(&instance, &socket),
-                )?;
-                let state = TempFile::adopt(state_file(&socket));
-                let pid = self
-                    .topo
-                    .start_lbd(&tests::bin("lbd"), config.path(), &socket)?;
+                let (_, _, config, state, pid) =
+                    tests::lab::launch(&mut self.topo, "e2e", |t, i, s| t.config_toml(i, s));
                 pin(pid, SERVER_CPU)?;
-                self.lbd = Some((instance, socket, config, state));
+                self.lbd = Some((config, state));
             }
             // Share lbd with `nat` (both VIPs are in its config).
             Setup::OursDsr | Setup::DirectXdp => {}
@@ -287,7 +279,6 @@ impl Bench {
             Setup::DirectXdp => {
                 // A clean stop detaches lb_xdp and unpins everything.
                 self.topo.lb.kill_children();
-                self.haproxy = None;
                 self.lbd = None;
             }
         }
