@@ -71,7 +71,8 @@ pub struct Counts {
     pub long_broken: BTreeMap<String, u64>,
     /// Short connections (one exchange each) attempted.
     pub short_attempted: u64,
-    /// Short connections that failed (connect, answer), with when (since traffic began).
+    /// Short connections and long-lived opens that failed (connect, answer), each with when
+    /// its attempt began (since traffic began).
     pub short_failed: Vec<Duration>,
     /// UDP datagrams sent.
     pub udp_sent: u64,
@@ -139,7 +140,7 @@ impl Traffic {
         };
         for _ in 0..4 {
             spawn(Box::new(move |stop, shared| {
-                long_lived(stop, shared, dialect, tcp)
+                long_lived(stop, shared, dialect, tcp, started)
             }));
         }
         for _ in 0..2 {
@@ -218,8 +219,10 @@ fn open(dialect: Dialect, tcp: SocketAddr) -> Result<(String, TcpStream)> {
     }
 }
 
-fn long_lived(stop: &AtomicBool, shared: &Shared, dialect: Dialect, tcp: SocketAddr) {
+/// Failures are timed by when their attempt began, relative to `t0` (the traffic's start).
+fn long_lived(stop: &AtomicBool, shared: &Shared, dialect: Dialect, tcp: SocketAddr, t0: Instant) {
     while !stop.load(Ordering::Relaxed) {
+        let began = t0.elapsed();
         let opened = open(dialect, tcp);
         let Ok(mut c) = shared.counts.lock() else {
             return;
@@ -227,7 +230,7 @@ fn long_lived(stop: &AtomicBool, shared: &Shared, dialect: Dialect, tcp: SocketA
         c.long_attempted += 1;
         let Ok((name, mut stream)) = opened else {
             // A refused open is a failed short exchange, not a broken connection.
-            c.short_failed.push(Duration::ZERO);
+            c.short_failed.push(began);
             drop(c);
             std::thread::sleep(LONG_GAP);
             continue;
@@ -253,6 +256,7 @@ fn long_lived(stop: &AtomicBool, shared: &Shared, dialect: Dialect, tcp: SocketA
 
 fn short(stop: &AtomicBool, shared: &Shared, dialect: Dialect, tcp: SocketAddr, t0: Instant) {
     while !stop.load(Ordering::Relaxed) {
+        let began = t0.elapsed();
         let ok = match dialect {
             Dialect::Greeting => tcp_hello(tcp).is_ok(),
             Dialect::Http => lab::http_get(tcp, "/").is_ok(),
@@ -260,7 +264,7 @@ fn short(stop: &AtomicBool, shared: &Shared, dialect: Dialect, tcp: SocketAddr, 
         if let Ok(mut c) = shared.counts.lock() {
             c.short_attempted += 1;
             if !ok {
-                c.short_failed.push(t0.elapsed());
+                c.short_failed.push(began);
             }
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -480,11 +484,15 @@ pub fn backend_killed(p: Phases) -> Report {
         .filter(|(k, _)| **k != victim)
         .map(|(_, v)| v)
         .sum();
-    let window = Duration::from_secs(2);
+    // An attempt that began just before the kill may still be in flight on vm1 when it dies.
+    let (from, to) = (
+        killed_at.saturating_sub(Duration::from_millis(500)),
+        killed_at + Duration::from_secs(2),
+    );
     let late = c
         .short_failed
         .iter()
-        .filter(|t| **t < killed_at || **t > killed_at + window)
+        .filter(|t| **t < from || **t > to)
         .count();
     r.notes.push(format!(
         "{} of vm1's connections broke; {} new connections failed before it left the ring",
