@@ -59,6 +59,9 @@ pub mod map_names {
     pub const RINGS: &str = "LB_RINGS";
     /// `LruHashMap<FlowKey, ConnEntry>`: forward and reply directions of every tracked flow.
     pub const CONNS: &str = "LB_CONNS";
+    /// `LruHashMap<FlowKey, ConnEntry>`: flows met past the new-flow limit, until their second
+    /// forward packet moves them to `LB_CONNS` (see [`crate::NEW_FLOW_LIMIT_GLOBAL`]).
+    pub const PROBATION: &str = "LB_PROBATION";
     /// `PerCpuArray<u64>` indexed by [`crate::Reason`] values.
     pub const STATS: &str = "LB_STATS";
     /// `DevMapHash` keyed by ifindex: the interfaces `lb_xdp` may redirect to.
@@ -153,10 +156,11 @@ pub mod bench {
 /// datagram is balanced afresh, in units of 2^[`TIME_UNIT_SHIFT`] ns.
 pub const UDP_IDLE_GLOBAL: &str = "LB_UDP_IDLE";
 
-/// Read-only global (`u32`) of `lb_xdp`: the most new DSR flows one CPU records in the
-/// connection table per time unit (2^[`TIME_UNIT_SHIFT`] ns); past it, new flows are forwarded
-/// by hash alone (counted as [`Reason::FwdUntracked`]), so a flood of new flows cannot evict
-/// established ones. 0 = no limit.
+/// Read-only global (`u32`) of `lb_xdp`: the most new flows one CPU records in the connection
+/// table per time unit (2^[`TIME_UNIT_SHIFT`] ns). Past it, new flows are recorded in the
+/// probation table instead (counted as [`Reason::FwdProbation`]) and move to the connection
+/// table with their second forward packet (TCP: the handshake's ACK; UDP: the next datagram),
+/// which spoofed sources never send: a flood cannot evict established flows. 0 = no limit.
 pub const NEW_FLOW_LIMIT_GLOBAL: &str = "LB_NEW_FLOW_LIMIT";
 
 /// Read-only global (`u32`) of `lb_xdp`: the flow hash seed, set at load time. Every balancer
@@ -175,7 +179,9 @@ pub const RING_MAX: u32 = 65537;
 pub const RING_SIZES: [u32; 4] = [65537, 16381, 4093, 1021];
 /// Capacity of `LB_CONNS`, in entries (each flow uses two: forward and reply).
 pub const MAX_CONNS: u32 = 262_144;
-/// `BPF_F_NO_COMMON_LRU`: `LB_CONNS` keeps one LRU list per CPU, so inserts on different
+/// Capacity of `LB_PROBATION`, in entries (NAT flows use two, DSR flows one).
+pub const MAX_PROBATION: u32 = 65_536;
+/// `BPF_F_NO_COMMON_LRU`: `LB_CONNS` and `LB_PROBATION` keep one LRU list per CPU, so inserts on different
 /// CPUs never contend for a shared lock (flows are steered to one CPU by RSS anyway).
 pub const CONNS_MAP_FLAGS: u32 = 1 << 1;
 /// Capacity of `LB_TX_PORTS`, in interfaces.
@@ -412,9 +418,9 @@ pub enum Reason {
     DropNoHeadroom = 14,
     /// ICMP / ICMPv6 echo request to a VIP address, answered by the balancer itself.
     IcmpEchoReply = 15,
-    /// New DSR flow forwarded by hash without a connection-table entry: this CPU is past its
-    /// new-flow limit (a flood); established flows keep their entries.
-    FwdUntracked = 16,
+    /// New flow forwarded and recorded in the probation table, not the connection table: this
+    /// CPU is past its new-flow limit (a flood). Its second forward packet promotes it.
+    FwdProbation = 16,
     /// ICMP error about a VIP flow, sent to the backend that owns the flow: encapsulated (DSR)
     /// or translated to the packet the backend sent (NAT).
     FwdIcmpError = 17,
@@ -460,7 +466,7 @@ impl Reason {
         Reason::PassIpv6ExtHeader,
         Reason::DropNoHeadroom,
         Reason::IcmpEchoReply,
-        Reason::FwdUntracked,
+        Reason::FwdProbation,
         Reason::FwdIcmpError,
         Reason::IcmpTooBig,
     ];
@@ -477,7 +483,7 @@ impl Reason {
             | Reason::PassNoNeigh
             | Reason::PassSlowPath
             | Reason::PassIpv6ExtHeader => xdp_action::PASS,
-            Reason::FwdNat | Reason::FwdReply | Reason::FwdUntracked | Reason::FwdIcmpError => {
+            Reason::FwdNat | Reason::FwdReply | Reason::FwdProbation | Reason::FwdIcmpError => {
                 xdp_action::REDIRECT
             }
             Reason::IcmpEchoReply | Reason::IcmpTooBig => xdp_action::TX,
@@ -508,7 +514,7 @@ impl Reason {
             Reason::PassIpv6ExtHeader => "pass_ipv6_ext_header",
             Reason::DropNoHeadroom => "drop_no_headroom",
             Reason::IcmpEchoReply => "icmp_echo_reply",
-            Reason::FwdUntracked => "fwd_untracked",
+            Reason::FwdProbation => "fwd_probation",
             Reason::FwdIcmpError => "fwd_icmp_error",
             Reason::IcmpTooBig => "icmp_too_big",
         }

@@ -5,8 +5,8 @@ use aya_ebpf::{
 };
 use lb_common::{
     filter, Backend, ConnEntry, FlowKey, FlowRate, NextHop, TrafficStats, VipKey, VipMeta,
-    CONNS_MAP_FLAGS, MAX_BACKENDS, MAX_CONNS, MAX_TX_PORTS, MAX_VIPS, NUM_REASONS, RINGS_MAP_FLAGS,
-    RING_MAX,
+    CONNS_MAP_FLAGS, MAX_BACKENDS, MAX_CONNS, MAX_PROBATION, MAX_TX_PORTS, MAX_VIPS, NUM_REASONS,
+    RINGS_MAP_FLAGS, RING_MAX,
 };
 
 /// VIP:port/proto -> VIP metadata and live ring.
@@ -30,6 +30,12 @@ pub static LB_RINGS: Array<u32> = Array::pinned(MAX_VIPS * 2 * RING_MAX, RINGS_M
 #[map]
 pub static LB_CONNS: LruHashMap<FlowKey, ConnEntry> =
     LruHashMap::pinned(MAX_CONNS, CONNS_MAP_FLAGS);
+
+/// Flows a CPU met past its new-flow limit, both directions, on probation until their second
+/// forward packet moves them to `LB_CONNS`: a flood of spoofed SYNs churns this table instead.
+#[map]
+pub static LB_PROBATION: LruHashMap<FlowKey, ConnEntry> =
+    LruHashMap::pinned(MAX_PROBATION, CONNS_MAP_FLAGS);
 
 /// Per-CPU packet counters indexed by `lb_common::Reason`.
 #[map]

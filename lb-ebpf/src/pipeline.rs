@@ -1,7 +1,9 @@
 //! The stages of `lb_xdp` after parsing: prefilters, VIP lookup, connection tracking (with UDP
-//! idle expiry and the new-flow limit), ring selection, counters, and handing the packet to
-//! NAT or DSR forwarding; NAT replies are rewritten back to the VIP.
-use aya_ebpf::{helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext};
+//! idle expiry, and the new-flow limit with its probation table), ring selection, counters,
+//! and handing the packet to NAT or DSR forwarding; NAT replies are rewritten back to the VIP.
+use aya_ebpf::{
+    helpers::generated::bpf_ktime_get_coarse_ns, maps::LruHashMap, programs::XdpContext,
+};
 use lb_common::{
     filter, flow_hash, ring_base, Backend, ConnEntry, FlowKey, Reason, TrafficStats, VipKey,
     VipMeta, BACKEND_NONE, CONN_F_CLOSED, DIR_FORWARD, DIR_REPLY, MODE_DSR, PROTO_ICMP,
@@ -12,8 +14,8 @@ use lb_ebpf::packet;
 use crate::{
     forward::{self, Side},
     maps::{
-        LB_BACKENDS, LB_BACKEND_NH, LB_BACKEND_STATS, LB_CONNS, LB_FILTER, LB_FLOW_RATE, LB_PROGS,
-        LB_RINGS, LB_VIPS, LB_VIP_ADDRS, LB_VIP_STATS, PROG_ICMP,
+        LB_BACKENDS, LB_BACKEND_NH, LB_BACKEND_STATS, LB_CONNS, LB_FILTER, LB_FLOW_RATE,
+        LB_PROBATION, LB_PROGS, LB_RINGS, LB_VIPS, LB_VIP_ADDRS, LB_VIP_STATS, PROG_ICMP,
     },
     parse::{self, Flow, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
@@ -22,7 +24,7 @@ use crate::{
 #[unsafe(no_mangle)]
 static LB_UDP_IDLE: u32 = 28;
 
-/// New DSR flows one CPU records per time unit, set by the loader
+/// New flows one CPU records in `LB_CONNS` per time unit, set by the loader
 /// (`lb_common::NEW_FLOW_LIMIT_GLOBAL`); 0 = no limit.
 #[unsafe(no_mangle)]
 static LB_NEW_FLOW_LIMIT: u32 = 0;
@@ -66,15 +68,29 @@ pub fn run(ctx: &XdpContext) -> Result<Reason, Reason> {
     }
 }
 
+/// Where a flow's backend came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// The connection table.
+    Tracked,
+    /// The probation table: this packet promotes the flow to the connection table.
+    OnProbation,
+    /// Nowhere: a new flow, balanced by the ring.
+    New,
+}
+
 /// Client -> VIP: pick the flow's backend and rewrite the destination to it.
 #[inline(always)]
 fn to_backend(ctx: &XdpContext, pkt: &Flow, meta: VipMeta) -> Result<Reason, Reason> {
-    let (backend_id, backend, new) = match tracked(pkt, &meta) {
-        Some((id, b)) => (id, b, false),
-        None => {
-            let (id, b) = select(pkt, &meta)?;
-            (id, b, true)
-        }
+    let (backend_id, backend, seen) = match tracked(&LB_CONNS, pkt, &meta) {
+        Some((id, b)) => (id, b, Seen::Tracked),
+        None => match tracked(&LB_PROBATION, pkt, &meta) {
+            Some((id, b)) => (id, b, Seen::OnProbation),
+            None => {
+                let (id, b) = select(pkt, &meta)?;
+                (id, b, Seen::New)
+            }
+        },
     };
     let nh = LB_BACKEND_NH
         .get_ptr_mut(backend_id)
@@ -82,24 +98,27 @@ fn to_backend(ctx: &XdpContext, pkt: &Flow, meta: VipMeta) -> Result<Reason, Rea
     // SAFETY: the pointer came from an array lookup in this run; concurrent writers only
     // ever store the same lookup result, so a racing update is benign.
     let nh = unsafe { &mut *nh };
-    count_traffic(meta.vip_id, backend_id, packet::len(ctx) as u64, new);
+    count_traffic(
+        meta.vip_id,
+        backend_id,
+        packet::len(ctx) as u64,
+        seen == Seen::New,
+    );
     let (addr, port) = (backend.addr, backend.port);
     let verdict = if meta.mode == MODE_DSR {
         forward::encap(ctx, pkt, backend.addr, nh)
     } else {
         forward::nat(ctx, pkt, Side::Dst, addr, port, nh, Reason::FwdNat)
     };
-    if !new || verdict == Err(Reason::PassTtl) {
+    if seen == Seen::Tracked || verdict == Err(Reason::PassTtl) {
         // Established, or not forwarded: nothing to record.
         return verdict;
     }
     // Keys and values are passed by reference: by value they would be copied onto the
     // 512-byte stack once more. One entry serves both directions, its `dir` flipped.
     let now = now();
-    if meta.mode == MODE_DSR && !within_flow_limit(now) {
-        // Forwarded by hash alone: a flood cannot evict established entries.
-        return verdict.map(|_| Reason::FwdUntracked);
-    }
+    let probation = seen == Seen::New && !within_flow_limit(now);
+    let table = if probation { &LB_PROBATION } else { &LB_CONNS };
     let mut entry = ConnEntry {
         backend_id,
         vip_id: meta.vip_id,
@@ -108,9 +127,13 @@ fn to_backend(ctx: &XdpContext, pkt: &Flow, meta: VipMeta) -> Result<Reason, Rea
         ..ConnEntry::default()
     };
     #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
-    LB_CONNS
+    table
         .insert(&pkt.key, &entry, 0)
         .map_err(|_| Reason::DropConnTable)?;
+    if seen == Seen::OnProbation {
+        #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
+        let _ = LB_PROBATION.remove(&pkt.key);
+    }
     if meta.mode != MODE_DSR {
         // Both directions are recorded even when the stack has to finish this packet; DSR
         // replies go straight from the backend to the client and need no state.
@@ -123,22 +146,33 @@ fn to_backend(ctx: &XdpContext, pkt: &Flow, meta: VipMeta) -> Result<Reason, Rea
         };
         entry.dir = DIR_REPLY;
         #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
-        LB_CONNS
+        table
             .insert(&reply_key, &entry, 0)
             .map_err(|_| Reason::DropConnTable)?;
+        if seen == Seen::OnProbation {
+            #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
+            let _ = LB_PROBATION.remove(&reply_key);
+        }
+    }
+    if probation {
+        return verdict.map(|_| Reason::FwdProbation);
     }
     verdict
 }
 
-/// The backend of an established flow, unless the packet opens a new connection (a SYN
+/// The backend of a flow recorded in `table`, unless the packet opens a new connection (a SYN
 /// ignores a stale entry) or the entry's backend has been removed.
 #[inline(always)]
-fn tracked(pkt: &Flow, meta: &VipMeta) -> Option<(u32, Backend)> {
+fn tracked(
+    table: &LruHashMap<FlowKey, ConnEntry>,
+    pkt: &Flow,
+    meta: &VipMeta,
+) -> Option<(u32, Backend)> {
     if pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
         return None;
     }
     #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
-    let ptr = LB_CONNS.get_ptr_mut(&pkt.key)?;
+    let ptr = table.get_ptr_mut(&pkt.key)?;
     // SAFETY: the pointer came from a map lookup in this run; writers on other CPUs only
     // store a newer time or the same flag, so racing updates are benign.
     let entry = unsafe { &mut *ptr };
@@ -239,8 +273,12 @@ fn to_client(ctx: &XdpContext, pkt: &Flow) -> Result<Reason, Reason> {
     if !maybe(filter::BACKEND_PORTS, u16::from_be(pkt.key.sport)) {
         return Err(Reason::PassNotVip);
     }
+    // A reply of a flow on probation is rewritten too: its handshake has not completed yet.
     #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
-    let ptr = LB_CONNS.get_ptr_mut(&pkt.key).ok_or(Reason::PassNotVip)?;
+    let ptr = LB_CONNS
+        .get_ptr_mut(&pkt.key)
+        .or_else(|| LB_PROBATION.get_ptr_mut(&pkt.key))
+        .ok_or(Reason::PassNotVip)?;
     // SAFETY: the pointer came from a map lookup in this run; see `to_backend` on races.
     let entry = unsafe { &mut *ptr };
     if entry.dir != DIR_REPLY {

@@ -72,8 +72,9 @@ pub struct Daemon {
     /// Seconds a UDP flow may be idle before its next datagram is balanced afresh.
     #[serde(default = "default_udp_idle")]
     pub udp_idle_timeout_s: u32,
-    /// New DSR flows one CPU records per second before forwarding by hash alone (0 = no
-    /// limit); keeps a flood of new flows from evicting established ones.
+    /// New flows one CPU records in the connection table per second (0 = no limit). Past it
+    /// they are still forwarded but kept on probation until their second packet (TCP: the
+    /// handshake's ACK), so a flood of spoofed SYNs cannot evict established flows.
     #[serde(default = "default_new_flow_limit")]
     pub max_new_flows_per_cpu: u32,
 }

@@ -24,8 +24,8 @@ pub struct LoadOptions {
     pub hash_seed: u32,
     /// UDP flows idle longer than this many seconds are balanced afresh.
     pub udp_idle_timeout_s: u32,
-    /// New DSR flows one CPU records per second (0 = no limit); past it they are forwarded
-    /// by hash alone.
+    /// New flows one CPU records in the connection table per second (0 = no limit); past it
+    /// they go on probation until their second packet.
     pub max_new_flows_per_cpu: u32,
 }
 

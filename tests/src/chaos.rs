@@ -355,8 +355,8 @@ fn vip_tcp() -> SocketAddr {
 
 /// A lab with 4 backend VMs (and `hosts` more client hosts) and steady traffic from the
 /// client on the NAT VIP (TCP and UDP).
-fn lab_with_traffic(hosts: usize) -> (RunningLab, Traffic) {
-    let lab = RunningLab::start_with_hosts(4, hosts);
+fn lab_with_traffic(hosts: usize, lbd_settings: &str) -> (RunningLab, Traffic) {
+    let lab = RunningLab::start_with(4, hosts, lbd_settings);
     let traffic = Traffic::start(
         &lab.topo.client,
         Dialect::Greeting,
@@ -372,7 +372,7 @@ fn backend(i: usize) -> String {
 
 /// 1. lbd killed with SIGKILL and restarted: the pinned data path keeps forwarding.
 pub fn lbd_restart(p: Phases) -> Report {
-    let (mut lab, traffic) = lab_with_traffic(0);
+    let (mut lab, traffic) = lab_with_traffic(0, "");
     std::thread::sleep(p.before);
     RunningLab::kill_and_restart_lbd(&mut lab.topo.lb, &mut lab.lbd, &lab.config, &lab.socket);
     std::thread::sleep(p.after);
@@ -383,7 +383,7 @@ pub fn lbd_restart(p: Phases) -> Report {
 
 /// 2. A backend drained, then removed once it reports drained.
 pub fn drain_and_remove(p: Phases) -> Report {
-    let (lab, traffic) = lab_with_traffic(0);
+    let (lab, traffic) = lab_with_traffic(0, "");
     std::thread::sleep(p.before);
     lab.lbctl(&["backend", "drain", "--vip", "web", &backend(0)]);
     let start = Instant::now();
@@ -403,7 +403,7 @@ pub fn drain_and_remove(p: Phases) -> Report {
 
 /// 3. A weight change every second for the fault phase.
 pub fn weight_churn(p: Phases) -> Report {
-    let (lab, traffic) = lab_with_traffic(0);
+    let (lab, traffic) = lab_with_traffic(0, "");
     std::thread::sleep(p.before);
     let start = Instant::now();
     let mut changes = 0;
@@ -578,13 +578,18 @@ fn blast<A>(
 /// 6. A SYN flood from random spoofed sources, sent by a host on a link of its own, beside
 ///    legitimate clients.
 pub fn syn_flood_scenario(p: Phases) -> Report {
-    let (lab, traffic) = lab_with_traffic(1);
+    // A new-flow limit the flood crosses many times over: legitimate flows then open on
+    // probation too, and must still be served.
+    let (lab, traffic) = lab_with_traffic(1, "max_new_flows_per_cpu = 2000\n");
     std::thread::sleep(p.before);
+    let before = counters(&lab);
     let sent = lab.topo.hosts[0]
         .enter(|| syn_flood(vip_tcp(), p.fault))
         .and_then(|r| r)
         .unwrap_or(0);
     std::thread::sleep(p.after);
+    let probation = counters(&lab).get("fwd_probation").copied().unwrap_or(0)
+        - before.get("fwd_probation").copied().unwrap_or(0);
     let c = traffic.stop();
     let mut r = Report::new("spoofed SYN flood", c.clone());
     let rate = sent as f64 / p.fault.as_secs_f64();
@@ -593,10 +598,15 @@ pub fn syn_flood_scenario(p: Phases) -> Report {
         .saturating_sub(c.short_failed.len() as u64);
     let share = ok as f64 / c.short_attempted.max(1) as f64;
     r.notes.push(format!(
-        "{sent} spoofed SYNs ({rate:.0}/s); legitimate new connections {:.2}% ok",
+        "{sent} spoofed SYNs ({rate:.0}/s), {probation} flows put on probation (limit 2,000/s \
+         per CPU); legitimate new connections {:.2}% ok",
         share * 100.0
     ));
     r.target(sent > 0, "the flood sent nothing".into());
+    r.target(
+        probation > sent / 2,
+        format!("only {probation} of {sent} SYNs went on probation"),
+    );
     r.target(
         share >= 0.999,
         format!(
@@ -702,7 +712,7 @@ fn junk_seen(ns: &Netns) -> u64 {
 /// 7. Malformed and mutated frames at rate: each counted, none forwarded, and the data path
 ///    healthy after.
 pub fn malformed_flood(p: Phases) -> Report {
-    let (lab, traffic) = lab_with_traffic(0);
+    let (lab, traffic) = lab_with_traffic(0, "");
     let rules = format!(
         "table ip chaos {{\n  chain seen {{\n    type filter hook prerouting priority -300;\n    \
          ip saddr {JUNK_SRC} counter\n  }}\n}}\n"
@@ -752,7 +762,7 @@ pub fn malformed_flood(p: Phases) -> Report {
 /// 8. Health flapping: backend vm2's health checks alternate between answered and dropped
 ///    faster than rise/fall (2 and 2 at 100-200 ms) can follow.
 pub fn health_flapping(p: Phases) -> Report {
-    let (lab, traffic) = lab_with_traffic(0);
+    let (lab, traffic) = lab_with_traffic(0, "");
     std::thread::sleep(p.before);
     let changes = |lab: &RunningLab| lab.stats()["changes"].as_u64().unwrap_or(0);
     let before = changes(&lab);

@@ -6,8 +6,11 @@ use std::{
     path::PathBuf,
 };
 
-use aya::programs::{TestRun, TestRunOptions};
-use lb_common::Reason;
+use aya::{
+    maps::{HashMap, Map, MapData},
+    programs::{TestRun, TestRunOptions},
+};
+use lb_common::{ConnEntry, FlowKey, Reason};
 use lb_userspace::{
     config::{BackendConfig, Mode, Policy, Proto, VipConfig, WeightsConfig},
     controller::Controller,
@@ -52,7 +55,8 @@ pub fn backend6(i: u8) -> Ipv6Addr {
 /// The namespace of one packet test.
 pub struct Harness {
     ns: Netns,
-    /// New DSR flows per CPU per second the balancer records (0 = no limit).
+    /// New flows per CPU per second the balancer records in its connection table (0 = no
+    /// limit).
     new_flow_limit: u32,
 }
 
@@ -240,6 +244,12 @@ impl Balancer {
     /// Where this balancer's maps are pinned.
     pub fn pin_dir(&self) -> &std::path::Path {
         &self.pin_dir
+    }
+
+    /// A flow table of this balancer, opened from its pin: `map_names::CONNS` or `PROBATION`.
+    pub fn flow_table(&self, name: &str) -> HashMap<MapData, FlowKey, ConnEntry> {
+        let data = MapData::from_pin(self.pin_dir.join(name)).expect("pinned flow table");
+        HashMap::try_from(Map::LruHashMap(data)).expect("an LRU hash map")
     }
 
     /// Current value of one counter.

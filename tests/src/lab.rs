@@ -25,11 +25,12 @@ pub struct RunningLab {
 impl RunningLab {
     /// Starts a lab with `n` backend VMs serving the VIP on TCP and UDP.
     pub fn start(n: usize) -> Self {
-        Self::start_with_hosts(n, 0)
+        Self::start_with(n, 0, "")
     }
 
-    /// The same, with `hosts` more client hosts on links of their own (`topo.hosts`).
-    pub fn start_with_hosts(n: usize, hosts: usize) -> Self {
+    /// The same, with `hosts` more client hosts on links of their own (`topo.hosts`) and
+    /// `lbd_settings` (TOML lines) added to the config's `[lbd]` table.
+    pub fn start_with(n: usize, hosts: usize, lbd_settings: &str) -> Self {
         crate::require_root();
         let mut topo = Topology::build(n).expect("build namespaces");
         for _ in 0..hosts {
@@ -37,8 +38,10 @@ impl RunningLab {
         }
         topo.start_backends(&crate::bin("lb-backend"), &crate::bin("lb-decap"))
             .expect("start backends");
-        let (instance, socket, config, state, lbd) =
-            launch(&mut topo, "t3", |t, i, s| t.config_toml(i, s));
+        let (instance, socket, config, state, lbd) = launch(&mut topo, "t3", |t, i, s| {
+            t.config_toml(i, s)
+                .replacen("[lbd]\n", &format!("[lbd]\n{lbd_settings}"), 1)
+        });
         RunningLab {
             topo,
             socket,

@@ -214,37 +214,3 @@ fn dsr_with_an_unresolved_neighbour_hands_the_stack_a_frame_addressed_to_us() {
         assert_eq!(lb.count(Reason::PassNoNeigh), 1);
     });
 }
-
-#[test]
-fn past_the_new_flow_limit_dsr_flows_are_forwarded_untracked() {
-    // 1 flow/s is 2 per data-path time unit (~1.07 s); 10 SYNs in a burst cross at most one
-    // unit boundary, so at most 4 are tracked and at least 6 are not.
-    Harness::with_new_flow_limit(1).run(|lb| {
-        lb.add_dsr_vip("dsr", false, 80, &[0]);
-        for sport in 40000..40010 {
-            let (action, _) = lb.run(&Frame::tcp(CLIENT, sport, VIP, 80, SYN).bytes());
-            assert_eq!(
-                action,
-                xdp_action::REDIRECT,
-                "every flow is still forwarded"
-            );
-        }
-        let tracked = lb.count(Reason::FwdNat);
-        let untracked = lb.count(Reason::FwdUntracked);
-        assert_eq!(tracked + untracked, 10);
-        assert!((2..=4).contains(&tracked), "tracked {tracked}");
-        assert_eq!(lb.ctl.vips()[0].backends[0].active_flows, tracked);
-    });
-}
-
-#[test]
-fn nat_flows_are_always_tracked_their_replies_need_it() {
-    Harness::with_new_flow_limit(1).run(|lb| {
-        lb.add_vip("web", lb_userspace::config::Proto::Tcp, 80, &[(0, 8080, 1)]);
-        for sport in 40000..40010 {
-            lb.run(&Frame::tcp(CLIENT, sport, VIP, 80, SYN).bytes());
-        }
-        assert_eq!(lb.count(Reason::FwdNat), 10);
-        assert_eq!(lb.count(Reason::FwdUntracked), 0);
-    });
-}

@@ -1,5 +1,5 @@
 //! Tier 2: per-VIP and per-backend counters, the active-flow estimate, and UDP idle expiry.
-use aya::maps::{HashMap, Map, MapData};
+use aya::maps::{HashMap, MapData};
 use lb_common::{map_names, ConnEntry, FlowKey, CONN_F_CLOSED, FAMILY_V4, PROTO_TCP, PROTO_UDP};
 use lb_userspace::{
     config::{BackendConfig, Proto},
@@ -14,8 +14,7 @@ use tests::{
 const FIN: u8 = 0x01;
 
 fn conns(lb: &Balancer) -> HashMap<MapData, FlowKey, ConnEntry> {
-    let data = MapData::from_pin(lb.pin_dir().join(map_names::CONNS)).expect("pinned conns");
-    HashMap::try_from(Map::LruHashMap(data)).expect("hash map")
+    lb.flow_table(map_names::CONNS)
 }
 
 /// Backend 0 drained (weight 0: no new flows, tracked ones stay) and backend 1 taking new ones.
