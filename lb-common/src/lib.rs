@@ -375,8 +375,11 @@ pub struct ConnEntry {
     pub dir: u8,
     /// [`CONN_F_CLOSED`] bits.
     pub flags: u8,
+    /// The VIP's forwarding mode ([`MODE_NAT`] or [`MODE_DSR`]), so an established flow is
+    /// forwarded without looking its VIP up.
+    pub mode: u8,
     /// Always zero.
-    pub _pad: [u8; 2],
+    pub _pad: u8,
 }
 const _: () = assert!(core::mem::size_of::<ConnEntry>() == 36);
 

@@ -44,27 +44,62 @@ fn maybe(map: u32, value: u16) -> bool {
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> Result<Reason, Reason> {
     let pkt = parse::parse(ctx)?;
-    if !maybe(filter::VIP_PORTS, u16::from_be(pkt.key.dport))
-        || !maybe(filter::VIP_ADDRS, filter::fold(&pkt.key.dst))
-    {
-        return to_client(ctx, &pkt);
-    }
-    if pkt.key.proto == PROTO_ICMP || pkt.key.proto == PROTO_ICMPV6 {
+    let to_vip = maybe(filter::VIP_PORTS, u16::from_be(pkt.key.dport))
+        && maybe(filter::VIP_ADDRS, filter::fold(&pkt.key.dst));
+    if to_vip && (pkt.key.proto == PROTO_ICMP || pkt.key.proto == PROTO_ICMPV6) {
         // SAFETY: `ctx` is this program's context; on success the call does not return.
         unsafe { LB_PROGS.tail_call(ctx, PROG_ICMP) };
         // `lb_icmp` is not installed: the stack gets the packet.
         return Err(Reason::PassNotVip);
     }
-    let vip = VipKey {
-        addr: pkt.key.dst,
-        port: pkt.key.dport,
-        proto: pkt.key.proto,
-        family: pkt.key.family,
-    };
-    match LB_VIPS.get_ptr(vip) {
-        // SAFETY: a pointer returned by a map lookup is valid for reads during this program run.
-        Some(meta) => to_backend(ctx, &pkt, unsafe { *meta }),
-        None => to_client(ctx, &pkt),
+    // A SYN opens a new connection: it ignores a stale entry and is balanced afresh.
+    let opens = pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let mut reply = None;
+    let mut choice = None;
+    // Established flows first: one lookup finds either direction, without the VIP's.
+    if !opens && (to_vip || maybe(filter::BACKEND_PORTS, u16::from_be(pkt.key.sport))) {
+        #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
+        if let Some(ptr) = LB_CONNS.get_ptr_mut(&pkt.key) {
+            // SAFETY: the pointer came from a map lookup in this run; writers on other CPUs
+            // only store a newer time or the same flag, so racing updates are benign.
+            let entry = unsafe { &mut *ptr };
+            if entry.dir == DIR_REPLY {
+                reply = Some(ptr);
+            } else {
+                choice = established(&pkt, entry).map(|backend| Choice {
+                    vip_id: entry.vip_id,
+                    backend_id: entry.backend_id,
+                    mode: entry.mode,
+                    backend,
+                    seen: Seen::Tracked,
+                });
+            }
+        }
+    }
+    if reply.is_none() && choice.is_none() {
+        let meta = if to_vip {
+            LB_VIPS.get_ptr(VipKey {
+                addr: pkt.key.dst,
+                port: pkt.key.dport,
+                proto: pkt.key.proto,
+                family: pkt.key.family,
+            })
+        } else {
+            None
+        };
+        match meta {
+            // SAFETY: a pointer returned by a map lookup is valid for reads during this run.
+            Some(meta) => choice = Some(choose(&pkt, unsafe { &*meta }, opens)?),
+            None => reply = probation_reply(&pkt, opens),
+        }
+    }
+    if let Some(ptr) = reply {
+        // SAFETY: the pointer came from a map lookup in this run; see above on races.
+        return to_client(ctx, &pkt, unsafe { &mut *ptr });
+    }
+    match choice {
+        Some(c) => to_backend(ctx, &pkt, &c),
+        None => Err(Reason::PassNotVip),
     }
 }
 
@@ -79,68 +114,95 @@ enum Seen {
     New,
 }
 
-/// Client -> VIP: pick the flow's backend and rewrite the destination to it.
+/// The backend a client -> VIP packet goes to, and what is known of its flow.
+struct Choice {
+    vip_id: u32,
+    backend_id: u32,
+    /// `MODE_NAT` or `MODE_DSR`.
+    mode: u8,
+    backend: Backend,
+    seen: Seen,
+}
+
+/// The backend of a packet to VIP `meta` that the connection table does not know: from the
+/// probation table, or from the ring.
 #[inline(always)]
-fn to_backend(ctx: &XdpContext, pkt: &Flow, meta: VipMeta) -> Result<Reason, Reason> {
-    let (backend_id, backend, seen) = match tracked(&LB_CONNS, pkt, &meta) {
-        Some((id, b)) => (id, b, Seen::Tracked),
-        None => match tracked(&LB_PROBATION, pkt, &meta) {
-            Some((id, b)) => (id, b, Seen::OnProbation),
-            None => {
-                let (id, b) = select(pkt, &meta)?;
-                (id, b, Seen::New)
-            }
-        },
+fn choose(pkt: &Flow, meta: &VipMeta, opens: bool) -> Result<Choice, Reason> {
+    let probation = if opens {
+        None
+    } else {
+        #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
+        LB_PROBATION.get_ptr_mut(&pkt.key).and_then(|ptr| {
+            // SAFETY: the pointer came from a map lookup in this run; see `run` on races.
+            let entry = unsafe { &mut *ptr };
+            let backend = established(pkt, entry).filter(|_| entry.dir == DIR_FORWARD)?;
+            Some((entry.backend_id, backend))
+        })
     };
+    let ((backend_id, backend), seen) = match probation {
+        Some(found) => (found, Seen::OnProbation),
+        None => (select(pkt, meta)?, Seen::New),
+    };
+    Ok(Choice {
+        vip_id: meta.vip_id,
+        backend_id,
+        mode: meta.mode,
+        backend,
+        seen,
+    })
+}
+
+/// Client -> VIP: rewrite (NAT) or encapsulate (DSR) the packet to its backend, then record
+/// a flow that is new (in the connection table, or on probation past the new-flow limit) or
+/// promoted from probation.
+#[inline(always)]
+fn to_backend(ctx: &XdpContext, pkt: &Flow, c: &Choice) -> Result<Reason, Reason> {
     let nh = LB_BACKEND_NH
-        .get_ptr_mut(backend_id)
+        .get_ptr_mut(c.backend_id)
         .ok_or(Reason::DropNoBackend)?;
     // SAFETY: the pointer came from an array lookup in this run; concurrent writers only
     // ever store the same lookup result, so a racing update is benign.
     let nh = unsafe { &mut *nh };
-    count_traffic(
-        meta.vip_id,
-        backend_id,
-        packet::len(ctx) as u64,
-        seen == Seen::New,
-    );
-    let (addr, port) = (backend.addr, backend.port);
-    let verdict = if meta.mode == MODE_DSR {
-        forward::encap(ctx, pkt, backend.addr, nh)
+    let new = c.seen == Seen::New;
+    count_traffic(c.vip_id, c.backend_id, packet::len(ctx) as u64, new);
+    let (addr, port) = (c.backend.addr, c.backend.port);
+    let verdict = if c.mode == MODE_DSR {
+        forward::encap(ctx, pkt, addr, nh)
     } else {
         forward::nat(ctx, pkt, Side::Dst, addr, port, nh, Reason::FwdNat)
     };
-    if seen == Seen::Tracked || verdict == Err(Reason::PassTtl) {
+    if c.seen == Seen::Tracked || verdict == Err(Reason::PassTtl) {
         // Established, or not forwarded: nothing to record.
         return verdict;
     }
     // Keys and values are passed by reference: by value they would be copied onto the
     // 512-byte stack once more. One entry serves both directions, its `dir` flipped.
     let now = now();
-    let probation = seen == Seen::New && !within_flow_limit(now);
+    let probation = new && !within_flow_limit(now);
     let table = if probation { &LB_PROBATION } else { &LB_CONNS };
     let mut entry = ConnEntry {
-        backend_id,
-        vip_id: meta.vip_id,
+        backend_id: c.backend_id,
+        vip_id: c.vip_id,
         last_seen: now,
         dir: DIR_FORWARD,
+        mode: c.mode,
         ..ConnEntry::default()
     };
     #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
     table
         .insert(&pkt.key, &entry, 0)
         .map_err(|_| Reason::DropConnTable)?;
-    if seen == Seen::OnProbation {
+    if !new {
         #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
         let _ = LB_PROBATION.remove(&pkt.key);
     }
-    if meta.mode != MODE_DSR {
+    if c.mode != MODE_DSR {
         // Both directions are recorded even when the stack has to finish this packet; DSR
         // replies go straight from the backend to the client and need no state.
         let reply_key = FlowKey {
-            src: backend.addr,
+            src: addr,
             dst: pkt.key.src,
-            sport: backend.port,
+            sport: port,
             dport: pkt.key.sport,
             ..pkt.key
         };
@@ -149,7 +211,7 @@ fn to_backend(ctx: &XdpContext, pkt: &Flow, meta: VipMeta) -> Result<Reason, Rea
         table
             .insert(&reply_key, &entry, 0)
             .map_err(|_| Reason::DropConnTable)?;
-        if seen == Seen::OnProbation {
+        if !new {
             #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
             let _ = LB_PROBATION.remove(&reply_key);
         }
@@ -160,23 +222,17 @@ fn to_backend(ctx: &XdpContext, pkt: &Flow, meta: VipMeta) -> Result<Reason, Rea
     verdict
 }
 
-/// The backend of a flow recorded in `table`, unless the packet opens a new connection (a SYN
-/// ignores a stale entry) or the entry's backend has been removed.
+/// The live backend of a forward entry for `pkt`, unless its VIP has gone (the entry's VIP id
+/// no longer holds the packet's destination), its UDP flow has been idle too long, or its
+/// backend has been removed. Notes a client FIN or RST for the active-flow estimate.
 #[inline(always)]
-fn tracked(
-    table: &LruHashMap<FlowKey, ConnEntry>,
-    pkt: &Flow,
-    meta: &VipMeta,
-) -> Option<(u32, Backend)> {
-    if pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
-        return None;
-    }
-    #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
-    let ptr = table.get_ptr_mut(&pkt.key)?;
-    // SAFETY: the pointer came from a map lookup in this run; writers on other CPUs only
-    // store a newer time or the same flag, so racing updates are benign.
-    let entry = unsafe { &mut *ptr };
-    if entry.dir != DIR_FORWARD || entry.vip_id != meta.vip_id {
+fn established(pkt: &Flow, entry: &mut ConnEntry) -> Option<Backend> {
+    let vip = LB_VIP_ADDRS.get(entry.vip_id)?;
+    if vip.addr != pkt.key.dst
+        || vip.port != pkt.key.dport
+        || vip.proto != pkt.key.proto
+        || vip.family != pkt.key.family
+    {
         return None;
     }
     if pkt.key.proto == PROTO_UDP {
@@ -193,7 +249,20 @@ fn tracked(
         entry.flags |= CONN_F_CLOSED;
     }
     let backend = *LB_BACKENDS.get(entry.backend_id)?;
-    (backend.family != 0).then_some((entry.backend_id, backend))
+    (backend.family != 0).then_some(backend)
+}
+
+/// The reply entry of a NAT flow on probation (its handshake has not completed yet), if
+/// `pkt` is one.
+#[inline(always)]
+fn probation_reply(pkt: &Flow, opens: bool) -> Option<*mut ConnEntry> {
+    if opens || !maybe(filter::BACKEND_PORTS, u16::from_be(pkt.key.sport)) {
+        return None;
+    }
+    #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
+    let ptr = LB_PROBATION.get_ptr_mut(&pkt.key)?;
+    // SAFETY: the pointer came from a map lookup in this run.
+    (unsafe { (*ptr).dir } == DIR_REPLY).then_some(ptr)
 }
 
 /// Counts a new flow against this CPU's limit; false once the limit is reached this unit.
@@ -266,32 +335,20 @@ fn select(pkt: &Flow, meta: &VipMeta) -> Result<(u32, Backend), Reason> {
     Ok((backend_id, backend))
 }
 
-/// Backend -> client: if the packet is the reply of a tracked NAT flow, rewrite its source
-/// back to VIP:port; anything else is not ours and goes to the stack.
+/// Backend -> client, the reply of a tracked NAT flow: rewrite its source back to VIP:port,
+/// unless the VIP has gone (then it is not ours and goes to the stack).
 #[inline(always)]
-fn to_client(ctx: &XdpContext, pkt: &Flow) -> Result<Reason, Reason> {
-    if !maybe(filter::BACKEND_PORTS, u16::from_be(pkt.key.sport)) {
-        return Err(Reason::PassNotVip);
-    }
-    // A reply of a flow on probation is rewritten too: its handshake has not completed yet.
-    #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
-    let ptr = LB_CONNS
-        .get_ptr_mut(&pkt.key)
-        .or_else(|| LB_PROBATION.get_ptr_mut(&pkt.key))
-        .ok_or(Reason::PassNotVip)?;
-    // SAFETY: the pointer came from a map lookup in this run; see `to_backend` on races.
-    let entry = unsafe { &mut *ptr };
-    if entry.dir != DIR_REPLY {
-        return Err(Reason::PassNotVip);
-    }
+fn to_client(ctx: &XdpContext, pkt: &Flow, entry: &mut ConnEntry) -> Result<Reason, Reason> {
     let vip = *LB_VIP_ADDRS.get(entry.vip_id).ok_or(Reason::PassNotVip)?;
-    let (addr, port) = (vip.addr, vip.port);
+    if vip.family == 0 {
+        return Err(Reason::PassNotVip);
+    }
     forward::nat(
         ctx,
         pkt,
         Side::Src,
-        addr,
-        port,
+        vip.addr,
+        vip.port,
         &mut entry.nh,
         Reason::FwdReply,
     )

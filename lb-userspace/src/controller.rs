@@ -212,8 +212,8 @@ impl Controller {
         for vip in &cfg.vips {
             self.add_vip(vip.clone())?;
         }
-        for (key, _) in std::mem::take(&mut self.pinned_vips) {
-            self.dp.remove_vip(&key)?;
+        for (key, meta) in std::mem::take(&mut self.pinned_vips) {
+            self.dp.remove_vip(&key, meta.vip_id)?;
         }
         for (_, id) in std::mem::take(&mut self.pinned_backends) {
             self.dp.clear_backend(id)?;
@@ -300,7 +300,7 @@ impl Controller {
     pub fn remove_vip(&mut self, name: &str) -> Result<()> {
         let idx = self.vip_index(name)?;
         let key = vip_key(&self.vips[idx].cfg);
-        self.dp.remove_vip(&key)?;
+        self.dp.remove_vip(&key, self.vips[idx].id)?;
         let vip = self.vips.remove(idx);
         if !self.vips.iter().any(|v| v.cfg.addr == vip.cfg.addr) {
             self.dp.stop_answering_pings(vip.cfg.addr)?;

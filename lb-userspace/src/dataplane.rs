@@ -367,9 +367,11 @@ impl Dataplane {
         Ok(self.vips.remove(&ping_key(addr))?)
     }
 
-    /// Removes a VIP: new packets to it pass to the stack.
-    pub fn remove_vip(&mut self, key: &VipKey) -> Result<()> {
-        Ok(self.vips.remove(key)?)
+    /// Removes VIP `vip_id`: new packets to it pass to the stack, and so do those of its
+    /// tracked flows (their entries name a VIP id that no longer holds this key).
+    pub fn remove_vip(&mut self, key: &VipKey, vip_id: u32) -> Result<()> {
+        self.vips.remove(key)?;
+        Ok(self.vip_addrs.set(vip_id, VipKey::default(), 0)?)
     }
 
     /// Packet counters summed over CPUs, indexed like [`Reason::ALL`].
