@@ -536,3 +536,43 @@ fn bumping_the_epoch_picks_up_a_changed_neighbour() {
         "looked up again"
     );
 }
+
+/// `web` on port 80 and `web2` on port 81 share backend 0:8080; a flow to each is open.
+fn two_vips_sharing_a_backend_with_a_flow_each(lb: &mut tests::harness::Balancer) {
+    lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1)]);
+    lb.add_vip("web2", Proto::Tcp, 81, &[(0, 8080, 1)]);
+    assert_eq!(lb.run(&syn().bytes()).0, xdp_action::REDIRECT);
+    let syn81 = Frame::tcp(CLIENT, 40001, VIP, 81, SYN).bytes();
+    assert_eq!(lb.run(&syn81).0, xdp_action::REDIRECT);
+    lb.ctl.remove_vip("web2").expect("remove web2");
+}
+
+#[test]
+fn established_flows_of_a_remaining_vip_are_forwarded_after_another_vip_goes() {
+    Harness::new().run(|lb| {
+        two_vips_sharing_a_backend_with_a_flow_each(lb);
+        let (action, out) = lb.run(&Frame::tcp(CLIENT, 40000, VIP, 80, ACK).bytes());
+        assert_eq!(action, xdp_action::REDIRECT);
+        assert_eq!(parse_and_verify(&out).dst, backend(0));
+        let reply = Frame::tcp(backend(0), 8080, CLIENT, 40000, ACK).bytes();
+        let (action, out) = lb.run(&reply);
+        assert_eq!(action, xdp_action::REDIRECT);
+        assert_eq!(parse_and_verify(&out).sport, 80);
+    });
+}
+
+#[test]
+fn established_flows_of_a_removed_vip_pass_to_the_stack_both_ways() {
+    Harness::new().run(|lb| {
+        two_vips_sharing_a_backend_with_a_flow_each(lb);
+        let ack = Frame::tcp(CLIENT, 40001, VIP, 81, ACK).bytes();
+        let (action, out) = lb.run(&ack);
+        assert_eq!(action, xdp_action::PASS);
+        assert_eq!(out, ack);
+        let reply = Frame::tcp(backend(0), 8080, CLIENT, 40001, ACK).bytes();
+        let (action, out) = lb.run(&reply);
+        assert_eq!(action, xdp_action::PASS);
+        assert_eq!(out, reply);
+        assert_eq!(lb.count(Reason::PassNotVip), 2);
+    });
+}
