@@ -52,6 +52,19 @@ pub fn backend6(i: u8) -> Ipv6Addr {
     Ipv6Addr::new(0xfd00, 0x200, 0x10, 0, 0, 0, 0, 2 + u16::from(i))
 }
 
+/// The data path's key of a TCP flow from the test client's `sport` to VIP:80.
+pub fn tcp_key(sport: u16) -> FlowKey {
+    FlowKey {
+        src: lb_userspace::controller::addr_words(CLIENT.into()),
+        dst: lb_userspace::controller::addr_words(VIP.into()),
+        sport: sport.to_be(),
+        dport: 80u16.to_be(),
+        proto: lb_common::PROTO_TCP,
+        family: lb_common::FAMILY_V4,
+        _pad: [0; 2],
+    }
+}
+
 /// The namespace of one packet test.
 pub struct Harness {
     ns: Netns,

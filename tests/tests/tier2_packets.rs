@@ -2,30 +2,18 @@
 //! scenario: input frame + map state -> expected action, output bytes and counter.
 use std::net::{Ipv4Addr, SocketAddr};
 
-use lb_common::{flow_hash, xdp_action, FlowKey, Reason, FAMILY_V4, PROTO_TCP};
+use lb_common::{flow_hash, xdp_action, Reason};
 use lb_userspace::{
     api::BackendChange,
     config::{BackendConfig, Proto},
-    controller::addr_words,
     maglev::{self, Member},
 };
 use tests::{
-    harness::{backend, Harness, BACKEND_MAC, CLIENT, CLIENT_MAC, SEED, T0_MAC, T1_MAC, VIP},
+    harness::{
+        backend, tcp_key, Harness, BACKEND_MAC, CLIENT, CLIENT_MAC, SEED, T0_MAC, T1_MAC, VIP,
+    },
     packet::{parse_and_verify, Frame, ACK, SYN},
 };
-
-/// The data path's key of a TCP flow from the test client's `sport` to VIP:80.
-fn tcp_key(sport: u16) -> FlowKey {
-    FlowKey {
-        src: addr_words(CLIENT.into()),
-        dst: addr_words(VIP.into()),
-        sport: sport.to_be(),
-        dport: 80u16.to_be(),
-        proto: PROTO_TCP,
-        family: FAMILY_V4,
-        _pad: [0; 2],
-    }
-}
 
 fn syn() -> Frame {
     Frame::tcp(CLIENT, 40000, VIP, 80, SYN)

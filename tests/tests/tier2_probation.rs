@@ -2,28 +2,16 @@
 //! instead of into the connection table, and their second forward packet promotes them, so a
 //! flood of spoofed SYNs cannot evict established flows. One scenario per test.
 use aya::maps::{HashMap, MapData};
-use lb_common::{map_names, xdp_action, ConnEntry, FlowKey, Reason, FAMILY_V4, PROTO_TCP};
+use lb_common::{map_names, xdp_action, ConnEntry, FlowKey, Reason};
 use lb_userspace::{config::Proto, controller::addr_words};
 use tests::{
-    harness::{backend, Balancer, Harness, CLIENT, VIP},
+    harness::{backend, tcp_key, Balancer, Harness, CLIENT, VIP},
     packet::{parse_and_verify, Frame, ACK, SYN},
 };
 
 /// 1 new flow per second is 2 per data-path time unit (~1.07 s): a burst of SYNs crosses
 /// the limit within a few flows.
 const LIMIT: u32 = 1;
-
-fn key(sport: u16) -> FlowKey {
-    FlowKey {
-        src: addr_words(CLIENT.into()),
-        dst: addr_words(VIP.into()),
-        sport: sport.to_be(),
-        dport: 80u16.to_be(),
-        proto: PROTO_TCP,
-        family: FAMILY_V4,
-        _pad: [0; 2],
-    }
-}
 
 /// The reply direction of client port `sport`'s flow through the NAT VIP to backend 0.
 fn reply_key(sport: u16) -> FlowKey {
@@ -32,7 +20,7 @@ fn reply_key(sport: u16) -> FlowKey {
         dst: addr_words(CLIENT.into()),
         sport: 8080u16.to_be(),
         dport: sport.to_be(),
-        ..key(sport)
+        ..tcp_key(sport)
     }
 }
 
@@ -117,7 +105,7 @@ fn the_handshake_ack_moves_a_nat_flow_from_probation_to_the_connection_table() {
         let (action, out) = lb.run(&Frame::tcp(CLIENT, sport, VIP, 80, ACK).bytes());
         assert_eq!(action, xdp_action::REDIRECT);
         assert_eq!(parse_and_verify(&out).dst, backend(0));
-        for k in [key(sport), reply_key(sport)] {
+        for k in [tcp_key(sport), reply_key(sport)] {
             assert!(conns(lb).get(&k, 0).is_ok(), "{k:?} promoted");
             assert!(probation(lb).get(&k, 0).is_err(), "{k:?} off probation");
         }
@@ -140,9 +128,12 @@ fn a_retransmitted_syn_does_not_promote_a_flow_on_probation() {
             // A new time unit began in between: the SYN was within the limit again.
             return;
         }
-        assert!(conns(lb).get(&key(sport), 0).is_err(), "still not tracked");
         assert!(
-            probation(lb).get(&key(sport), 0).is_ok(),
+            conns(lb).get(&tcp_key(sport), 0).is_err(),
+            "still not tracked"
+        );
+        assert!(
+            probation(lb).get(&tcp_key(sport), 0).is_ok(),
             "still on probation"
         );
         assert_eq!(lb.count(Reason::FwdProbation), before + 1);
@@ -170,7 +161,7 @@ fn a_syn_flood_past_the_limit_leaves_the_connection_table_alone() {
         );
         assert!(lb.count(Reason::FwdProbation) >= 490);
         assert!(
-            conns(lb).get(&key(40000), 0).is_ok(),
+            conns(lb).get(&tcp_key(40000), 0).is_ok(),
             "established flow kept"
         );
         assert_eq!(parse_and_verify(&lb.run(&ack).1).dst, backend(0));
