@@ -13,7 +13,7 @@ use lb_ebpf::packet;
 use crate::{
     csum,
     forward::{self, ETH_P_IP, IP6_LEN, IP_LEN},
-    maps::{LB_BACKENDS, LB_BACKEND_NH, LB_CONNS, LB_TOO_BIG_MTU, LB_VIPS},
+    maps::{LB_BACKENDS, LB_BACKEND_NH, LB_CONNS, LB_PROBATION, LB_TOO_BIG_MTU, LB_VIPS},
     parse::{self, Flow, L3},
 };
 
@@ -163,7 +163,10 @@ fn to_owner(ctx: &XdpContext, pkt: &Flow) -> Result<Reason, Reason> {
     // SAFETY: a pointer returned by a map lookup is valid for reads during this program run.
     let dsr = unsafe { (*meta).mode } == MODE_DSR;
     #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
-    let entry = LB_CONNS.get_ptr(&key).ok_or(Reason::PassNotVip)?;
+    let entry = LB_CONNS
+        .get_ptr(&key)
+        .or_else(|| LB_PROBATION.get_ptr(&key))
+        .ok_or(Reason::PassNotVip)?;
     // SAFETY: as above.
     let backend_id = unsafe { (*entry).backend_id };
     let backend = *LB_BACKENDS.get(backend_id).ok_or(Reason::PassNotVip)?;

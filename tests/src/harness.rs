@@ -19,6 +19,8 @@ use lb_userspace::{
     object::LoadOptions,
 };
 
+use crate::packet::{Frame, SYN};
+
 /// The VIP of packet tests.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 10);
 /// The client of packet tests (reachable through `t1`).
@@ -263,6 +265,20 @@ impl Balancer {
     pub fn flow_table(&self, name: &str) -> HashMap<MapData, FlowKey, ConnEntry> {
         let data = MapData::from_pin(self.pin_dir.join(name)).expect("pinned flow table");
         HashMap::try_from(Map::LruHashMap(data)).expect("an LRU hash map")
+    }
+
+    /// Sends SYNs from the client to VIP:80 from new ports until one goes on probation (needs
+    /// a new-flow limit; bounded to 20): that flow's client port.
+    pub fn syn_on_probation(&mut self) -> u16 {
+        for sport in 41000..41020 {
+            let before = self.count(Reason::FwdProbation);
+            let (action, _) = self.run(&Frame::tcp(CLIENT, sport, VIP, 80, SYN).bytes());
+            assert_eq!(action, lb_common::xdp_action::REDIRECT);
+            if self.count(Reason::FwdProbation) > before {
+                return sport;
+            }
+        }
+        panic!("20 SYNs and none went on probation: is there a new-flow limit?");
     }
 
     /// Current value of one counter.

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use lb_common::{xdp_action, Reason};
 use lb_userspace::config::Proto;
 use tests::{
-    harness::{Harness, CLIENT, CLIENT6, VIP, VIP6},
+    harness::{backend, Harness, CLIENT, CLIENT6, VIP, VIP6},
     packet::{ipv4_header_check, l4_check, Frame, ACK, DST_MAC, SRC_MAC, SYN},
 };
 
@@ -270,6 +270,20 @@ fn ipv6_packet_too_big_about_a_dsr_flow_goes_to_its_backend() {
             "to the backend that owns the quoted flow"
         );
         assert_eq!(&out[54..], &err[14..]);
+        assert_eq!(lb.count(Reason::FwdIcmpError), 1);
+    });
+}
+
+#[test]
+fn fragmentation_needed_about_a_dsr_flow_on_probation_goes_to_its_backend() {
+    Harness::with_new_flow_limit(1).run(|lb| {
+        lb.add_dsr_vip("dsr", false, 80, &[0]);
+        let sport = lb.syn_on_probation();
+        let err = icmp_with(ROUTER.into(), VIP.into(), 3, 4, &quoted(false, sport));
+        let (action, out) = lb.run(&err);
+        assert_eq!(action, xdp_action::REDIRECT);
+        assert_eq!(&out[30..34], &backend(0).octets(), "to the flow's backend");
+        assert_eq!(&out[34..], &err[14..]);
         assert_eq!(lb.count(Reason::FwdIcmpError), 1);
     });
 }

@@ -36,18 +36,6 @@ fn syn(sport: u16) -> Vec<u8> {
     Frame::tcp(CLIENT, sport, VIP, 80, SYN).bytes()
 }
 
-/// Sends SYNs from new ports until one goes on probation (bounded): that flow's port.
-fn flow_on_probation(lb: &mut Balancer) -> u16 {
-    for sport in 41000..41020 {
-        let before = lb.count(Reason::FwdProbation);
-        assert_eq!(lb.run(&syn(sport)).0, xdp_action::REDIRECT);
-        if lb.count(Reason::FwdProbation) > before {
-            return sport;
-        }
-    }
-    panic!("20 SYNs at a limit of {LIMIT}/s and none went on probation");
-}
-
 #[test]
 fn past_the_limit_new_dsr_flows_are_forwarded_and_kept_on_probation() {
     Harness::with_new_flow_limit(LIMIT).run(|lb| {
@@ -84,7 +72,7 @@ fn within_the_limit_new_nat_flows_go_straight_into_the_connection_table() {
 fn the_reply_of_a_nat_flow_on_probation_is_rewritten_to_the_vip() {
     Harness::with_new_flow_limit(LIMIT).run(|lb| {
         lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1)]);
-        let sport = flow_on_probation(lb);
+        let sport = lb.syn_on_probation();
         assert!(probation(lb).get(&reply_key(sport), 0).is_ok());
         let syn_ack = Frame::tcp(backend(0), 8080, CLIENT, sport, SYN | ACK).bytes();
         let (action, out) = lb.run(&syn_ack);
@@ -100,7 +88,7 @@ fn the_reply_of_a_nat_flow_on_probation_is_rewritten_to_the_vip() {
 fn the_handshake_ack_moves_a_nat_flow_from_probation_to_the_connection_table() {
     Harness::with_new_flow_limit(LIMIT).run(|lb| {
         lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1)]);
-        let sport = flow_on_probation(lb);
+        let sport = lb.syn_on_probation();
         let new_flows = lb.ctl.vips()[0].new_flows;
         let (action, out) = lb.run(&Frame::tcp(CLIENT, sport, VIP, 80, ACK).bytes());
         assert_eq!(action, xdp_action::REDIRECT);
@@ -121,7 +109,7 @@ fn the_handshake_ack_moves_a_nat_flow_from_probation_to_the_connection_table() {
 fn a_retransmitted_syn_does_not_promote_a_flow_on_probation() {
     Harness::with_new_flow_limit(LIMIT).run(|lb| {
         lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1)]);
-        let sport = flow_on_probation(lb);
+        let sport = lb.syn_on_probation();
         let (before, tracked) = (lb.count(Reason::FwdProbation), lb.count(Reason::FwdNat));
         assert_eq!(lb.run(&syn(sport)).0, xdp_action::REDIRECT);
         if lb.count(Reason::FwdNat) > tracked {
