@@ -152,8 +152,7 @@ pub fn encap(
             + u32::from(u16::from_be_bytes(low))
             + u32::from(u16::from_be_bytes([dst[0], dst[1]]))
             + u32::from(u16::from_be_bytes([dst[2], dst[3]]));
-        let sum = (sum & 0xffff) + (sum >> 16);
-        let check = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        let check = csum::finish(sum);
         if cached && exceeds(outer_len, nh.mtu) {
             return too_big(ctx, nh.mtu);
         }

@@ -258,9 +258,7 @@ fn quote_sum(ctx: &XdpContext, off: usize) -> Result<u32, Reason> {
         return Err(Reason::DropMalformed);
     }
     // Folded to 16 bits, so the caller's sums cannot overflow.
-    let s = sum as u32;
-    let s = (s & 0xffff) + (s >> 16);
-    Ok((s & 0xffff) + (s >> 16))
+    Ok(u32::from(csum::fold(sum as u32)))
 }
 
 /// Turns the packet (a DSR packet as the client sent it) into ICMP "fragmentation needed"
