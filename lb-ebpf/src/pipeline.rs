@@ -128,7 +128,7 @@ struct Choice {
 /// probation table, or from the ring.
 #[inline(always)]
 fn choose(pkt: &Flow, meta: &VipMeta, opens: bool) -> Result<Choice, Reason> {
-    let probation = if opens {
+    let probation = if opens || flow_limit() == 0 {
         None
     } else {
         #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
@@ -256,7 +256,7 @@ fn established(pkt: &Flow, entry: &mut ConnEntry) -> Option<Backend> {
 /// `pkt` is one.
 #[inline(always)]
 fn probation_reply(pkt: &Flow, opens: bool) -> Option<*mut ConnEntry> {
-    if opens || !maybe(filter::BACKEND_PORTS, u16::from_be(pkt.key.sport)) {
+    if opens || flow_limit() == 0 || !maybe(filter::BACKEND_PORTS, u16::from_be(pkt.key.sport)) {
         return None;
     }
     #[allow(clippy::needless_borrows_for_generic_args, reason = "saves BPF stack")]
@@ -265,11 +265,17 @@ fn probation_reply(pkt: &Flow, opens: bool) -> Option<*mut ConnEntry> {
     (unsafe { (*ptr).dir } == DIR_REPLY).then_some(ptr)
 }
 
+/// The new-flow limit per CPU and time unit; 0 = none, so nothing is ever on probation.
+#[inline(always)]
+fn flow_limit() -> u32 {
+    // SAFETY: reading a read-only global that the loader initialised.
+    unsafe { core::ptr::read_volatile(&LB_NEW_FLOW_LIMIT) }
+}
+
 /// Counts a new flow against this CPU's limit; false once the limit is reached this unit.
 #[inline(always)]
 fn within_flow_limit(now: u32) -> bool {
-    // SAFETY: reading a read-only global that the loader initialised.
-    let limit = unsafe { core::ptr::read_volatile(&LB_NEW_FLOW_LIMIT) };
+    let limit = flow_limit();
     if limit == 0 {
         return true;
     }
