@@ -588,8 +588,7 @@ pub fn syn_flood_scenario(p: Phases) -> Report {
         .and_then(|r| r)
         .unwrap_or(0);
     std::thread::sleep(p.after);
-    let probation = counters(&lab).get("fwd_probation").copied().unwrap_or(0)
-        - before.get("fwd_probation").copied().unwrap_or(0);
+    let probation = counted_since(&before, &counters(&lab), &["fwd_probation"]);
     let c = traffic.stop();
     let mut r = Report::new("spoofed SYN flood", c.clone());
     let rate = sent as f64 / p.fault.as_secs_f64();
@@ -694,6 +693,19 @@ fn counters(lab: &RunningLab) -> BTreeMap<String, u64> {
     serde_json::from_value(lab.stats()["counters"].clone()).unwrap_or_default()
 }
 
+/// How much the counters named `reasons` grew, together, from `before` to `after`.
+fn counted_since(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    reasons: &[&str],
+) -> u64 {
+    let at = |m: &BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+    reasons
+        .iter()
+        .map(|k| at(after, k).saturating_sub(at(before, k)))
+        .sum()
+}
+
 /// Packets from `JUNK_SRC` that reached backend VM `ns`'s IP layer (an nft counter).
 fn junk_seen(ns: &Netns) -> u64 {
     let out = ns
@@ -734,10 +746,7 @@ pub fn malformed_flood(p: Phases) -> Report {
         .unwrap_or(0);
     std::thread::sleep(p.after);
     let after = counters(&lab);
-    let counted: u64 = ["drop_malformed", "pass_fragment"]
-        .iter()
-        .map(|k| after.get(*k).unwrap_or(&0) - before.get(*k).unwrap_or(&0))
-        .sum();
+    let counted = counted_since(&before, &after, &["drop_malformed", "pass_fragment"]);
     let reached: u64 = lab.topo.backends.iter().map(junk_seen).sum();
     // The data path still serves new connections.
     let healthy = (0..50).all(|_| {
