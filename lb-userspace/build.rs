@@ -60,8 +60,11 @@ fn main() {
         );
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
-    for name in ["lb-ebpf", "lb-bench", "lb-decap"] {
-        let object = target_dir.join("bpfel-unknown-none/release").join(name);
+    let objects = target_dir.join("bpfel-unknown-none/release");
+    // The lab crate embeds the bench harness from here (`DEP_LB_EBPF_OBJECTS`).
+    println!("cargo:objects={}", objects.display());
+    for name in ["lb-ebpf", "lb-decap"] {
+        let object = objects.join(name);
         std::fs::copy(&object, out_dir.join(format!("{name}.o")))
             .unwrap_or_else(|e| panic!("copy {} into OUT_DIR: {e}", object.display()));
     }

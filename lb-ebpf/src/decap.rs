@@ -9,17 +9,12 @@ use aya_ebpf::{
     bindings::xdp_action, helpers::generated::bpf_xdp_adjust_head, macros::xdp,
     programs::XdpContext,
 };
-use lb_common::{PROTO_IPIP, PROTO_IPV6};
+use lb_common::{ETH_P_IP, ETH_P_IPV6, PROTO_IPIP, PROTO_IPV6};
 use lb_ebpf::packet;
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
 };
-
-/// EtherType IPv4, as the two wire bytes read into a native u16.
-const ETH_P_IP: u16 = u16::from_ne_bytes([0x08, 0x00]);
-/// EtherType IPv6.
-const ETH_P_IPV6: u16 = u16::from_ne_bytes([0x86, 0xdd]);
 
 /// Decapsulates DSR traffic; always passes the result to the stack.
 #[xdp]

@@ -9,8 +9,8 @@ use aya_ebpf::{
     EbpfContext,
 };
 use lb_common::{
-    encap_source_low, NextHop, Reason, ENCAP_SRC_V4_PREFIX, ENCAP_SRC_V6_PREFIX, FAMILY_V4,
-    PROTO_IPIP, PROTO_IPV6, PROTO_UDP,
+    encap_source_low, NextHop, Reason, ENCAP_SRC_V4_PREFIX, ENCAP_SRC_V6_PREFIX, ETH_P_IP,
+    ETH_P_IPV6, FAMILY_V4, PROTO_IPIP, PROTO_IPV6, PROTO_UDP,
 };
 
 use lb_ebpf::packet;
@@ -46,10 +46,6 @@ pub const IP6_LEN: usize = 40;
 pub const IP_LEN: usize = 20;
 /// TTL / hop limit of DSR outer headers.
 const ENCAP_TTL: u8 = 64;
-/// EtherType IPv4, as the two wire bytes read into a native u16.
-pub const ETH_P_IP: u16 = u16::from_ne_bytes([0x08, 0x00]);
-/// EtherType IPv6.
-pub const ETH_P_IPV6: u16 = u16::from_ne_bytes([0x86, 0xdd]);
 
 /// Rewrites `side` of the packet to `addr:port` (raw network-order values), decrements the
 /// TTL or hop limit, fixes the checksums, and sends the frame to the next hop cached in `nh`

@@ -7,12 +7,15 @@
 //! to a VIP goes to the stack. And `lb_too_big`: a DSR packet too big for the egress MTU once
 //! encapsulated is answered, from the VIP, with "fragmentation needed" / "packet too big".
 use aya_ebpf::programs::XdpContext;
-use lb_common::{Backend, FlowKey, NextHop, Reason, VipKey, FAMILY_V4, MODE_DSR};
+use lb_common::{
+    Backend, FlowKey, NextHop, Reason, VipKey, ETH_P_IP, FAMILY_V4, MODE_DSR, PROTO_ICMP,
+    PROTO_ICMPV6,
+};
 use lb_ebpf::packet;
 
 use crate::{
     csum,
-    forward::{self, ETH_P_IP, IP6_LEN, IP_LEN},
+    forward::{self, IP6_LEN, IP_LEN},
     maps::{LB_BACKENDS, LB_BACKEND_NH, LB_CONNS, LB_PROBATION, LB_TOO_BIG_MTU, LB_VIPS},
     parse::{self, Flow, L3},
 };
@@ -36,9 +39,6 @@ const ICMP_LEN: usize = 8;
 /// Bytes of the offending packet a "too big" answer quotes: its IP header and the start of
 /// its payload (the packet is always longer, being too big for a link).
 const QUOTE: usize = 64;
-/// Protocol numbers of ICMP and ICMPv6.
-const PROTO_ICMP: u8 = 1;
-const PROTO_ICMPV6: u8 = 58;
 
 /// Parses the packet again (it arrives through a tail call) and handles it.
 #[inline(always)]

@@ -17,7 +17,8 @@
 //!   traffic that load-balanced services do not send.
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
-    FlowKey, Reason, FAMILY_V4, FAMILY_V6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    FlowKey, Reason, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, FAMILY_V4, FAMILY_V6,
+    PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
 };
 use network_types::{
     eth::EthHdr,
@@ -27,15 +28,6 @@ use network_types::{
 };
 
 use lb_ebpf::packet;
-
-/// EtherType IPv4, as the two wire bytes read into a native u16.
-const ETH_P_IP: u16 = u16::from_ne_bytes([0x08, 0x00]);
-/// EtherType IPv6.
-const ETH_P_IPV6: u16 = u16::from_ne_bytes([0x86, 0xdd]);
-/// EtherType 802.1Q VLAN tag.
-const ETH_P_8021Q: u16 = u16::from_ne_bytes([0x81, 0x00]);
-/// EtherType 802.1ad (QinQ) service tag.
-const ETH_P_8021AD: u16 = u16::from_ne_bytes([0x88, 0xa8]);
 
 /// `Flow::tcp_flags` bit: SYN (same value as in the TCP header's flags byte).
 pub const TCP_SYN: u8 = 0x02;

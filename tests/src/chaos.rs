@@ -14,9 +14,9 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Result};
-use lb_userspace::{
-    lab::{self, backend_addr, backend_name, echo, tcp_hello, tcp_session, BACKEND_PORT, VIP},
-    netns::Netns,
+use lb_lab::{
+    self as lab, backend_addr, backend_name, echo, netns::Netns, tcp_hello, tcp_session,
+    BACKEND_PORT, VIP,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -440,7 +440,7 @@ pub fn scale_in(p: Phases) -> Report {
     };
     let lab = PoolRunning::start(&cfg);
     let serving =
-        |n: usize| move |v: &lb_userspace::pool::PoolView| PoolRunning::active(v).len() == n;
+        |n: usize| move |v: &lb_userspace::model::wire::PoolView| PoolRunning::active(v).len() == n;
     lab.wait_for(Duration::from_secs(15), "2 VMs serving", serving(2));
     let traffic = Traffic::start(&lab.topo.client, Dialect::Http, vip_tcp(), None);
     lab.lbctl(&["vm", "create", "--pool", "web"]);
@@ -653,20 +653,31 @@ fn junk_frame(rng: &mut StdRng, k: u32, dst_mac: [u8; 6], src_mac: [u8; 6]) -> V
     b
 }
 
-/// MAC address of `dev` in namespace `ns`.
+/// MAC address of `dev` in namespace `ns` (from netlink).
 fn mac_of(ns: &Netns, dev: &str) -> Result<[u8; 6]> {
-    let out = ns.command("ip", &["-o", "link", "show", dev])?.output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mac = text
-        .split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .ok_or_else(|| anyhow!("no MAC for {dev}: {text}"))?;
-    let mut m = [0u8; 6];
-    for (i, part) in mac.split(':').enumerate().take(6) {
-        m[i] = u8::from_str_radix(part, 16)?;
-    }
-    Ok(m)
+    use futures_util::TryStreamExt;
+    use rtnetlink::packet_route::link::LinkAttribute;
+    let name = dev.to_string();
+    let attrs = ns.netlink(move |h| async move {
+        let link = h
+            .link()
+            .get()
+            .match_name(name.clone())
+            .execute()
+            .try_next()
+            .await
+            .map_err(|e| lb_userspace::sys::error::fail(format!("reading link {name}"), e))?;
+        Ok(link.map(|l| l.attributes).unwrap_or_default())
+    })?;
+    let mac = attrs
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Address(mac) => Some(mac.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow!("no MAC for {dev}"))?;
+    mac.try_into()
+        .map_err(|m| anyhow!("{dev}: MAC {m:?} is not 6 bytes"))
 }
 
 /// Sends malformed frames out of `eth0` (AF_PACKET) for `how_long`; returns how many.
@@ -823,12 +834,13 @@ pub fn api_abuse() -> Report {
     let before = lab.lbctl(&["backend", "list", "--json"]);
     let big = serde_json::json!({"vip": "web", "addr": "10.200.10.2", "port": 8080,
                                  "weight": 1, "pad": "x".repeat(1 << 20)});
-    let oversized = lb_userspace::client::request(&lab.socket, "POST", "/v1/backends", Some(&big));
+    let oversized =
+        lb_userspace::face::client::request(&lab.socket, "POST", "/v1/backends", Some(&big));
     let garbage = raw_api(&lab.socket, b"POST /v1/backends HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"vip\":[}");
     let after = lab.lbctl(&["backend", "list", "--json"]);
     let mut r = Report::new("oversized and malformed API requests", Counts::default());
     let refused = |s: &Result<u16>| s.as_ref().map_or(true, |c| *c >= 400);
-    let big_status = oversized.map(|(s, _)| s);
+    let big_status = oversized.map(|(s, _)| s).map_err(anyhow::Error::from);
     r.notes.push(format!(
         "1 MiB body: {:?}; malformed JSON: {:?}",
         big_status.as_ref().map_err(|e| e.to_string()),

@@ -11,13 +11,14 @@ use aya::{
     programs::{TestRun, TestRunOptions},
 };
 use lb_common::{ConnEntry, FlowKey, Reason};
+use lb_lab::netns::{unique_name, Netns};
+use lb_userspace::sys::{link, Context};
 use lb_userspace::{
-    config::{BackendConfig, Mode, Policy, Proto, VipConfig, WeightsConfig},
     controller::Controller,
-    dataplane::{self, Dataplane},
-    netns::{unique_name, Netns},
-    object::LoadOptions,
+    dataplane::{self, object::LoadOptions, Dataplane},
+    model::config::{BackendConfig, Mode, Policy, Proto, VipConfig, WeightsConfig},
 };
+use rtnetlink::{LinkUnspec, LinkVeth};
 
 use crate::packet::{Frame, SYN};
 
@@ -57,14 +58,30 @@ pub fn backend6(i: u8) -> Ipv6Addr {
 /// The data path's key of a TCP flow from the test client's `sport` to VIP:80.
 pub fn tcp_key(sport: u16) -> FlowKey {
     FlowKey {
-        src: lb_userspace::controller::addr_words(CLIENT.into()),
-        dst: lb_userspace::controller::addr_words(VIP.into()),
+        src: lb_common::addr_words(CLIENT.into()),
+        dst: lb_common::addr_words(VIP.into()),
         sport: sport.to_be(),
         dport: 80u16.to_be(),
         proto: lb_common::PROTO_TCP,
         family: lb_common::FAMILY_V4,
         _pad: [0; 2],
     }
+}
+
+/// Replaces the neighbour entry of `addr` on `dev` with a permanent one for `mac`, in the
+/// calling thread's namespace (inside [`Harness::run`]).
+pub fn replace_neighbour(dev: &str, addr: IpAddr, mac: [u8; 6]) -> anyhow::Result<()> {
+    let dev = dev.to_string();
+    lb_lab::netns::block_on(link::netlink(None, move |h| async move {
+        h.neighbours()
+            .add(link::index(&dev)?, addr)
+            .link_layer_address(&mac)
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("replacing neighbour {addr}"))
+    }))??;
+    Ok(())
 }
 
 /// The namespace of one packet test.
@@ -81,57 +98,54 @@ impl Harness {
     pub fn new() -> Self {
         crate::require_root();
         let ns = Netns::create(&unique_name("lbt")).expect("create namespace");
-        let ip = |args: &[&str]| ns.ip(args).expect("ip command");
-        ip(&["link", "add", "t0", "type", "veth", "peer", "name", "t1"]);
-        ip(&["link", "set", "t0", "address", "02:00:00:00:00:01"]);
-        ip(&["link", "set", "t1", "address", "02:00:00:00:00:02"]);
-        ip(&["addr", "add", "10.200.10.1/24", "dev", "t0"]);
-        ip(&["addr", "add", "10.200.1.1/24", "dev", "t1"]);
-        ip(&["link", "set", "t0", "up"]);
-        ip(&["link", "set", "t1", "up"]);
-        // Permanent neighbours, so route lookups resolve without traffic.
-        let neigh = |addr: String, mac: &str, dev: &str| {
-            let family = if addr.contains(':') { "-6" } else { "-4" };
-            let args = [
-                family,
-                "neigh",
-                "add",
-                &addr,
-                "lladdr",
-                mac,
-                "dev",
-                dev,
-                "nud",
-                "permanent",
+        ns.netlink(|h| async move {
+            h.link()
+                .add(LinkVeth::new("t0", "t1").build())
+                .execute()
+                .await
+                .context("creating veth t0")?;
+            let (t0, t1) = (link::index("t0")?, link::index("t1")?);
+            for (idx, name, mac) in [(t0, "t0", T0_MAC), (t1, "t1", T1_MAC)] {
+                h.link()
+                    .set(
+                        LinkUnspec::new_with_index(idx)
+                            .address(mac.to_vec())
+                            .build(),
+                    )
+                    .execute()
+                    .await
+                    .with_context(|| format!("setting the MAC of {name}"))?;
+            }
+            let addrs: [(u32, &str, IpAddr, u8); 4] = [
+                (t0, "t0", Ipv4Addr::new(10, 200, 10, 1).into(), 24),
+                (t1, "t1", Ipv4Addr::new(10, 200, 1, 1).into(), 24),
+                (t0, "t0", "fd00:200:10::1".parse().expect("address"), 64),
+                (t1, "t1", "fd00:200:1::1".parse().expect("address"), 64),
             ];
-            ip(&args);
-        };
-        for i in 0..BACKENDS {
-            neigh(backend(i).to_string(), "02:00:00:00:00:aa", "t0");
-        }
-        neigh(CLIENT.to_string(), "02:00:00:00:00:cc", "t1");
-        ip(&[
-            "-6",
-            "addr",
-            "add",
-            "fd00:200:10::1/64",
-            "dev",
-            "t0",
-            "nodad",
-        ]);
-        ip(&[
-            "-6",
-            "addr",
-            "add",
-            "fd00:200:1::1/64",
-            "dev",
-            "t1",
-            "nodad",
-        ]);
-        for i in 0..BACKENDS {
-            neigh(backend6(i).to_string(), "02:00:00:00:00:aa", "t0");
-        }
-        neigh(CLIENT6.to_string(), "02:00:00:00:00:cc", "t1");
+            for (idx, name, addr, len) in addrs {
+                link::add_address(&h, idx, name, addr, len).await?;
+            }
+            link::set_up(&h, t0, "t0").await?;
+            link::set_up(&h, t1, "t1").await?;
+            // Permanent neighbours, so route lookups resolve without traffic.
+            let mut neighbours: Vec<(u32, IpAddr, [u8; 6])> = Vec::new();
+            for i in 0..BACKENDS {
+                neighbours.push((t0, backend(i).into(), BACKEND_MAC));
+                neighbours.push((t0, backend6(i).into(), BACKEND_MAC));
+            }
+            neighbours.push((t1, CLIENT.into(), CLIENT_MAC));
+            neighbours.push((t1, CLIENT6.into(), CLIENT_MAC));
+            for (idx, addr, mac) in neighbours {
+                h.neighbours()
+                    .add(idx, addr)
+                    .link_layer_address(&mac)
+                    .execute()
+                    .await
+                    .with_context(|| format!("adding neighbour {addr}"))?;
+            }
+            Ok(())
+        })
+        .expect("configure the namespace");
         ns.sysctl("net.ipv6.conf.all.forwarding=1")
             .expect("enable IPv6 forwarding");
         ns.sysctl("net.ipv4.ip_forward=1")

@@ -1,10 +1,9 @@
 //! A running lab for Tier 3 tests: namespaces, backend servers and `lbd`, torn down on drop.
 use std::{path::PathBuf, process::Command};
 
-use lb_userspace::{
-    lab::{start_lbd_in, state_file, TempFile, Topology},
-    netns::unique_name,
-    netns::Netns,
+use lb_lab::{
+    netns::{unique_name, Netns},
+    start_lbd_in, state_file, TempFile, Topology,
 };
 
 /// Namespaces with `lb-backend` in every VM and `lbd` in the balancer.
@@ -73,7 +72,7 @@ impl RunningLab {
     /// lbd's `GET /v1/stats`: verdict counters by reason name, ring changes applied (Null if
     /// lbd does not answer).
     pub fn stats(&self) -> serde_json::Value {
-        lb_userspace::client::call(&self.socket, "GET", "/v1/stats", None).unwrap_or_default()
+        lb_userspace::face::client::call(&self.socket, "GET", "/v1/stats", None).unwrap_or_default()
     }
 
     /// The state of backend VM `i` of the VIP `web` (`lbctl backend list`), or "missing".
@@ -85,7 +84,7 @@ impl RunningLab {
             .as_array()
             .expect("backends")
             .iter()
-            .find(|b| b["addr"] == lb_userspace::lab::backend_addr(i).to_string())
+            .find(|b| b["addr"] == lb_lab::backend_addr(i).to_string())
             .and_then(|b| b["state"].as_str())
             .unwrap_or("missing")
             .to_string()
@@ -107,18 +106,21 @@ pub struct PoolRunning {
     pub config: TempFile,
     _state: TempFile,
     /// Removes the VMs after lbd stops, even if it was killed.
-    _vms: lb_userspace::vm::netns::PurgeGuard,
+    _vms: lb_userspace::workers::vm::netns::PurgeGuard,
 }
 
 impl PoolRunning {
     /// Starts lbd over a pool configured by `lab`.
-    pub fn start(lab: &lb_userspace::lab::PoolLab) -> Self {
+    pub fn start(lab: &lb_lab::PoolLab) -> Self {
         crate::require_root();
         let mut topo = Topology::build(0).expect("build namespaces");
         let (instance, socket, config, state, lbd) =
             launch(&mut topo, "tp", |t, i, s| lab.config_toml(t, i, s));
         PoolRunning {
-            _vms: lb_userspace::vm::netns::PurgeGuard::new(&instance, &state_file(&socket)),
+            _vms: lb_userspace::workers::vm::netns::PurgeGuard::new(
+                &instance,
+                &state_file(&socket),
+            ),
             topo,
             socket,
             lbd,
@@ -129,10 +131,10 @@ impl PoolRunning {
     }
 
     /// The pool as lbd shows it now.
-    pub fn pool(&self) -> lb_userspace::pool::PoolView {
-        let v =
-            lb_userspace::client::call(&self.socket, "GET", "/v1/vms", None).expect("GET /v1/vms");
-        let mut pools: Vec<lb_userspace::pool::PoolView> =
+    pub fn pool(&self) -> lb_userspace::model::wire::PoolView {
+        let v = lb_userspace::face::client::call(&self.socket, "GET", "/v1/vms", None)
+            .expect("GET /v1/vms");
+        let mut pools: Vec<lb_userspace::model::wire::PoolView> =
             serde_json::from_value(v).expect("pool JSON");
         pools.pop().expect("one pool")
     }
@@ -142,8 +144,8 @@ impl PoolRunning {
         &self,
         limit: std::time::Duration,
         what: &str,
-        mut ready: impl FnMut(&lb_userspace::pool::PoolView) -> bool,
-    ) -> lb_userspace::pool::PoolView {
+        mut ready: impl FnMut(&lb_userspace::model::wire::PoolView) -> bool,
+    ) -> lb_userspace::model::wire::PoolView {
         let start = std::time::Instant::now();
         loop {
             let p = self.pool();
@@ -153,17 +155,17 @@ impl PoolRunning {
             assert!(
                 start.elapsed() < limit,
                 "{what}: not within {limit:?}; pool now:\n{}",
-                lb_userspace::pool::render_pools(&[p], 20)
+                lb_userspace::face::render::pools(&[p], 20)
             );
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
     }
 
     /// Names of the VMs that are `active`.
-    pub fn active(p: &lb_userspace::pool::PoolView) -> Vec<String> {
+    pub fn active(p: &lb_userspace::model::wire::PoolView) -> Vec<String> {
         p.vms
             .iter()
-            .filter(|v| v.state == "active")
+            .filter(|v| v.state == lb_userspace::model::wire::VmState::Active)
             .map(|v| v.name.clone())
             .collect()
     }
@@ -235,7 +237,7 @@ pub fn launch(
 pub fn metrics_page(lb: &Netns) -> String {
     use std::io::{Read, Write};
     lb.enter(|| {
-        let addr: std::net::SocketAddr = lb_userspace::lab::METRICS.parse().unwrap();
+        let addr: std::net::SocketAddr = lb_lab::METRICS.parse().unwrap();
         let mut s = std::net::TcpStream::connect(addr).expect("metrics port");
         s.write_all(b"GET /metrics HTTP/1.0\r\nHost: lbd\r\n\r\n")
             .unwrap();

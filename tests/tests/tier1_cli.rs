@@ -2,7 +2,7 @@
 //! without touching the kernel.
 use std::{os::unix::process::CommandExt, process::Command};
 
-use lb_userspace::lab::TempFile;
+use lb_lab::TempFile;
 
 fn run(cmd: &mut Command) -> (bool, String, String) {
     let out = cmd.output().expect("run binary");

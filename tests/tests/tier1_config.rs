@@ -1,6 +1,6 @@
 //! Tier 1: the config parser accepts a good file and rejects each class of bad file with a
 //! message naming the field.
-use lb_userspace::config::{Config, Policy, Proto, ProviderKind};
+use lb_userspace::model::config::{Config, Policy, Proto, ProviderKind};
 
 const GOOD: &str = r#"
 [lbd]

@@ -2,7 +2,7 @@
 //! random input and answer with a value or an error, never a panic.
 use std::process::Command;
 
-use lb_userspace::config::Config;
+use lb_userspace::model::config::Config;
 use proptest::prelude::*;
 
 const GOOD: &str = r#"[lbd]

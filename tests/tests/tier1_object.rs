@@ -3,7 +3,7 @@ use object::{Object, ObjectSection, ObjectSymbol};
 
 #[test]
 fn object_has_programs_and_maps() {
-    let obj = object::File::parse(lb_userspace::object::OBJECT).expect("valid ELF");
+    let obj = object::File::parse(lb_userspace::dataplane::object::OBJECT).expect("valid ELF");
     let symbols: Vec<String> = obj
         .symbols()
         .filter_map(|s| s.name().ok().map(str::to_string))
@@ -37,7 +37,7 @@ fn object_has_programs_and_maps() {
 
 #[test]
 fn object_is_bpf_with_btf() {
-    let obj = object::File::parse(lb_userspace::object::OBJECT).expect("valid ELF");
+    let obj = object::File::parse(lb_userspace::dataplane::object::OBJECT).expect("valid ELF");
     assert_eq!(obj.architecture(), object::Architecture::Bpf);
     assert!(
         obj.section_by_name(".BTF").is_some(),
@@ -48,7 +48,7 @@ fn object_is_bpf_with_btf() {
 
 #[test]
 fn bench_object_has_harness_floor_and_maps() {
-    let obj = object::File::parse(lb_userspace::object::BENCH_OBJECT).expect("valid ELF");
+    let obj = object::File::parse(lb_lab::BENCH_OBJECT).expect("valid ELF");
     let names: Vec<String> = obj
         .symbols()
         .filter_map(|s| s.name().ok().map(str::to_string))

@@ -6,8 +6,8 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
+use lb_common::addr_words;
 use lb_common::{encap_source_low, prog_names, xdp_action, FlowKey, Reason, FAMILY_V4, FAMILY_V6};
-use lb_userspace::controller::addr_words;
 use tests::{
     harness::{backend, backend6, Harness, BACKEND_MAC, CLIENT, CLIENT6, T0_MAC, VIP, VIP6},
     packet::{ipv4_header_check, Frame, ACK, SYN},
@@ -126,7 +126,8 @@ fn dsr_keeps_no_reply_state() {
 
 fn decap() -> Ebpf {
     tests::require_root();
-    let mut obj = Ebpf::load(lb_userspace::object::DECAP_OBJECT).expect("load decap object");
+    let mut obj =
+        Ebpf::load(lb_userspace::dataplane::object::DECAP_OBJECT).expect("load decap object");
     let prog: &mut Xdp = obj
         .program_mut(prog_names::LB_DECAP)
         .expect("lb_decap")

@@ -1,10 +1,10 @@
 //! Tier 2: per-VIP and per-backend counters, the active-flow estimate, and UDP idle expiry.
 use aya::maps::{HashMap, MapData};
+use lb_common::addr_words;
 use lb_common::{map_names, ConnEntry, FlowKey, CONN_F_CLOSED, FAMILY_V4, PROTO_TCP, PROTO_UDP};
 use lb_userspace::{
-    config::{BackendConfig, Proto},
-    controller::addr_words,
-    object::time_units,
+    dataplane::object::time_units,
+    model::config::{BackendConfig, Proto},
 };
 use tests::{
     harness::{backend, Balancer, Harness, CLIENT, UDP_IDLE_S, VIP},

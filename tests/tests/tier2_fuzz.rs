@@ -7,7 +7,7 @@ use std::{
 };
 
 use lb_common::{xdp_action, Reason};
-use lb_userspace::config::Proto;
+use lb_userspace::model::config::Proto;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tests::{
     harness::{backend, backend6, Harness, CLIENT, CLIENT6, VIP, VIP6},

@@ -1,6 +1,6 @@
 //! Tier 2: a backend removed and added again is a new join for the health checkers (a fresh
 //! checker starting from "down"), while a weight change is not.
-use lb_userspace::{api::BackendChange, config::Config};
+use lb_userspace::model::{config::Config, wire::BackendChange};
 use tests::harness::{backend, Balancer, Harness, VIP};
 
 fn change(weight: Option<u32>) -> BackendChange {

@@ -2,7 +2,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use lb_common::{xdp_action, Reason};
-use lb_userspace::config::Proto;
+use lb_userspace::model::config::Proto;
 use tests::{
     harness::{backend, Harness, CLIENT, CLIENT6, VIP, VIP6},
     packet::{ipv4_header_check, l4_check, Frame, ACK, DST_MAC, SRC_MAC, SYN},

@@ -1,6 +1,6 @@
 //! Tier 2: IPv6 packet tables through BPF_PROG_TEST_RUN, one scenario per test.
 use lb_common::{xdp_action, Reason};
-use lb_userspace::config::Proto;
+use lb_userspace::model::config::Proto;
 use tests::{
     harness::{backend6, Harness, BACKEND_MAC, CLIENT6, CLIENT_MAC, VIP6},
     packet::{parse_and_verify6, Frame, ACK, SYN},

@@ -4,9 +4,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use lb_common::{flow_hash, xdp_action, Reason};
 use lb_userspace::{
-    api::BackendChange,
-    config::{BackendConfig, Proto},
-    maglev::{self, Member},
+    balance::maglev::{self, Member},
+    model::{
+        config::{BackendConfig, Proto},
+        wire::BackendChange,
+    },
 };
 use tests::{
     harness::{
@@ -399,8 +401,7 @@ fn ring_swaps_under_traffic_never_expose_a_half_written_ring() {
             })
             .collect();
         lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1), (1, 8080, 1)]);
-        let pin =
-            std::path::PathBuf::from("/sys/fs/bpf").join(lb_userspace::netns::unique_name("swap"));
+        let pin = std::path::PathBuf::from("/sys/fs/bpf").join(lb_lab::netns::unique_name("swap"));
         lb.ctl
             .dataplane()
             .program()
@@ -470,23 +471,8 @@ fn ring_swaps_under_traffic_never_expose_a_half_written_ring() {
 }
 
 /// Changes backend 0's neighbour entry (from inside the test's namespace).
-fn move_backend_mac(mac: &str) {
-    let addr = backend(0).to_string();
-    let status = std::process::Command::new("ip")
-        .args([
-            "neigh",
-            "replace",
-            &addr,
-            "lladdr",
-            mac,
-            "dev",
-            "t0",
-            "nud",
-            "permanent",
-        ])
-        .status()
-        .expect("ip neigh");
-    assert!(status.success());
+fn move_backend_mac(mac: [u8; 6]) {
+    tests::harness::replace_neighbour("t0", backend(0).into(), mac).expect("replace neighbour");
 }
 
 /// Forwards one SYN (caching backend 0's next hop), moves backend 0 to a new MAC, optionally
@@ -498,7 +484,7 @@ fn mac_after_neighbour_change(bump: bool) -> [u8; 6] {
             parse_and_verify(&lb.run(&syn().bytes()).1).dst_mac,
             BACKEND_MAC
         );
-        move_backend_mac("02:00:00:00:00:bb");
+        move_backend_mac([2, 0, 0, 0, 0, 0xbb]);
         if bump {
             lb.ctl.dataplane().bump_nh_epoch().expect("bump");
         }

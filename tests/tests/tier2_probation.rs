@@ -2,8 +2,9 @@
 //! instead of into the connection table, and their second forward packet promotes them, so a
 //! flood of spoofed SYNs cannot evict established flows. One scenario per test.
 use aya::maps::{HashMap, MapData};
+use lb_common::addr_words;
 use lb_common::{map_names, xdp_action, ConnEntry, FlowKey, Reason};
-use lb_userspace::{config::Proto, controller::addr_words};
+use lb_userspace::model::config::Proto;
 use tests::{
     harness::{backend, tcp_key, Balancer, Harness, CLIENT, VIP},
     packet::{parse_and_verify, Frame, ACK, SYN},

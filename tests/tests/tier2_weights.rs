@@ -2,7 +2,7 @@
 //! by the configured weights under `static`, evenly under `round-robin`.
 use std::collections::BTreeMap;
 
-use lb_userspace::config::Policy;
+use lb_userspace::model::config::Policy;
 use tests::{
     harness::{Balancer, Harness, CLIENT, VIP},
     packet::{parse_and_verify, Frame, SYN},

@@ -5,7 +5,7 @@ use std::{
     net::{SocketAddr, SocketAddrV4, UdpSocket},
 };
 
-use lb_userspace::lab::{
+use lb_lab::{
     backend_addr, backend_name, tcp_hello, tcp_hello_from, udp_hello, BACKEND_PORT, CLIENT, VIP,
     VIP6, VIP6_DSR, VIP_DSR, VIP_PORT,
 };
@@ -221,7 +221,7 @@ fn a_dsr_connection_sending_full_size_segments_works_through_fragmentation_neede
         .topo
         .client
         .enter(move || -> std::io::Result<bool> {
-            let (_, mut s) = lb_userspace::lab::tcp_session(vip).expect("DSR session");
+            let (_, mut s) = lb_lab::tcp_session(vip).expect("DSR session");
             s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
             let msg: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
             s.write_all(&msg)?;
@@ -428,7 +428,7 @@ fn an_invalid_change_through_the_api_is_refused_and_changes_nothing() {
         (r#"{"vip":"web","adr":"10.200.10.2","port":8080}"#, "body"),
         ("not json", "body"),
     ] {
-        let (status, v) = lb_userspace::client::request(
+        let (status, v) = lb_userspace::face::client::request(
             &lab.socket,
             "POST",
             "/v1/backends",
@@ -494,7 +494,7 @@ fn a_backend_whose_server_dies_leaves_the_ring_and_returns_when_it_is_back() {
     lab.topo.kill_server(1).expect("kill vm1's server");
     let killed = std::time::Instant::now();
     // fall (2) x inter (200 ms) + timeout (300 ms) = 700 ms, plus scheduling slack.
-    lb_userspace::lab::wait_until(std::time::Duration::from_secs(3), || {
+    lb_lab::wait_until(std::time::Duration::from_secs(3), || {
         lab.web_state(1) == "down"
     })
     .expect("vm1 marked down");
@@ -513,7 +513,7 @@ fn a_backend_whose_server_dies_leaves_the_ring_and_returns_when_it_is_back() {
     lab.topo
         .start_server(1, &tests::bin("lb-backend"))
         .expect("revive vm1's server");
-    lb_userspace::lab::wait_until(std::time::Duration::from_secs(3), || {
+    lb_lab::wait_until(std::time::Duration::from_secs(3), || {
         lab.web_state(1) == "active"
     })
     .expect("vm1 back up after rise checks");
@@ -535,7 +535,7 @@ fn sigterm_stops_lbd_cleanly_removing_its_pins_and_socket() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .expect("SIGTERM");
-    lb_userspace::lab::wait_until(std::time::Duration::from_secs(2), || {
+    lb_lab::wait_until(std::time::Duration::from_secs(2), || {
         !pins.exists() && !lab.socket.exists()
     })
     .expect("lbd unpinned and removed its socket within 2 s");
@@ -598,7 +598,7 @@ fn an_agent_check_drains_downs_and_reweights_a_backend() {
     let vip = SocketAddr::from((std::net::Ipv4Addr::new(10, 200, 0, 40), 8080));
     let body = serde_json::json!({
         "name": "agentweb", "addr": "10.200.0.40", "port": 8080, "proto": "tcp",
-        "health": {"kind": "agent", "agent_port": lb_userspace::lab::AGENT_PORT,
+        "health": {"kind": "agent", "agent_port": lb_lab::AGENT_PORT,
             "inter_ms": 100, "fastinter_ms": 50, "downinter_ms": 100, "timeout_ms": 300,
             "rise": 1, "fall": 1},
         "backend": [
@@ -606,7 +606,8 @@ fn an_agent_check_drains_downs_and_reweights_a_backend() {
             {"addr": backend_addr(1).to_string(), "port": BACKEND_PORT},
         ],
     });
-    lb_userspace::client::call(&lab.socket, "POST", "/v1/vips", Some(&body)).expect("add VIP");
+    lb_userspace::face::client::call(&lab.socket, "POST", "/v1/vips", Some(&body))
+        .expect("add VIP");
     let state = |i: usize| -> String {
         let list: serde_json::Value =
             serde_json::from_str(&lab.lbctl(&["backend", "list", "--vip", "agentweb", "--json"]))
@@ -617,7 +618,7 @@ fn an_agent_check_drains_downs_and_reweights_a_backend() {
             .to_string()
     };
     let wait = |i: usize, want: &[&str]| {
-        lb_userspace::lab::wait_until(std::time::Duration::from_secs(3), || {
+        lb_lab::wait_until(std::time::Duration::from_secs(3), || {
             want.contains(&state(i).as_str())
         })
         .unwrap_or_else(|_| panic!("backend {i} never became {want:?} (is {})", state(i)));
@@ -655,16 +656,13 @@ fn drain_keeps_a_long_lived_connection_while_new_ones_avoid_the_backend() {
     let lab = RunningLab::start(3);
     let (name, mut session) = lab
         .topo
-        .as_client(|| lb_userspace::lab::tcp_session(vip()).expect("session"))
+        .as_client(|| lb_lab::tcp_session(vip()).expect("session"))
         .expect("client namespace");
     let i: usize = name.trim_start_matches("vm").parse().expect("vmN");
     let drained = format!("{}:{BACKEND_PORT}", backend_addr(i));
     lab.lbctl(&["backend", "drain", "--vip", "web", &drained]);
     assert_eq!(lab.web_state(i), "draining", "its connection is still open");
-    assert_eq!(
-        lb_userspace::lab::echo(&mut session, "ping\n").unwrap(),
-        "ping\n"
-    );
+    assert_eq!(lb_lab::echo(&mut session, "ping\n").unwrap(), "ping\n");
     let (tally, failed) = burst(&lab, 60);
     assert_eq!(failed, 0);
     assert_eq!(
@@ -673,12 +671,12 @@ fn drain_keeps_a_long_lived_connection_while_new_ones_avoid_the_backend() {
         "new connections avoid {name}: {tally:?}"
     );
     // The deadline (drain_timeout_s = 2) passes: drained, though the connection lives on.
-    lb_userspace::lab::wait_until(std::time::Duration::from_secs(4), || {
+    lb_lab::wait_until(std::time::Duration::from_secs(4), || {
         lab.web_state(i) == "drained"
     })
     .expect("drained after the deadline");
     assert_eq!(
-        lb_userspace::lab::echo(&mut session, "still here\n").unwrap(),
+        lb_lab::echo(&mut session, "still here\n").unwrap(),
         "still here\n"
     );
 }

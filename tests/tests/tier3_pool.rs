@@ -9,10 +9,8 @@ use std::{
     time::Duration,
 };
 
-use lb_userspace::{
-    lab::{http_get, http_keepalive, http_session, Load, PoolLab, VIP, VIP_PORT},
-    pool::PoolView,
-};
+use lb_lab::{http_get, http_keepalive, http_session, Load, PoolLab, VIP, VIP_PORT};
+use lb_userspace::model::wire::PoolView;
 use tests::lab::{PoolRunning, RunningLab};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -134,7 +132,7 @@ fn a_killed_vm_server_is_replaced_and_other_vms_keep_their_connections() {
         .expect("client");
     let victim = p.vms.iter().find(|v| v.name != kept).expect("other VM");
     let cgroup =
-        lb_userspace::vm::cgroup::Cgroup::of(&format!("xlb-{}-{}", lab.instance, victim.name));
+        lb_userspace::sys::cgroup::Cgroup::of(&format!("xlb-{}-{}", lab.instance, victim.name));
     for pid in cgroup.pids() {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -287,12 +285,9 @@ fn slow_start_raises_a_new_vms_share_over_its_ramp() {
 
 #[test]
 fn a_static_pool_picks_from_its_addresses_and_gives_them_back() {
-    use lb_userspace::{
-        lab::{
-            backend_addr, backend_name, state_file, tcp_hello, TempFile, Topology, AGENT_PORT,
-            BACKEND_PORT,
-        },
-        netns::unique_name,
+    use lb_lab::{
+        backend_addr, backend_name, netns::unique_name, state_file, tcp_hello, TempFile, Topology,
+        AGENT_PORT, BACKEND_PORT,
     };
     let _one = serial();
     tests::require_root();
@@ -328,13 +323,13 @@ fn a_static_pool_picks_from_its_addresses_and_gives_them_back() {
     topo.start_lbd(&tests::bin("lbd"), config.path(), &socket)
         .expect("lbd");
     let pool = || -> PoolView {
-        let v = lb_userspace::client::call(&socket, "GET", "/v1/vms", None).expect("vms");
+        let v = lb_userspace::face::client::call(&socket, "GET", "/v1/vms", None).expect("vms");
         serde_json::from_value::<Vec<PoolView>>(v)
             .expect("json")
             .remove(0)
     };
     let wait = |what: &str, ready: &dyn Fn(&PoolView) -> bool| {
-        lb_userspace::lab::wait_until(Duration::from_secs(10), || ready(&pool()))
+        lb_lab::wait_until(Duration::from_secs(10), || ready(&pool()))
             .unwrap_or_else(|_| panic!("{what}: {:?}", pool().vms));
     };
     let burst = || {

@@ -11,5 +11,13 @@ pub fn run() -> Result<()> {
 
 /// Builds lbd, lbctl, lb-backend and lb-lab in release mode.
 pub fn release() -> Result<()> {
-    cmd::run(cmd::cargo().args(["build", "--release", "-p", "lb-userspace", "--bins"]))
+    cmd::run(cmd::cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "lb-userspace",
+        "-p",
+        "lb-lab",
+        "--bins",
+    ]))
 }

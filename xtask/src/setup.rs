@@ -13,7 +13,6 @@ const APT_PACKAGES: &[&str] = &[
     "libzstd-dev",
     "zlib1g-dev",
     "iproute2",
-    "ethtool",
     "procps",
     "nftables",
 ];
@@ -26,6 +25,7 @@ pub fn ensure() -> Result<()> {
     println!("[setup] checking the toolchain (installs only what is missing)");
     apt_packages()?;
     nightly()?;
+    stable_components()?;
     bpf_linker()?;
     println!("[setup] ready ({:.1} s)", start.elapsed().as_secs_f64());
     Ok(())
@@ -98,6 +98,22 @@ fn nightly() -> Result<()> {
         "--toolchain",
         "nightly",
     ]))
+}
+
+/// rustfmt and clippy for the toolchain that builds the userspace crates (the style gates of
+/// `cargo xtask test`).
+fn stable_components() -> Result<()> {
+    let installed = cmd::output(Command::new("rustup").args(["component", "list", "--installed"]))
+        .unwrap_or_default();
+    for component in ["rustfmt", "clippy"] {
+        if installed.lines().any(|l| l.starts_with(component)) {
+            println!("[setup] {component}: present");
+        } else {
+            println!("[setup] {component}: installing");
+            cmd::run(Command::new("rustup").args(["component", "add", component]))?;
+        }
+    }
+    Ok(())
 }
 
 fn bpf_linker() -> Result<()> {

@@ -1,5 +1,6 @@
-//! `cargo xtask test`: setup, then every tier (1: no privileges; 2: BPF_PROG_TEST_RUN; 3:
-//! network namespaces). Tiers 2 and 3 need root.
+//! `cargo xtask test`: setup, the style gates (rustfmt, clippy with warnings as errors), then
+//! every tier (1: no privileges; 2: BPF_PROG_TEST_RUN; 3: network namespaces). Tiers 2 and 3
+//! need root.
 use anyhow::Result;
 
 use crate::{cmd, setup};
@@ -10,7 +11,8 @@ pub fn run(args: &[String]) -> Result<()> {
     if !cmd::is_root() {
         println!("[xtask] warning: not root; tier 2 and 3 tests will fail");
     }
-    cmd::run(cmd::cargo().args(["build", "-p", "lb-userspace", "--bins"]))?;
+    lint()?;
+    cmd::run(cmd::cargo().args(["build", "-p", "lb-userspace", "-p", "lb-lab", "--bins"]))?;
     cmd::run(
         cmd::cargo()
             .args([
@@ -22,4 +24,22 @@ pub fn run(args: &[String]) -> Result<()> {
             ])
             .args(args),
     )
+}
+
+/// Fails on unformatted code and on any clippy warning in the userspace crates (the eBPF
+/// crate builds for its own target only).
+fn lint() -> Result<()> {
+    println!("[xtask] cargo fmt --check");
+    cmd::run(cmd::cargo().args(["fmt", "--all", "--", "--check"]))?;
+    println!("[xtask] cargo clippy (warnings are errors)");
+    cmd::run(cmd::cargo().args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "lb-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
 }

@@ -24,7 +24,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    lb_userspace::daemon::init_logging();
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -38,7 +38,8 @@ fn run(args: Args) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("must run as root: it attaches an XDP program (CAP_BPF, CAP_NET_ADMIN)");
     }
-    let mut obj = Ebpf::load(lb_userspace::object::DECAP_OBJECT).context("loading lb_decap")?;
+    let mut obj =
+        Ebpf::load(lb_userspace::dataplane::object::DECAP_OBJECT).context("loading lb_decap")?;
     let prog: &mut Xdp = obj
         .program_mut(prog_names::LB_DECAP)
         .ok_or_else(|| anyhow!("object has no {}", prog_names::LB_DECAP))?
@@ -49,13 +50,13 @@ fn run(args: Args) -> Result<()> {
             .with_context(|| format!("interface {iface:?} does not exist"))?;
         prog.attach(iface, XdpMode::Default)
             .with_context(|| format!("attaching lb_decap to {iface}"))?;
-        log::info!("lb_decap attached to {iface}");
+        tracing::info!("lb_decap attached to {iface}");
     }
     let mut signals = nix::sys::signal::SigSet::empty();
     signals.add(nix::sys::signal::Signal::SIGINT);
     signals.add(nix::sys::signal::Signal::SIGTERM);
     signals.thread_block().context("blocking signals")?;
     let sig = signals.wait().context("waiting for a signal")?;
-    log::info!("{sig:?}: detaching lb_decap");
+    tracing::info!("{sig:?}: detaching lb_decap");
     Ok(())
 }

@@ -4,10 +4,8 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use lb_userspace::{
-    api::{self, StatsView, StatusView, VipView},
-    client,
-    plan::Plan,
-    pool::{render_pools, PoolView},
+    face::{api, client, render},
+    model::wire::{Plan, PoolView, StatsView, StatusView, VipView},
 };
 use serde_json::{json, Value};
 
@@ -262,7 +260,7 @@ fn run(cli: Cli) -> Result<()> {
             if cli.json {
                 return print_json(&serde_json::to_value(&pools)?);
             }
-            print!("{}", render_pools(&pools, 8));
+            print!("{}", render::pools(&pools, 8));
         }
         Cmd::Vm(VmCmd::Create { pool, cpu_limit }) => {
             let body = json!({ "pool": pool, "cpu_limit": cpu_limit });
@@ -283,11 +281,7 @@ fn run(cli: Cli) -> Result<()> {
                 return print_json(&v);
             }
             let s: StatusView = serde_json::from_value(v)?;
-            println!("instance    {}", s.instance);
-            println!("interfaces  {}", s.interfaces.join(", "));
-            println!("maps        {}", s.pin_dir);
-            println!("vips        {}", s.vips);
-            println!("backends    {}", s.backends);
+            print!("{}", render::status(&s));
         }
         Cmd::Vip(VipCmd::Add {
             name,
@@ -316,21 +310,7 @@ fn run(cli: Cli) -> Result<()> {
                 return print_json(&v);
             }
             let vips: Vec<VipView> = serde_json::from_value(v)?;
-            println!(
-                "{:<16} {:<24} {:<5} {:<5} {:>6} {:>8}",
-                "NAME", "ADDRESS", "PROTO", "MODE", "RING", "BACKENDS"
-            );
-            for vip in vips {
-                println!(
-                    "{:<16} {:<24} {:<5} {:<5} {:>6} {:>8}",
-                    vip.name,
-                    SocketAddr::new(vip.addr, vip.port),
-                    format!("{:?}", vip.proto).to_lowercase(),
-                    format!("{:?}", vip.mode).to_lowercase(),
-                    vip.ring_size,
-                    vip.backends.len()
-                );
-            }
+            print!("{}", render::vips(&vips));
         }
         Cmd::Backend(BackendCmd::List { vip }) => {
             let v = get("/v1/vips")?;
@@ -343,25 +323,7 @@ fn run(cli: Cli) -> Result<()> {
             if cli.json {
                 return print_json(&serde_json::to_value(&vips)?);
             }
-            println!(
-                "{:<16} {:<24} {:>5} {:>7} {:>12} {:>10} {:>8}  STATE",
-                "VIP", "BACKEND", "ID", "WEIGHT", "PACKETS", "NEW FLOWS", "ACTIVE"
-            );
-            for vip in vips {
-                for b in vip.backends {
-                    println!(
-                        "{:<16} {:<24} {:>5} {:>7} {:>12} {:>10} {:>8}  {}",
-                        vip.name,
-                        b.socket_addr(),
-                        b.id,
-                        b.weight,
-                        b.packets,
-                        b.new_flows,
-                        b.active_flows,
-                        b.state
-                    );
-                }
-            }
+            print!("{}", render::backends(&vips));
         }
         Cmd::Backend(BackendCmd::Add {
             vip,
@@ -401,30 +363,7 @@ fn run(cli: Cli) -> Result<()> {
                 return print_json(&v);
             }
             let p: Plan = serde_json::from_value(v)?;
-            println!(
-                "{op} {backend} on {}: moves {:.2}% of new flows{}",
-                p.vip,
-                100.0 * p.moved_share,
-                if p.applied {
-                    " (applied)"
-                } else {
-                    " (not applied; add --apply)"
-                }
-            );
-            println!(
-                "{:<24} {:>8} {:>8} {:>11} {:>9}",
-                "BACKEND", "BEFORE", "AFTER", "MOVES AWAY", "MOVES IN"
-            );
-            for b in p.backends {
-                println!(
-                    "{:<24} {:>7.2}% {:>7.2}% {:>10.2}% {:>8.2}%",
-                    b.backend,
-                    100.0 * b.share_before,
-                    100.0 * b.share_after,
-                    100.0 * b.moves_away,
-                    100.0 * b.moves_in
-                );
-            }
+            print!("{}", render::plan(op, &backend, &p));
         }
         Cmd::Stats {
             watch: true,
@@ -437,10 +376,7 @@ fn run(cli: Cli) -> Result<()> {
                 return print_json(&v);
             }
             let s: StatsView = serde_json::from_value(v)?;
-            println!("{:<18} {:>14}", "COUNTER", "PACKETS");
-            for (name, n) in s.counters {
-                println!("{name:<18} {n:>14}");
-            }
+            print!("{}", render::stats(&s));
         }
     }
     Ok(())
@@ -502,39 +438,15 @@ fn parse_interval(s: &str) -> Result<f64, String> {
 
 /// The live view: per-backend rates from two samples `interval` seconds apart.
 fn watch(socket: &std::path::Path, interval: f64, count: Option<u32>) -> Result<()> {
-    use std::collections::HashMap;
-    let sample = || -> Result<Vec<VipView>> {
-        Ok(serde_json::from_value(client::call(
-            socket, "GET", "/v1/vips", None,
-        )?)?)
-    };
-    let mut prev: HashMap<(String, SocketAddr), (u64, u64)> = HashMap::new();
+    let mut prev = render::Sample::new();
     let mut shown = 0u32;
     loop {
-        let vips = sample()?;
-        let mut out = String::from("\x1b[2J\x1b[H");
-        out += &format!(
-            "lbctl stats --watch (every {interval} s, Ctrl-C to stop)\n\n{:<14} {:<24} {:<9} {:>6} {:>10} {:>9} {:>8}\n",
-            "VIP", "BACKEND", "STATE", "WEIGHT", "PKTS/S", "NEW/S", "ACTIVE"
+        let vips: Vec<VipView> =
+            serde_json::from_value(client::call(socket, "GET", "/v1/vips", None)?)?;
+        print!(
+            "\x1b[2J\x1b[H{}",
+            render::watch_frame(&vips, &mut prev, interval)
         );
-        for vip in &vips {
-            for b in &vip.backends {
-                let key = (vip.name.clone(), b.socket_addr());
-                let (p0, n0) = prev.get(&key).copied().unwrap_or((b.packets, b.new_flows));
-                out += &format!(
-                    "{:<14} {:<24} {:<9} {:>6} {:>10.1} {:>9.1} {:>8}\n",
-                    vip.name,
-                    key.1,
-                    b.state,
-                    b.weight,
-                    b.packets.saturating_sub(p0) as f64 / interval,
-                    b.new_flows.saturating_sub(n0) as f64 / interval,
-                    b.active_flows
-                );
-                prev.insert(key, (b.packets, b.new_flows));
-            }
-        }
-        print!("{out}");
         shown += 1;
         if count.is_some_and(|c| shown >= c) {
             return Ok(());

@@ -15,8 +15,8 @@ use lb_common::{
     PROTO_TCP,
 };
 use lb_userspace::{
-    config::Proto,
-    maglev::{self, Member},
+    balance::maglev::{self, Member},
+    model::config::Proto,
 };
 use serde_json::json;
 use tests::{
@@ -131,8 +131,7 @@ struct Bench {
 
 impl Bench {
     fn load() -> Result<Self> {
-        let mut obj =
-            Ebpf::load(lb_userspace::object::BENCH_OBJECT).context("load bench object")?;
+        let mut obj = Ebpf::load(lb_lab::BENCH_OBJECT).context("load bench object")?;
         for name in [
             prog_names::LB_BENCH,
             prog_names::LB_PASS,
@@ -389,7 +388,7 @@ fn maglev_build_times() -> serde_json::Value {
 /// applied before the API answers, so this bounds "API change to data path"), and how long
 /// health checks take to take a killed server out of the ring.
 fn lab_timings() -> Result<serde_json::Value> {
-    use lb_userspace::lab::{backend_addr, wait_until, BACKEND_PORT};
+    use lb_lab::{backend_addr, wait_until, BACKEND_PORT};
     let mut lab = tests::lab::RunningLab::start(3);
     let mut api = Vec::new();
     for i in 0..50u32 {
@@ -397,7 +396,7 @@ fn lab_timings() -> Result<serde_json::Value> {
         let body = json!({"vip": "web", "addr": backend_addr(2), "port": BACKEND_PORT,
             "weight": weight});
         let start = std::time::Instant::now();
-        lb_userspace::client::call(&lab.socket, "POST", "/v1/backends", Some(&body))?;
+        lb_userspace::face::client::call(&lab.socket, "POST", "/v1/backends", Some(&body))?;
         api.push(start.elapsed().as_secs_f64() * 1e3);
     }
     let state = |lab: &tests::lab::RunningLab| -> String {
@@ -457,7 +456,7 @@ fn lab_timings() -> Result<serde_json::Value> {
 /// (2 ms of CPU each against 0.2-core VMs at a 50% target): how long until the first
 /// scale-out decision, until that VM serves, and each new VM's create-to-serving time.
 fn pool_timings() -> Result<serde_json::Value> {
-    use lb_userspace::lab::{Load, PoolLab, VIP, VIP_PORT};
+    use lb_lab::{Load, PoolLab, VIP, VIP_PORT};
     use tests::lab::PoolRunning;
     let (mut decide, mut serve, mut boot) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {

@@ -21,13 +21,14 @@ use lb_common::{
     bench::{BenchFrame, FRAME_LEN, FRAME_MAP, TARGET_MAP},
     prog_names, xdp_action, Reason,
 };
-use lb_userspace::{
-    config::Proto,
-    lab::{
-        self, backend_addr, http_get, wait_until, TempFile, Topology, BACKEND_PORT, VIP, VIP_DSR,
-        VIP_PORT,
-    },
+use lb_lab::{
+    self as lab, backend_addr, http_get,
     netns::{unique_name, Netns},
+    wait_until, TempFile, Topology, BACKEND_PORT, VIP, VIP_DSR, VIP_PORT,
+};
+use lb_userspace::{
+    model::config::Proto,
+    sys::ethtool::{self, Offload},
 };
 use serde_json::{json, Value};
 use tests::{
@@ -182,7 +183,7 @@ impl Bench {
         let decap = tests::bin("lb-decap").display().to_string();
         for i in 0..BACKENDS {
             let ns = &mut topo.backends[i];
-            ns.ip(&["addr", "add", &format!("{VIP_DSR}/32"), "dev", "lo"])?;
+            ns.add_addr("lo", VIP_DSR.into(), 32)?;
             ns.spawn(ns.command(&decap, &["--iface", "eth0"])?)?;
             let name = lab::backend_name(i);
             let nat = format!("[::]:{BACKEND_PORT}");
@@ -195,11 +196,9 @@ impl Bench {
         topo.client
             .sysctl("net.ipv4.ip_local_port_range=1024 65000")?;
         for setup in Setup::ALL {
-            let addr = format!("{}/24", setup.source());
-            topo.client.ip(&["addr", "add", &addr, "dev", "eth0"])?;
+            topo.client.add_addr("eth0", setup.source().into(), 24)?;
         }
-        topo.lb
-            .ip(&["addr", "add", &format!("{HAPROXY_VIP}/32"), "dev", "lo"])?;
+        topo.lb.add_addr("lo", HAPROXY_VIP.into(), 32)?;
         for i in 0..BACKENDS {
             let addr = SocketAddr::from((backend_addr(i), BACKEND_PORT));
             topo.client
@@ -354,7 +353,7 @@ impl Bench {
 
 /// Pins every thread of `pid` to `cpu`.
 fn pin(pid: u32, cpu: usize) -> Result<()> {
-    lb_userspace::netns::run(std::process::Command::new("taskset").args([
+    lb_lab::netns::run(std::process::Command::new("taskset").args([
         "-a",
         "-p",
         "-c",
@@ -446,9 +445,12 @@ fn xdp_run_time_s() -> f64 {
 fn raw_rate() -> Result<Value> {
     let harness = Harness::new();
     let ns: &Netns = harness.ns();
-    for dev in ["t0", "t1"] {
-        ns.exec("ethtool", &["-K", dev, "gro", "on"])?;
-    }
+    ns.enter(|| -> Result<()> {
+        for dev in ["t0", "t1"] {
+            ethtool::set(dev, Offload::Gro, true)?;
+        }
+        Ok(())
+    })??;
     // t0 and t1 are each other's peers: frames delivered to the stack must not be forwarded
     // back around the pair. (Forwarding itself stays on: bpf_fib_lookup needs it.)
     let rules = TempFile::new(
@@ -468,7 +470,7 @@ fn raw_rate() -> Result<Value> {
         }
         // Live frames reuse their pages, rewritten by the last run: the bench harness restores
         // the frame, then tail-calls the program measured (its cost is in both figures).
-        let mut bench = Ebpf::load(lb_userspace::object::BENCH_OBJECT)?;
+        let mut bench = Ebpf::load(lb_lab::BENCH_OBJECT)?;
         for name in [prog_names::LB_BENCH, prog_names::LB_TX] {
             let p: &mut Xdp = bench
                 .program_mut(name)

@@ -1,0 +1,119 @@
+//! Reading the connection table: active flows per backend for drain-complete and
+//! least-connections, read in batches (`BPF_MAP_LOOKUP_BATCH`) where the kernel has them.
+use lb_common::{map_names, ConnEntry, FlowKey, CONN_F_CLOSED, DIR_FORWARD, PROTO_UDP};
+
+use super::Dataplane;
+use crate::sys::error::{fail, Context, Result};
+
+impl Dataplane {
+    /// Flows per backend id that are still active: forward entries of the connection table
+    /// whose client has not closed them (TCP) or that are not idle past the timeout (UDP).
+    /// Reads the table in batches (one syscall per [`CONN_BATCH`] entries), falling back to a
+    /// walk of two syscalls per entry where the kernel lacks batch lookups.
+    pub fn active_flows(&self) -> Result<std::collections::HashMap<u32, u64>> {
+        let now = coarse_now()?;
+        let mut active = std::collections::HashMap::new();
+        let mut count = |key: &FlowKey, entry: &ConnEntry| {
+            let open = if key.proto == PROTO_UDP {
+                now.wrapping_sub(entry.last_seen) <= self.udp_idle
+            } else {
+                entry.flags & CONN_F_CLOSED == 0
+            };
+            if entry.dir == DIR_FORWARD && open {
+                *active.entry(entry.backend_id).or_insert(0) += 1;
+            }
+        };
+        if self.each_conn_batched(&mut count).is_err() {
+            for item in self.conns.iter() {
+                // An entry evicted while we walk is simply skipped.
+                let Ok((key, entry)) = item else { continue };
+                count(&key, &entry);
+            }
+        }
+        Ok(active)
+    }
+
+    /// Calls `f` on every connection-table entry, read with `BPF_MAP_LOOKUP_BATCH`. An error
+    /// means the kernel refused batches before any entry was seen.
+    fn each_conn_batched(&self, mut f: impl FnMut(&FlowKey, &ConnEntry)) -> Result<()> {
+        use std::os::fd::{AsFd, AsRawFd};
+        /// `union bpf_attr`'s `batch` member (include/uapi/linux/bpf.h).
+        #[repr(C)]
+        struct BatchAttr {
+            in_batch: u64,
+            out_batch: u64,
+            keys: u64,
+            values: u64,
+            count: u32,
+            map_fd: u32,
+            elem_flags: u64,
+            flags: u64,
+        }
+        const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+        let fd = aya::maps::IterableMap::map(&self.conns)
+            .fd()
+            .as_fd()
+            .as_raw_fd();
+        let mut keys = vec![FlowKey::default(); CONN_BATCH];
+        let mut values = vec![ConnEntry::default(); CONN_BATCH];
+        // Hash maps use a u32 bucket index as the batch token; u64 leaves room.
+        let (mut token_in, mut token_out) = (0u64, 0u64);
+        let mut first = true;
+        loop {
+            let mut attr = BatchAttr {
+                in_batch: if first {
+                    0
+                } else {
+                    std::ptr::addr_of_mut!(token_in) as u64
+                },
+                out_batch: std::ptr::addr_of_mut!(token_out) as u64,
+                keys: keys.as_mut_ptr() as u64,
+                values: values.as_mut_ptr() as u64,
+                count: CONN_BATCH as u32,
+                map_fd: fd as u32,
+                elem_flags: 0,
+                flags: 0,
+            };
+            // SAFETY: `attr` is the kernel's batch layout; `keys` and `values` hold `count`
+            // elements of the map's key and value types (sizes asserted in lb-common), and the
+            // tokens outlive the call. The kernel writes only within those buffers.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_LOOKUP_BATCH,
+                    &mut attr as *mut BatchAttr,
+                    std::mem::size_of::<BatchAttr>(),
+                )
+            };
+            let err = std::io::Error::last_os_error();
+            let done = ret < 0 && err.raw_os_error() == Some(libc::ENOENT);
+            if ret < 0 && !done {
+                if first {
+                    return Err(fail(format!("batch lookup of {}", map_names::CONNS), err));
+                }
+                // A later failure (the table changed under us): what was read stands.
+                return Ok(());
+            }
+            let n = (attr.count as usize).min(CONN_BATCH);
+            for (k, v) in keys[..n].iter().zip(&values[..n]) {
+                f(k, v);
+            }
+            if done {
+                return Ok(());
+            }
+            token_in = token_out;
+            first = false;
+        }
+    }
+}
+
+/// Connection-table entries read per batch syscall.
+const CONN_BATCH: usize = 4096;
+
+/// `CLOCK_MONOTONIC_COARSE` (the clock of `bpf_ktime_get_coarse_ns`) in data-path time units.
+fn coarse_now() -> Result<u32> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
+        .context("reading CLOCK_MONOTONIC_COARSE")?;
+    let ns = t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64;
+    Ok((ns >> lb_common::TIME_UNIT_SHIFT) as u32)
+}

@@ -1,0 +1,413 @@
+//! Layer 2, the map owner: typed access to the loaded `lb_xdp` program and its maps, the only
+//! code that writes them; it loads, pins under `/sys/fs/bpf/<instance>/` and adopts what an
+//! earlier controller pinned. Imports the model and the system layer only.
+mod conns;
+mod mmap;
+pub mod object;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use aya::{
+    maps::{Array, DevMapHash, HashMap, Map, MapData, PerCpuArray, ProgramArray},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+        Xdp, XdpMode,
+    },
+    Ebpf,
+};
+use lb_common::{
+    filter, map_names, prog_names, ring_base, Backend, ConnEntry, FlowKey, NextHop, Reason,
+    TrafficStats, VipKey, VipMeta, MAX_VIPS, NUM_REASONS, RING_BUF_BIT, RING_MAX,
+};
+
+use self::{
+    mmap::MmapArray,
+    object::{time_units, LoadOptions},
+};
+use crate::sys::error::{fail, Context, Result};
+
+/// A ring buffer may be rewritten only this long after it stopped being live, so that no
+/// packet that read the old `VipMeta::ring` can still be reading that buffer (an XDP run
+/// lasts microseconds).
+const RING_REUSE_GRACE: Duration = Duration::from_millis(2);
+
+/// What adopted maps held when a controller started.
+pub struct PinnedState {
+    /// VIP keys with their metadata (id and live ring).
+    pub vips: Vec<(VipKey, VipMeta)>,
+    /// Backend records by id.
+    pub backends: Vec<(u32, Backend)>,
+}
+
+/// The loaded program and its maps.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    pin_dir: PathBuf,
+    vips: HashMap<MapData, VipKey, VipMeta>,
+    vip_addrs: Array<MapData, VipKey>,
+    backends: Array<MapData, Backend>,
+    backend_nh: Array<MapData, NextHop>,
+    conns: HashMap<MapData, FlowKey, ConnEntry>,
+    vip_stats: PerCpuArray<MapData, TrafficStats>,
+    backend_stats: PerCpuArray<MapData, TrafficStats>,
+    /// UDP idle timeout in data-path time units.
+    udp_idle: u32,
+    /// `LB_PROGS`, held open (and pinned) so the tail calls to `lb_icmp` and `lb_too_big`
+    /// stay installed.
+    _progs: ProgramArray<MapData>,
+    nh_epoch: Array<MapData, u32>,
+    stats: PerCpuArray<MapData, u64>,
+    tx_ports: DevMapHash<MapData>,
+    rings: MmapArray,
+    filter: MmapArray,
+    retired: std::collections::HashMap<u32, Instant>,
+    /// Records the programs write with aya-log (rare events), forwarded to `log`.
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+fn take<T: TryFrom<Map>>(ebpf: &mut Ebpf, name: &str) -> Result<T>
+where
+    T::Error: std::error::Error + Send + Sync + 'static,
+{
+    let map = ebpf
+        .take_map(name)
+        .with_context(|| format!("object has no map {name}"))?;
+    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+/// A descriptor of loaded program `prog` (called `name`), to install in a program array.
+fn prog_fd(prog: &Xdp, name: &str) -> Result<aya::programs::ProgramFd> {
+    prog.fd()
+        .with_context(|| format!("{name} is not loaded"))?
+        .try_clone()
+        .with_context(|| format!("duplicating the descriptor of {name}"))
+}
+
+/// Loads program `name` of the object (the verifier runs now).
+fn load_xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .with_context(|| format!("object has no program {name}"))?
+        .try_into()
+        .with_context(|| format!("{name} is not an XDP program"))?;
+    prog.load()
+        .with_context(|| format!("verifier rejected {name}"))?;
+    Ok(prog)
+}
+
+impl Dataplane {
+    /// Loads the object with maps pinned under `pin_dir` and the given load-time settings.
+    /// If it fails, a pin directory it created is removed again (an adopted one is kept).
+    pub fn open(pin_dir: &Path, opts: LoadOptions) -> Result<Self> {
+        let adopted = pin_dir.exists();
+        let opened = Self::open_inner(pin_dir, opts);
+        if opened.is_err() && !adopted {
+            let _ = std::fs::remove_dir_all(pin_dir);
+        }
+        opened
+    }
+
+    fn open_inner(pin_dir: &Path, opts: LoadOptions) -> Result<Self> {
+        let mut ebpf = object::load(pin_dir, opts)?;
+        // Load before taking maps out: the program's map references are resolved now.
+        load_xdp(&mut ebpf, prog_names::LB_XDP)?;
+        let icmp_fd = prog_fd(
+            load_xdp(&mut ebpf, prog_names::LB_ICMP)?,
+            prog_names::LB_ICMP,
+        )?;
+        let too_big_fd = prog_fd(
+            load_xdp(&mut ebpf, prog_names::LB_TOO_BIG)?,
+            prog_names::LB_TOO_BIG,
+        )?;
+        let mut progs: ProgramArray<MapData> = take(&mut ebpf, map_names::PROGS)?;
+        progs.set(0, &icmp_fd, 0).context("installing lb_icmp")?;
+        progs
+            .set(1, &too_big_fd, 0)
+            .context("installing lb_too_big")?;
+        let mut mmap = |name: &str, entries: u32| match ebpf.take_map(name) {
+            Some(Map::Array(data)) => MmapArray::map(data, entries),
+            _ => Err(fail(
+                format!("map {name}"),
+                "the object has no such array map",
+            )),
+        };
+        let rings = mmap(map_names::RINGS, MAX_VIPS * 2 * RING_MAX)?;
+        let filter = mmap(map_names::FILTER, filter::TOTAL_WORDS)?;
+        let logger = aya_log::EbpfLogger::init(&mut ebpf)
+            .map_err(|e| tracing::warn!("data-path log records will not be read: {e}"))
+            .ok();
+        Ok(Dataplane {
+            vips: take(&mut ebpf, map_names::VIPS)?,
+            vip_addrs: take(&mut ebpf, map_names::VIP_ADDRS)?,
+            backends: take(&mut ebpf, map_names::BACKENDS)?,
+            backend_nh: take(&mut ebpf, map_names::BACKEND_NH)?,
+            conns: take(&mut ebpf, map_names::CONNS)?,
+            vip_stats: take(&mut ebpf, map_names::VIP_STATS)?,
+            backend_stats: take(&mut ebpf, map_names::BACKEND_STATS)?,
+            udp_idle: time_units(opts.udp_idle_timeout_s),
+            _progs: progs,
+            nh_epoch: take(&mut ebpf, map_names::NH_EPOCH)?,
+            stats: take(&mut ebpf, map_names::STATS)?,
+            tx_ports: take(&mut ebpf, map_names::TX_PORTS)?,
+            rings,
+            filter,
+            ebpf,
+            pin_dir: pin_dir.to_path_buf(),
+            retired: Default::default(),
+            logger,
+        })
+    }
+
+    /// Writes the log records the programs left (aya-log) to `log`.
+    pub fn drain_logs(&mut self) {
+        if let Some(logger) = &mut self.logger {
+            logger.flush();
+        }
+    }
+
+    /// Directory holding the pinned maps.
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// The loaded `lb_xdp` program (for attaching and for BPF_PROG_TEST_RUN).
+    pub fn program(&mut self) -> Result<&mut Xdp> {
+        self.ebpf
+            .program_mut(prog_names::LB_XDP)
+            .with_context(|| format!("object has no program {}", prog_names::LB_XDP))?
+            .try_into()
+            .context("lb_xdp is not an XDP program")
+    }
+
+    /// Attaches `lb_xdp` to `iface` and lets it redirect frames out of that interface.
+    /// The link is pinned under `<pin_dir>/links/<iface>`, so the program stays attached if the
+    /// controller dies; a link pinned by an earlier controller is adopted and gets this
+    /// program in one atomic replacement, so forwarding never stops.
+    pub fn attach(&mut self, iface: &str) -> Result<()> {
+        let ifindex = ifindex(iface)?;
+        let links = self.pin_dir.join("links");
+        std::fs::create_dir_all(&links).with_context(|| format!("creating {}", links.display()))?;
+        let path = links.join(iface);
+        let prog = self.program()?;
+        if path.exists() {
+            let pinned = PinnedLink::from_pin(&path)
+                .with_context(|| format!("opening pinned link {}", path.display()))?;
+            let link = XdpLink::try_from(FdLink::from(pinned))
+                .with_context(|| format!("{} is not an XDP link", path.display()))?;
+            prog.attach_to_link(link)
+                .with_context(|| format!("replacing the program on {iface}"))?;
+            tracing::info!("lb_xdp adopted the pinned link on {iface}");
+        } else {
+            let id = prog
+                .attach_to_if_index(ifindex, XdpMode::Default)
+                .with_context(|| format!("attaching lb_xdp to {iface}"))?;
+            let link = prog
+                .take_link(id)
+                .with_context(|| format!("taking the link of {iface}"))?;
+            let link = FdLink::try_from(link)
+                .with_context(|| format!("{iface}: the kernel gave no bpf_link to pin"))?;
+            link.pin(&path)
+                .with_context(|| format!("pinning the link of {iface}"))?;
+        }
+        self.add_tx_port(ifindex)
+            .with_context(|| format!("adding {iface} to {}", map_names::TX_PORTS))
+    }
+
+    /// Detaches `lb_xdp` from `iface` (unpins its link) and stops redirecting to it; an
+    /// interface that is already gone (its VM deleted) only loses the pin.
+    pub fn detach(&mut self, iface: &str) -> Result<()> {
+        if let Ok(ifindex) = ifindex(iface) {
+            let _ = self.tx_ports.remove(ifindex);
+        }
+        let path = self.pin_dir.join("links").join(iface);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("unpinning {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// VIPs (not the ping entries) and backend records found in the maps, as a controller
+    /// that adopts pinned maps finds them.
+    pub fn pinned_state(&self) -> PinnedState {
+        let vips = self
+            .vips
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| k.port != 0)
+            .collect();
+        let backends = (1..lb_common::MAX_BACKENDS)
+            .filter_map(|id| Some((id, self.backends.get(&id, 0).ok()?)))
+            .filter(|(_, b)| b.family != 0)
+            .collect();
+        PinnedState { vips, backends }
+    }
+
+    /// Lets `lb_xdp` redirect frames out of interface `ifindex`.
+    pub fn add_tx_port(&mut self, ifindex: u32) -> Result<()> {
+        self.tx_ports
+            .insert(ifindex, ifindex, None, 0)
+            .with_context(|| format!("adding ifindex {ifindex} to {}", map_names::TX_PORTS))
+    }
+
+    /// Writes the backend record of `id` (and forgets the next hop cached for the id).
+    pub fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<()> {
+        self.backend_nh
+            .set(id, NextHop::default(), 0)
+            .with_context(|| format!("clearing the next hop of backend {id}"))?;
+        self.backends
+            .set(id, backend, 0)
+            .with_context(|| format!("writing backend {id}"))
+    }
+
+    /// Marks backend `id` as unused: flows still tracked to it pick a new backend.
+    pub fn clear_backend(&mut self, id: u32) -> Result<()> {
+        self.backends
+            .set(id, Backend::default(), 0)
+            .with_context(|| format!("clearing backend {id}"))?;
+        self.backend_nh
+            .set(id, NextHop::default(), 0)
+            .with_context(|| format!("clearing the next hop of backend {id}"))
+    }
+
+    /// Makes every cached next hop stale, so each flow and backend looks its route and
+    /// neighbour up again on its next packet (after a route or neighbour change).
+    pub fn bump_nh_epoch(&mut self) -> Result<()> {
+        let epoch = self
+            .nh_epoch
+            .get(&0, 0)
+            .context("reading the next-hop epoch")?;
+        self.nh_epoch
+            .set(0, epoch.wrapping_add(1), 0)
+            .context("bumping the next-hop epoch")
+    }
+
+    /// Writes `table` into the buffer of `vip_id` that is not live in `current` (a
+    /// `VipMeta::ring` value) and returns the ring value that makes it live. Nothing the data
+    /// path reads changes until the caller stores that value in the VIP's `VipMeta`.
+    pub fn stage_ring(&mut self, vip_id: u32, current: u32, table: &[u32]) -> Result<u32> {
+        if vip_id >= MAX_VIPS || table.len() > RING_MAX as usize {
+            return Err(fail(
+                format!("ring of vip {vip_id}"),
+                format!("{} slots do not fit", table.len()),
+            ));
+        }
+        let buf = u32::from(current & RING_BUF_BIT == 0);
+        let key = vip_id * 2 + buf;
+        if let Some(at) = self.retired.get(&key) {
+            let since = at.elapsed();
+            if since < RING_REUSE_GRACE {
+                std::thread::sleep(RING_REUSE_GRACE - since);
+            }
+        }
+        self.rings.write_u32(ring_base(vip_id, buf), table);
+        Ok((buf << 31) | table.len() as u32)
+    }
+
+    /// Records that the buffer live in `old_ring` stopped being live now.
+    pub fn retire_ring(&mut self, vip_id: u32, old_ring: u32) {
+        let buf = u32::from(old_ring & RING_BUF_BIT != 0);
+        self.retired.insert(vip_id * 2 + buf, Instant::now());
+    }
+
+    /// Writes the prefilter bitmaps (`lb_common::filter`), `TOTAL_WORDS` words.
+    pub fn set_filter(&mut self, words: &[u64]) {
+        assert_eq!(words.len(), filter::TOTAL_WORDS as usize, "filter size");
+        self.filter.write_u64(words);
+    }
+
+    /// Creates or replaces a VIP (one atomic map update).
+    pub fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<()> {
+        self.vip_addrs
+            .set(meta.vip_id, key, 0)
+            .with_context(|| format!("writing the address of vip {}", meta.vip_id))?;
+        self.vips
+            .insert(key, meta, 0)
+            .with_context(|| format!("writing vip {}", meta.vip_id))
+    }
+
+    /// Makes the data path answer pings to `addr` (an address-level `LB_VIPS` entry: port 0,
+    /// proto ICMP or ICMPv6). Idempotent.
+    pub fn answer_pings(&mut self, addr: std::net::IpAddr) -> Result<()> {
+        self.vips
+            .insert(ping_key(addr), VipMeta::default(), 0)
+            .with_context(|| format!("answering pings to {addr}"))
+    }
+
+    /// Stops answering pings to `addr`.
+    pub fn stop_answering_pings(&mut self, addr: std::net::IpAddr) -> Result<()> {
+        self.vips
+            .remove(&ping_key(addr))
+            .with_context(|| format!("no longer answering pings to {addr}"))
+    }
+
+    /// Removes VIP `vip_id`: new packets to it pass to the stack, and so do those of its
+    /// tracked flows (their entries name a VIP id that no longer holds this key).
+    pub fn remove_vip(&mut self, key: &VipKey, vip_id: u32) -> Result<()> {
+        self.vips
+            .remove(key)
+            .with_context(|| format!("removing vip {vip_id}"))?;
+        self.vip_addrs
+            .set(vip_id, VipKey::default(), 0)
+            .with_context(|| format!("clearing the address of vip {vip_id}"))
+    }
+
+    /// Packet counters summed over CPUs, indexed like [`Reason::ALL`].
+    pub fn stats(&self) -> Result<[u64; NUM_REASONS as usize]> {
+        let mut out = [0u64; NUM_REASONS as usize];
+        for reason in Reason::ALL {
+            let per_cpu = self
+                .stats
+                .get(&(reason as u32), 0)
+                .with_context(|| format!("reading counter {}", reason.name()))?;
+            out[reason as usize] = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Traffic counters of a VIP (`vip: true`) or a backend, summed over CPUs.
+    pub fn traffic(&self, vip: bool, id: u32) -> Result<TrafficStats> {
+        let map = if vip {
+            &self.vip_stats
+        } else {
+            &self.backend_stats
+        };
+        let mut sum = TrafficStats::default();
+        let per_cpu = map
+            .get(&id, 0)
+            .with_context(|| format!("reading the traffic of id {id}"))?;
+        for s in per_cpu.iter() {
+            sum.packets += s.packets;
+            sum.bytes += s.bytes;
+            sum.new_flows += s.new_flows;
+        }
+        Ok(sum)
+    }
+
+    /// Removes the pinned maps and links: the program is detached and the data path stops.
+    pub fn unpin(self) -> Result<()> {
+        let dir = self.pin_dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
+    }
+}
+
+/// The address-level `LB_VIPS` key under which pings to `addr` are answered.
+fn ping_key(addr: std::net::IpAddr) -> VipKey {
+    let proto = if addr.is_ipv4() {
+        lb_common::PROTO_ICMP
+    } else {
+        lb_common::PROTO_ICMPV6
+    };
+    VipKey::new(addr, 0, proto)
+}
+
+/// The index of interface `name` in the current network namespace.
+pub fn ifindex(name: &str) -> Result<u32> {
+    nix::net::if_::if_nametoindex(name).map_err(|e| fail(format!("no interface named {name:?}"), e))
+}

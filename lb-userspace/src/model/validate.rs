@@ -1,0 +1,303 @@
+//! Validation of the desired state: everything the config types cannot express, with errors
+//! that name the offending field. Every way into the desired state (config file, state file,
+//! API, CLI) passes through here.
+use std::collections::HashSet;
+
+use lb_common::{MAX_BACKENDS, MAX_VIPS, RING_SIZES};
+
+use super::{
+    config::{
+        BackendConfig, CheckKind, Config, Mode, Policy, PoolConfig, ProviderKind, VipConfig,
+        WeightsConfig, MAX_POOL_VMS, MAX_WEIGHT,
+    },
+    error::Error,
+};
+
+fn err(field: impl Into<String>, problem: impl Into<String>) -> Error {
+    Error::invalid(field, problem)
+}
+
+impl PoolConfig {
+    fn validate(&self, at: &str, vip: &VipConfig) -> Result<(), Error> {
+        if self.min > self.max || self.max == 0 || self.max > MAX_POOL_VMS {
+            return Err(err(
+                format!("{at}.min/max"),
+                format!("need 0 <= min <= max, 1 <= max <= {MAX_POOL_VMS}"),
+            ));
+        }
+        if !(0.05..=1.0).contains(&self.target_utilisation) {
+            return Err(err(format!("{at}.target_utilisation"), "must be 0.05-1.0"));
+        }
+        if !(0.0..0.9).contains(&self.hysteresis) {
+            return Err(err(format!("{at}.hysteresis"), "must be 0-0.9"));
+        }
+        if vip.health.is_none() {
+            return Err(err(
+                at.to_string(),
+                "a pool needs [vip.health] (VMs join after `rise` good checks)",
+            ));
+        }
+        if self.port == Some(0) {
+            return Err(err(format!("{at}.port"), "must be 1-65535"));
+        }
+        if vip.mode == Mode::Dsr && self.backend_port(vip.mode, vip.port) != vip.port {
+            return Err(err(
+                format!("{at}.port"),
+                "must equal the VIP port in dsr mode",
+            ));
+        }
+        match self.provider {
+            ProviderKind::Netns => {
+                if !vip.addr.is_ipv4() {
+                    return Err(err(
+                        format!("{at}.provider"),
+                        "netns VMs are IPv4: use an IPv4 VIP",
+                    ));
+                }
+                if !(0.01..=64.0).contains(&self.cpu_limit) {
+                    return Err(err(format!("{at}.cpu_limit"), "must be 0.01-64 cores"));
+                }
+                if !(16..=65_536).contains(&self.memory_mb) {
+                    return Err(err(format!("{at}.memory_mb"), "must be 16-65536 MiB"));
+                }
+                let (_, len) = self
+                    .network()
+                    .map_err(|p| err(format!("{at}.network"), p))?;
+                let room = 1u64 << (30 - u32::from(len));
+                if room < u64::from(self.max) {
+                    return Err(err(
+                        format!("{at}.network"),
+                        format!("has room for {room} VMs, max is {}", self.max),
+                    ));
+                }
+            }
+            ProviderKind::Static => {
+                if self.addrs.len() < self.max as usize {
+                    return Err(err(
+                        format!("{at}.addrs"),
+                        format!("lists {} addresses, max is {}", self.addrs.len(), self.max),
+                    ));
+                }
+                if let Some(a) = self
+                    .addrs
+                    .iter()
+                    .find(|a| a.is_ipv4() != vip.addr.is_ipv4())
+                {
+                    return Err(err(
+                        format!("{at}.addrs"),
+                        format!("{a} is not the VIP's address family"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl WeightsConfig {
+    fn validate(&self, at: &str, vip: &VipConfig) -> Result<(), Error> {
+        if !(100..=3_600_000).contains(&self.interval_ms) {
+            return Err(err(format!("{at}.interval_ms"), "must be 100-3600000 ms"));
+        }
+        for (name, v, range) in [
+            ("damping", self.damping, 0.01..=1.0),
+            ("max_step", self.max_step, 0.01..=4.0),
+            ("min_change", self.min_change, 0.0..=1.0),
+            ("max_moved", self.max_moved, 0.01..=1.0),
+        ] {
+            if !range.contains(&v) {
+                return Err(err(
+                    format!("{at}.{name}"),
+                    format!("must be {}-{}", range.start(), range.end()),
+                ));
+            }
+        }
+        if self.slow_start_s > 3600 {
+            return Err(err(format!("{at}.slow_start_s"), "must be 0-3600 s"));
+        }
+        if self.policy == Policy::Resource
+            && vip.health.as_ref().map(|h| h.kind) != Some(CheckKind::Agent)
+        {
+            return Err(err(
+                format!("{at}.policy"),
+                "resource needs health.kind = \"agent\" (agents report the load)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Checks everything the types cannot express.
+    pub fn validate(&self) -> Result<(), Error> {
+        let inst = &self.lbd.instance;
+        if inst.is_empty()
+            || inst.len() > 32
+            || !inst
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(err(
+                "lbd.instance",
+                format!("{inst:?} must be 1-32 characters of [A-Za-z0-9_-]"),
+            ));
+        }
+        for (i, iface) in self.lbd.interfaces.iter().enumerate() {
+            if iface.is_empty() || iface.len() > 15 || iface.contains(['/', ' ']) {
+                return Err(err(
+                    format!("lbd.interfaces[{i}]"),
+                    format!("{iface:?} is not an interface name (1-15 characters, no / or space)"),
+                ));
+            }
+        }
+        if let Some(addr) = self.lbd.metrics {
+            if !addr.ip().is_loopback() {
+                return Err(err(
+                    "lbd.metrics",
+                    format!("{addr} is not a loopback address (the page has no authentication)"),
+                ));
+            }
+        }
+        if !(1..=86_400).contains(&self.lbd.udp_idle_timeout_s) {
+            return Err(err("lbd.udp_idle_timeout_s", "must be 1-86400 seconds"));
+        }
+        if self.vips.len() > MAX_VIPS as usize {
+            return Err(err("vip", format!("at most {MAX_VIPS} VIPs are supported")));
+        }
+        let mut names = HashSet::new();
+        let mut services = HashSet::new();
+        let mut all_backends = HashSet::new();
+        for (i, vip) in self.vips.iter().enumerate() {
+            let at = format!("vip[{i}]");
+            vip.validate(&at)?;
+            if !names.insert(vip.name.as_str()) {
+                return Err(err(
+                    format!("{at}.name"),
+                    format!("{:?} is used twice", vip.name),
+                ));
+            }
+            if !services.insert((vip.addr, vip.port, vip.proto)) {
+                return Err(err(
+                    &at,
+                    format!("{}:{} {:?} is defined twice", vip.addr, vip.port, vip.proto),
+                ));
+            }
+            all_backends.extend(vip.backends.iter().map(BackendConfig::socket_addr));
+        }
+        if all_backends.len() >= MAX_BACKENDS as usize {
+            return Err(err(
+                "vip",
+                format!("at most {} distinct backends", MAX_BACKENDS - 1),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl VipConfig {
+    /// Checks one VIP; `at` is its field path.
+    pub fn validate(&self, at: &str) -> Result<(), Error> {
+        if self.name.is_empty()
+            || self.name.len() > 64
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(err(
+                format!("{at}.name"),
+                format!("{:?} must be 1-64 characters of [A-Za-z0-9_.-]", self.name),
+            ));
+        }
+        if self.addr.is_unspecified() || self.addr.is_multicast() {
+            return Err(err(
+                format!("{at}.addr"),
+                format!("{} is not a unicast address", self.addr),
+            ));
+        }
+        if self.port == 0 {
+            return Err(err(format!("{at}.port"), "must be 1-65535"));
+        }
+        if let Some(h) = &self.health {
+            let at = format!("{at}.health");
+            for (name, ms) in [
+                ("inter_ms", h.inter_ms),
+                ("fastinter_ms", h.fastinter_ms),
+                ("downinter_ms", h.downinter_ms),
+                ("timeout_ms", h.timeout_ms),
+            ] {
+                if !(10..=3_600_000).contains(&ms) {
+                    return Err(err(format!("{at}.{name}"), "must be 10-3600000 ms"));
+                }
+            }
+            if !(1..=100).contains(&h.rise) || !(1..=100).contains(&h.fall) {
+                return Err(err(format!("{at}.rise/fall"), "must be 1-100"));
+            }
+            if h.kind == CheckKind::Http && !h.path.starts_with('/') {
+                return Err(err(format!("{at}.path"), "must start with /"));
+            }
+            if h.kind == CheckKind::Agent && h.agent_port == 0 {
+                return Err(err(format!("{at}.agent_port"), "required for kind agent"));
+            }
+        }
+        self.weights.validate(&format!("{at}.weights"), self)?;
+        if let Some(pool) = &self.pool {
+            pool.validate(&format!("{at}.pool"), self)?;
+        }
+        if !RING_SIZES.contains(&self.ring_size) {
+            return Err(err(
+                format!("{at}.ring_size"),
+                format!("{} is not one of {RING_SIZES:?}", self.ring_size),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (j, b) in self.backends.iter().enumerate() {
+            validate_backend(&format!("{at}.backend[{j}]"), self, b)?;
+            if !seen.insert(b.socket_addr()) {
+                return Err(err(
+                    format!("{at}.backend[{j}]"),
+                    format!("{} is listed twice", b.socket_addr()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a backend of `vip`; `at` is its field path.
+pub fn validate_backend(at: &str, vip: &VipConfig, b: &BackendConfig) -> Result<(), Error> {
+    if b.addr.is_ipv4() != vip.addr.is_ipv4() {
+        return Err(err(
+            format!("{at}.addr"),
+            format!(
+                "{} is not the same address family as the VIP {}",
+                b.addr, vip.addr
+            ),
+        ));
+    }
+    if b.addr.is_unspecified() || b.addr.is_multicast() {
+        return Err(err(
+            format!("{at}.addr"),
+            format!("{} is not a unicast address", b.addr),
+        ));
+    }
+    if b.port == 0 {
+        return Err(err(format!("{at}.port"), "must be 1-65535"));
+    }
+    if vip.mode == Mode::Dsr && b.port != vip.port {
+        return Err(err(
+            format!("{at}.port"),
+            format!(
+                "{} must equal the VIP port {} in dsr mode (DSR does not rewrite ports)",
+                b.port, vip.port
+            ),
+        ));
+    }
+    if b.weight > MAX_WEIGHT {
+        return Err(err(
+            format!("{at}.weight"),
+            format!("must be 0-{MAX_WEIGHT}"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! What the API carries (JSON, shared by `lbd`, `lbctl` and the tests): views of the running
+//! state, change requests, and the states of backends and VMs as enums (serialised as the
+//! lowercase words operators see).
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::{Mode, Proto};
+
+/// Where a backend stands in its VIP's ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendState {
+    /// In the ring with a weight above 0.
+    Active,
+    /// Weight 0 (drained by the operator or an agent), flows still open.
+    Draining,
+    /// Weight 0 and no flow left, or the drain deadline passed: safe to remove.
+    Drained,
+    /// Failing its health checks: out of the ring (its tracked flows stay).
+    Down,
+}
+
+impl BackendState {
+    /// The state of a backend that is not down, from its ring weight and its open flows
+    /// (`open` counts as 0 once the drain deadline has passed).
+    pub fn of(weight: u32, open: u64) -> Self {
+        match (weight, open) {
+            (0, 0) => BackendState::Drained,
+            (0, _) => BackendState::Draining,
+            _ => BackendState::Active,
+        }
+    }
+
+    /// The word the CLI and metrics show.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendState::Active => "active",
+            BackendState::Draining => "draining",
+            BackendState::Drained => "drained",
+            BackendState::Down => "down",
+        }
+    }
+}
+
+/// A backend of a VIP, as listed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BackendView {
+    /// Data-path id (1..).
+    pub id: u32,
+    /// Address.
+    pub addr: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// Weight.
+    pub weight: u32,
+    /// Packets sent to it.
+    pub packets: u64,
+    /// Bytes sent to it.
+    pub bytes: u64,
+    /// Flows balanced to it.
+    pub new_flows: u64,
+    /// Flows on it that are still open (from the connection table).
+    pub active_flows: u64,
+    /// Where it stands in the ring.
+    pub state: BackendState,
+    /// Weight in the ring now: configured weight × agent percentage × telemetry factor ×
+    /// slow-start, at a scale of 100 per unit of configured weight.
+    #[serde(default)]
+    pub ring_weight: u32,
+    /// CPU use its agent reported, as a share of its limit.
+    #[serde(default)]
+    pub cpu: Option<f64>,
+    /// Requests in flight its agent reported.
+    #[serde(default)]
+    pub inflight: Option<u64>,
+}
+
+impl BackendView {
+    /// Address and port.
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.addr, self.port)
+    }
+}
+
+/// A VIP with its backends.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VipView {
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub addr: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// Protocol.
+    pub proto: Proto,
+    /// Forwarding mode.
+    pub mode: Mode,
+    /// Maglev table size.
+    pub ring_size: u32,
+    /// Packets to the VIP.
+    pub packets: u64,
+    /// Bytes to the VIP.
+    pub bytes: u64,
+    /// Flows balanced.
+    pub new_flows: u64,
+    /// Backends.
+    pub backends: Vec<BackendView>,
+}
+
+/// Body of `POST /v1/backends` (add or reweight) and `DELETE /v1/backends`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendChange {
+    /// VIP name or `ADDR:PORT/PROTO`.
+    pub vip: String,
+    /// Backend address.
+    pub addr: IpAddr,
+    /// Backend port.
+    pub port: u16,
+    /// Weight (add only; default 1).
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+/// What `POST /v1/plan` is asked: a change to one backend of a VIP.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequest {
+    /// VIP name or `ADDR:PORT/PROTO`.
+    pub vip: String,
+    /// `add`, `remove` or `weight`.
+    pub op: PlanOp,
+    /// Backend address.
+    pub addr: IpAddr,
+    /// Backend port.
+    pub port: u16,
+    /// Weight (`add`: default 1; `weight`: required).
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// Apply the change right after planning it (in one controller step).
+    #[serde(default)]
+    pub apply: bool,
+}
+
+/// The operation a plan is about.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanOp {
+    /// Add a backend (or change its weight if present).
+    Add,
+    /// Remove a backend.
+    Remove,
+    /// Change a backend's weight.
+    Weight,
+}
+
+/// One backend's part in a planned change.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BackendPlan {
+    /// The backend.
+    pub backend: SocketAddr,
+    /// Share of the table it owns now.
+    pub share_before: f64,
+    /// Share it would own after the change.
+    pub share_after: f64,
+    /// Share of the table it would lose to other backends.
+    pub moves_away: f64,
+    /// Share of the table it would take from other backends.
+    pub moves_in: f64,
+}
+
+/// A planned change of one VIP.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Plan {
+    /// The VIP.
+    pub vip: String,
+    /// Table size.
+    pub ring_size: u32,
+    /// Share of the table whose backend would change.
+    pub moved_share: f64,
+    /// Per backend, in address order.
+    pub backends: Vec<BackendPlan>,
+    /// Whether the change was applied.
+    pub applied: bool,
+}
+
+/// Data-path counters by name.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatsView {
+    /// Packets per verdict reason, summed over CPUs.
+    pub counters: BTreeMap<String, u64>,
+    /// Ring changes the controller applied (backend records, ring swap, VIP update).
+    pub changes: u64,
+    /// Seconds spent applying them, in all.
+    pub change_seconds_total: f64,
+    /// Seconds the last one took.
+    pub last_change_seconds: f64,
+}
+
+/// Identity and size of the running instance.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusView {
+    /// Instance name.
+    pub instance: String,
+    /// Interfaces `lb_xdp` is attached to.
+    pub interfaces: Vec<String>,
+    /// Where the maps are pinned.
+    pub pin_dir: String,
+    /// Number of VIPs.
+    pub vips: usize,
+    /// Number of distinct backends.
+    pub backends: usize,
+}
+
+/// Body of `DELETE /v1/vips`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipName {
+    /// VIP name or `ADDR:PORT/PROTO`.
+    pub name: String,
+}
+
+/// Body of `POST /v1/vms` (create one VM) and `DELETE /v1/vms` (drain and delete one).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmRequest {
+    /// The pool: its VIP's name.
+    pub pool: String,
+    /// VM name (delete only).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// CPU limit in cores (create only; default the pool's).
+    #[serde(default)]
+    pub cpu_limit: Option<f64>,
+}
+
+/// Whether a VM is serving, as its provider sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmStatus {
+    /// Made, server not started.
+    Created,
+    /// Its server is running.
+    Running,
+    /// Its server has exited (crashed or stopped).
+    Stopped,
+    /// It no longer exists.
+    Missing,
+}
+
+/// Where a pool's VM stands, as `lbctl vm list` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmState {
+    /// Created, not yet `rise` good checks.
+    Joining,
+    /// Serving in the ring.
+    Active,
+    /// Being drained before its deletion.
+    Draining,
+    /// Drained: about to be deleted.
+    Drained,
+    /// Failing its health checks.
+    Down,
+    /// Its backend is not in the VIP (it was just removed).
+    Missing,
+}
+
+impl VmState {
+    /// The state of a VM whose backend is in `backend` (none: missing), `joined` or not yet.
+    pub fn of(backend: Option<BackendState>, joined: bool) -> Self {
+        match backend {
+            None => VmState::Missing,
+            Some(BackendState::Down) if !joined => VmState::Joining,
+            Some(BackendState::Down) => VmState::Down,
+            Some(BackendState::Active) => VmState::Active,
+            Some(BackendState::Draining) => VmState::Draining,
+            Some(BackendState::Drained) => VmState::Drained,
+        }
+    }
+
+    /// The word the CLI and metrics show.
+    pub fn name(self) -> &'static str {
+        match self {
+            VmState::Joining => "joining",
+            VmState::Active => "active",
+            VmState::Draining => "draining",
+            VmState::Drained => "drained",
+            VmState::Down => "down",
+            VmState::Missing => "missing",
+        }
+    }
+}
+
+/// A VM as `lbctl vm list` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VmView {
+    /// Name (`<pool>-<slot>`).
+    pub name: String,
+    /// Address:port the VIP sends it flows on.
+    pub backend: SocketAddr,
+    /// Provider status.
+    pub status: VmStatus,
+    /// Where it stands in the pool.
+    pub state: VmState,
+    /// Ring weight now (see `BackendView::ring_weight`).
+    pub ring_weight: u32,
+    /// CPU use against its limit, from its agent.
+    pub cpu: Option<f64>,
+    /// CPU limit in cores.
+    pub cpu_limit: f64,
+    /// Requests in flight, from its agent.
+    pub inflight: Option<u64>,
+    /// Open flows in the connection table.
+    pub active_flows: u64,
+    /// Flows balanced to it so far.
+    pub new_flows: u64,
+    /// Seconds since it was created.
+    pub age_s: f64,
+    /// Milliseconds from create to serving (joined the ring), once it has; none for a VM
+    /// adopted from an earlier lbd.
+    pub serving_after_ms: Option<u64>,
+}
+
+/// A scaling decision or lifecycle event.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Event {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// What happened and why.
+    pub what: String,
+}
+
+/// A pool as `lbctl vm list` shows it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PoolView {
+    /// VIP name.
+    pub vip: String,
+    /// Provider kind.
+    pub provider: String,
+    /// Fewest VMs.
+    pub min: u32,
+    /// Most VMs.
+    pub max: u32,
+    /// Target mean CPU use.
+    pub target_utilisation: f64,
+    /// Mean CPU use of the active VMs (None: no reports yet).
+    pub utilisation: Option<f64>,
+    /// The VMs.
+    pub vms: Vec<VmView>,
+    /// Latest decisions, oldest first.
+    pub events: Vec<Event>,
+    /// VMs created or drained so far, by reason: `scale_out`, `scale_in`, `min` (below
+    /// min), `replace` (server died), `requested` (lbctl).
+    pub decisions: BTreeMap<String, u64>,
+}

@@ -1,0 +1,209 @@
+//! Layer 4 worker parts, backend VMs: the [`VmProvider`] trait the pool manager drives, the VM
+//! record it keeps, and the providers: `netns` (a namespace, a veth, cgroup limits and
+//! `lb-backend` inside) and `static` (addresses someone else runs).
+pub mod fixed;
+pub mod netns;
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::model::wire::VmStatus;
+use crate::{
+    model::{
+        config::{Mode, ProviderKind, VipConfig},
+        Error, ErrorKind,
+    },
+    sys::SysError,
+};
+
+/// What a provider is asked to make.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VmSpec {
+    /// Pool (VIP) the VM serves.
+    pub pool: String,
+    /// Slot within the pool (0-based): picks the VM's name and address.
+    pub slot: u32,
+    /// CPU limit in cores.
+    pub cpu_limit: f64,
+    /// Memory limit in MiB.
+    pub memory_mb: u64,
+    /// Port the VM's server listens on.
+    pub port: u16,
+    /// Whether the VIP is UDP (the server then echoes datagrams instead of serving HTTP).
+    pub udp: bool,
+    /// Port of the VM's agent (load reports and agent checks).
+    pub agent_port: u16,
+    /// CPU microseconds per HTTP request (synthetic load).
+    pub work_us: u64,
+}
+
+/// A VM as the pool manager tracks it; persisted by the provider so a restarted lbd adopts it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Vm {
+    /// Display name: `<pool>-<slot>`.
+    pub name: String,
+    /// Pool (VIP) it serves.
+    pub pool: String,
+    /// Slot within the pool.
+    pub slot: u32,
+    /// Address the balancer sends its flows to.
+    pub addr: IpAddr,
+    /// Port its server listens on.
+    pub port: u16,
+    /// CPU limit in cores.
+    pub cpu_limit: f64,
+    /// When it was created, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// Provider details (namespace, interface, pid, cgroup paths...).
+    pub meta: BTreeMap<String, String>,
+}
+
+impl Vm {
+    /// The address and port the VIP sends its flows to.
+    pub fn backend(&self) -> SocketAddr {
+        SocketAddr::new(self.addr, self.port)
+    }
+}
+
+/// What went wrong with a VM operation.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// The pool has no free slot or address.
+    #[error("no capacity: {0}")]
+    NoCapacity(String),
+    /// A system call or tool failed.
+    #[error("{what}: {cause}")]
+    System {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        cause: SysError,
+    },
+    /// The VM's record cannot be used (missing field, bad file).
+    #[error("bad VM record {0}")]
+    BadRecord(String),
+}
+
+impl VmError {
+    /// Wraps a failure of `what`.
+    pub fn system(what: impl Into<String>, cause: SysError) -> Self {
+        VmError::System {
+            what: what.into(),
+            cause,
+        }
+    }
+}
+
+impl From<VmError> for Error {
+    fn from(e: VmError) -> Self {
+        let kind = match e {
+            VmError::NoCapacity(_) => ErrorKind::Conflict,
+            VmError::System { .. } | VmError::BadRecord(_) => ErrorKind::Internal,
+        };
+        Error::new(kind, "vm", e.to_string())
+    }
+}
+
+/// Makes, starts, watches and removes backend VMs. Ready for a hypervisor provider: `create`
+/// may take as long as a boot (the pool manager measures create-to-serving), and `meta`
+/// carries whatever it needs to find its VM again after a restart.
+pub trait VmProvider: Send + Sync {
+    /// Makes a VM (network, limits, record) without starting its server.
+    fn create(&self, spec: &VmSpec) -> impl Future<Output = Result<Vm, VmError>> + Send;
+    /// Starts its server.
+    fn start(&self, vm: &mut Vm) -> impl Future<Output = Result<(), VmError>> + Send;
+    /// Whether it is serving.
+    fn status(&self, vm: &Vm) -> impl Future<Output = Result<VmStatus, VmError>> + Send;
+    /// Stops its server.
+    fn stop(&self, vm: &Vm) -> impl Future<Output = Result<(), VmError>> + Send;
+    /// Removes it and everything made for it; removing a missing VM succeeds.
+    fn delete(&self, vm: &Vm) -> impl Future<Output = Result<(), VmError>> + Send;
+    /// The VMs this provider made for `pool` that still exist (adopted after a restart).
+    fn list(&self, pool: &str) -> impl Future<Output = Result<Vec<Vm>, VmError>> + Send;
+}
+
+/// One of the providers, chosen per pool by the config.
+pub enum Provider {
+    /// Namespaces with `lb-backend`.
+    Netns(netns::NetnsProvider),
+    /// Operator-managed addresses.
+    Static(fixed::StaticProvider),
+}
+
+macro_rules! each {
+    ($self:ident, $p:ident => $e:expr) => {
+        match $self {
+            Provider::Netns($p) => $e,
+            Provider::Static($p) => $e,
+        }
+    };
+}
+
+impl VmProvider for Provider {
+    async fn create(&self, spec: &VmSpec) -> Result<Vm, VmError> {
+        each!(self, p => p.create(spec).await)
+    }
+    async fn start(&self, vm: &mut Vm) -> Result<(), VmError> {
+        each!(self, p => p.start(vm).await)
+    }
+    async fn status(&self, vm: &Vm) -> Result<VmStatus, VmError> {
+        each!(self, p => p.status(vm).await)
+    }
+    async fn stop(&self, vm: &Vm) -> Result<(), VmError> {
+        each!(self, p => p.stop(vm).await)
+    }
+    async fn delete(&self, vm: &Vm) -> Result<(), VmError> {
+        each!(self, p => p.delete(vm).await)
+    }
+    async fn list(&self, pool: &str) -> Result<Vec<Vm>, VmError> {
+        each!(self, p => p.list(pool).await)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Where an instance keeps its VM records: beside its state file (`<state>.vms/`).
+pub fn records_dir(state_file: &std::path::Path) -> PathBuf {
+    state_file.with_extension("vms")
+}
+
+/// The VM provider of pooled VIP `vip` of lbd instance `instance`, which keeps its state in
+/// `state_file` and finds the binaries VMs run (`lb-backend`, `lb-decap`) in `bin_dir`.
+pub fn provider_for(
+    vip: &VipConfig,
+    instance: &str,
+    state_file: &std::path::Path,
+    bin_dir: &std::path::Path,
+) -> Result<Provider, Error> {
+    let pool = vip
+        .pool
+        .as_ref()
+        .ok_or_else(|| Error::invalid("pool", format!("vip {:?} has no pool", vip.name)))?;
+    Ok(match pool.provider {
+        ProviderKind::Static => Provider::Static(fixed::StaticProvider::new(pool.addrs.clone())),
+        ProviderKind::Netns => {
+            let network = pool
+                .network()
+                .map_err(|p| Error::invalid("pool.network", p))?;
+            let dsr = (vip.mode == Mode::Dsr).then_some(vip.addr);
+            Provider::Netns(netns::NetnsProvider::new(
+                instance,
+                records_dir(state_file),
+                network,
+                bin_dir.to_path_buf(),
+                dsr,
+            ))
+        }
+    })
+}
