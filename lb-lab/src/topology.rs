@@ -176,7 +176,7 @@ impl Topology {
             .collect();
         let mut s = format!(
             "[lbd]\ninstance = {instance:?}\ninterfaces = [{}]\nsocket = {:?}\nstate_file = {:?}\n\
-             metrics = \"{METRICS}\"\ndrain_timeout_s = 2\n",
+             metrics = \"{METRICS}\"\ndrain_timeout_s = 2\non_stop = \"remove\"\n",
             ifaces.join(", "),
             socket.display().to_string(),
             state_file(socket).display().to_string()
@@ -199,7 +199,7 @@ impl Topology {
             };
             if name == "web" {
                 s += "[vip.health]\nkind = \"tcp\"\ninter_ms = 200\nfastinter_ms = 100\n\
-                      downinter_ms = 200\ntimeout_ms = 300\nrise = 2\nfall = 2\n";
+                      downinter_ms = 200\ntimeout_ms = 200\nrise = 2\nfall = 2\n";
             }
             for i in 0..self.backends.len() {
                 let b: IpAddr = if addr.is_ipv4() {
@@ -345,10 +345,10 @@ impl PoolLab {
             .collect();
         format!(
             "[lbd]\ninstance = {instance:?}\ninterfaces = [{}]\nsocket = {:?}\nstate_file = {:?}\n\
-             metrics = \"{METRICS}\"\ndrain_timeout_s = 20\n\n\
+             metrics = \"{METRICS}\"\ndrain_timeout_s = 20\non_stop = \"remove\"\n\n\
              [[vip]]\nname = \"web\"\naddr = \"{VIP}\"\nport = {VIP_PORT}\nproto = \"tcp\"\n\
              [vip.health]\nkind = \"agent\"\nagent_port = {AGENT_PORT}\ninter_ms = 300\n\
-             fastinter_ms = 100\ndowninter_ms = 300\ntimeout_ms = 800\nrise = 2\nfall = 3\n\
+             fastinter_ms = 100\ndowninter_ms = 300\ntimeout_ms = 300\nrise = 2\nfall = 3\n\
              [vip.weights]\npolicy = {:?}\nslow_start_s = {}\n\
              [vip.pool]\nprovider = \"netns\"\nmin = {}\nmax = {}\ntarget_utilisation = {}\n\
              scale_out_cooldown_s = {}\nscale_in_cooldown_s = {}\ncpu_limit = {}\nwork_us = {}\n\

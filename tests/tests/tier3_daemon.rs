@@ -9,8 +9,8 @@ use lb_lab::{
 use lb_userspace::{
     daemon::{self, Daemon},
     face::client,
-    model::config::Config,
     sys,
+    workers::reload::Source,
 };
 
 #[test]
@@ -22,11 +22,20 @@ fn a_daemon_started_in_process_serves_its_vips_and_stops_cleanly() {
     let instance = unique_name("inproc");
     let socket = std::env::temp_dir().join(format!("{instance}.sock"));
     let _state = TempFile::adopt(state_file(&socket));
-    let cfg = Config::parse(&topo.config_toml(&instance, &socket)).expect("lab config");
+    let config = TempFile::new(
+        &format!("{instance}.toml"),
+        &topo.config_toml(&instance, &socket),
+    )
+    .expect("write config");
+    let source = Source {
+        path: config.path().to_path_buf(),
+        ifaces: Vec::new(),
+        socket: None,
+    };
+    let startup = daemon::desired_state(&source, false).expect("lab config");
     let pins = daemon::pin_dir(&instance);
     let lb = topo.lb.name().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = state_file(&socket);
     // The daemon's runtime lives on a thread inside the balancer namespace.
     let runner = std::thread::spawn(move || -> lb_userspace::model::Result<()> {
         sys::netns::enter_here(&lb)?;
@@ -35,7 +44,7 @@ fn a_daemon_started_in_process_serves_its_vips_and_stops_cleanly() {
             .build()
             .map_err(|e| lb_userspace::model::Error::internal("runtime", e))?;
         runtime.block_on(async {
-            let d = Daemon::start(cfg, state).await?;
+            let d = Daemon::start(startup).await?;
             let _ = stopped.await;
             d.stop(false).await
         })

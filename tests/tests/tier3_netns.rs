@@ -599,7 +599,7 @@ fn an_agent_check_drains_downs_and_reweights_a_backend() {
     let body = serde_json::json!({
         "name": "agentweb", "addr": "10.200.0.40", "port": 8080, "proto": "tcp",
         "health": {"kind": "agent", "agent_port": lb_lab::AGENT_PORT,
-            "inter_ms": 100, "fastinter_ms": 50, "downinter_ms": 100, "timeout_ms": 300,
+            "inter_ms": 100, "fastinter_ms": 50, "downinter_ms": 100, "timeout_ms": 100,
             "rise": 1, "fall": 1},
         "backend": [
             {"addr": backend_addr(0).to_string(), "port": BACKEND_PORT},

@@ -7,8 +7,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::Controller;
 use crate::model::{
     config::VipConfig,
-    msg::{AgentReport, HealthTarget},
-    wire::{BackendChange, Plan, PlanRequest, StatsView, StatusView, VipView},
+    msg::{AgentReport, HealthBoard, HealthTarget},
+    wire::{
+        ApplyReport, BackendChange, ChangeResult, Plan, PlanRequest, StatsView, StatusView, VipView,
+    },
     Error, Result,
 };
 
@@ -17,9 +19,22 @@ pub enum Command {
     /// List VIPs.
     Vips(oneshot::Sender<Vec<VipView>>),
     /// Add a backend or change its weight.
-    AddBackend(BackendChange, oneshot::Sender<Result<VipView>>),
+    AddBackend(BackendChange, oneshot::Sender<Result<ChangeResult>>),
     /// Remove a backend.
-    RemoveBackend(BackendChange, oneshot::Sender<Result<VipView>>),
+    RemoveBackend(BackendChange, oneshot::Sender<Result<ChangeResult>>),
+    /// Make a whole VIP set the desired state, or preview that (see [`Controller::apply`]).
+    Apply {
+        /// The VIPs wanted.
+        vips: Vec<VipConfig>,
+        /// Only report.
+        dry_run: bool,
+        /// Digest of the config they come from, for the state file.
+        digest: Option<String>,
+        /// The report.
+        reply: oneshot::Sender<Result<ApplyReport>>,
+    },
+    /// The desired state as it runs.
+    Desired(oneshot::Sender<Vec<VipConfig>>),
     /// Read counters.
     Stats(oneshot::Sender<Result<StatsView>>),
     /// Identity and size.
@@ -39,6 +54,8 @@ pub enum Command {
         /// Up or down.
         up: bool,
     },
+    /// The board the health checkers write their results on.
+    HealthBoard(oneshot::Sender<HealthBoard>),
     /// What to health-check.
     HealthTargets(oneshot::Sender<Vec<HealthTarget>>),
     /// A backend's agent reported: weight percentage (0 = drain) and load.
@@ -99,6 +116,17 @@ pub fn spawn(mut ctl: Controller) -> (Handle, tokio::task::JoinHandle<Controller
                 Command::RemoveBackend(change, reply) => {
                     let _ = reply.send(ctl.remove_backend(&change));
                 }
+                Command::Apply {
+                    vips,
+                    dry_run,
+                    digest,
+                    reply,
+                } => {
+                    let _ = reply.send(ctl.apply(vips, dry_run, digest));
+                }
+                Command::Desired(reply) => {
+                    let _ = reply.send(ctl.desired());
+                }
                 Command::Stats(reply) => {
                     let _ = reply.send(ctl.stats());
                 }
@@ -118,6 +146,9 @@ pub fn spawn(mut ctl: Controller) -> (Handle, tokio::task::JoinHandle<Controller
                     if let Err(e) = ctl.set_health(&vip, addr, up) {
                         tracing::warn!("health of {addr} on {vip}: {e:#}");
                     }
+                }
+                Command::HealthBoard(reply) => {
+                    let _ = reply.send(ctl.board.clone());
                 }
                 Command::HealthTargets(reply) => {
                     let _ = reply.send(ctl.health_targets());

@@ -2,6 +2,7 @@
 //! applies each change whole (backends first, then the ring swap, then the VIP; removals in
 //! reverse) or not at all. Its rooms: ids, the commit path, telemetry, views, the state file,
 //! the mailbox.
+mod apply;
 mod commit;
 mod ids;
 mod mailbox;
@@ -24,9 +25,9 @@ use crate::{
     dataplane::Dataplane,
     model::{
         config::{BackendConfig, Config, Daemon, Proto, VipConfig},
-        msg::AgentReport,
-        validate_backend,
-        wire::{BackendChange, Plan, PlanOp, PlanRequest, VipView},
+        msg::{AgentReport, HealthBoard},
+        validate_backend, validate_vips,
+        wire::{BackendChange, ChangeResult, Plan, PlanOp, PlanRequest, VipView},
         Error, Result,
     },
 };
@@ -76,8 +77,12 @@ pub struct Controller {
     pinned_vips: HashMap<VipKey, VipMeta>,
     /// Backend records found in adopted maps and not claimed yet: address -> id.
     pinned_backends: HashMap<SocketAddr, u32>,
-    /// Where the desired state is written after every change, with the daemon settings.
-    persist: Option<(std::path::PathBuf, Daemon)>,
+    /// Where the desired state is written after every change.
+    persist: Option<persist::Persist>,
+    /// A batch of changes is being applied: the state file is written once, at its end.
+    batch: bool,
+    /// What the health checkers last found, per (VIP name, backend).
+    board: HealthBoard,
 }
 
 impl Controller {
@@ -110,14 +115,38 @@ impl Controller {
                 .map(|(id, b)| (b.socket_addr(), id))
                 .collect(),
             persist: None,
+            batch: false,
+            board: HealthBoard::default(),
         }
     }
 
-    /// After every change, writes the desired state (as a config file) to `path`; takes the
-    /// drain deadline from the daemon settings.
-    pub fn persist_to(&mut self, path: std::path::PathBuf, daemon: Daemon) {
+    /// After every change, writes the desired state to the state file `path`, with the
+    /// daemon settings and the digest of the config it derives from; takes the drain
+    /// deadline from the daemon settings.
+    pub fn persist_to(&mut self, path: std::path::PathBuf, daemon: Daemon, config_digest: String) {
         self.drain_timeout = Duration::from_secs(daemon.drain_timeout_s);
-        self.persist = Some((path, daemon));
+        self.persist = Some(persist::Persist {
+            path,
+            daemon,
+            config_digest,
+        });
+    }
+
+    /// The desired state: every VIP as it runs now, runtime changes included.
+    pub fn desired(&self) -> Vec<VipConfig> {
+        self.vips.iter().map(|v| v.cfg.clone()).collect()
+    }
+
+    /// Checks the desired state `change` would make, whole, before anything is touched: the
+    /// same validation a config file passes.
+    /// Within a batch the state it leads to was checked whole already.
+    fn check_whole(&self, change: impl FnOnce(&mut Vec<VipConfig>)) -> Result<()> {
+        if self.batch {
+            return Ok(());
+        }
+        let mut vips = self.desired();
+        change(&mut vips);
+        validate_vips(&vips)
     }
 
     /// Applies every VIP of a validated config, then drops whatever adopted maps held that
@@ -155,6 +184,17 @@ impl Controller {
                 format!("{:?} exists already", cfg.name),
             ));
         }
+        if let Some(other) = self.vips.iter().find(|v| vip_key(&v.cfg) == vip_key(&cfg)) {
+            return Err(Error::conflict(
+                "vip",
+                format!(
+                    "{} is served by VIP {:?} already",
+                    vip_label(&cfg),
+                    other.cfg.name
+                ),
+            ));
+        }
+        self.check_whole(|vips| vips.push(cfg.clone()))?;
         let used: Vec<u32> = self.vips.iter().map(|v| v.id).collect();
         let reserved: Vec<u32> = self.pinned_vips.values().map(|m| m.vip_id).collect();
         let (id, ring) = match self.pinned_vips.remove(&vip_key(&cfg)) {
@@ -226,22 +266,32 @@ impl Controller {
     }
 
     /// Adds a backend to a VIP, or changes its weight if it is there.
-    pub fn add_backend(&mut self, change: &BackendChange) -> Result<VipView> {
+    pub fn add_backend(&mut self, change: &BackendChange) -> Result<ChangeResult> {
         let idx = self.vip_index(&change.vip)?;
         let target = SocketAddr::new(change.addr, change.port);
         let weight = Some(change.weight.unwrap_or(1));
         let set = self.proposed_set(idx, PlanOp::Add, target, weight)?;
-        self.apply_set(idx, set)?;
-        Ok(self.view_of(idx))
+        self.change_set(idx, set)
     }
 
     /// Removes a backend from a VIP; its tracked flows move to the remaining backends.
-    pub fn remove_backend(&mut self, change: &BackendChange) -> Result<VipView> {
+    pub fn remove_backend(&mut self, change: &BackendChange) -> Result<ChangeResult> {
         let idx = self.vip_index(&change.vip)?;
         let target = SocketAddr::new(change.addr, change.port);
         let set = self.proposed_set(idx, PlanOp::Remove, target, None)?;
+        self.change_set(idx, set)
+    }
+
+    /// Applies `set` to VIP `idx` and says what it moved (the live tables before and after).
+    fn change_set(&mut self, idx: usize, set: Vec<BackendConfig>) -> Result<ChangeResult> {
+        let before = self.vips[idx].table.clone();
         self.apply_set(idx, set)?;
-        Ok(self.view_of(idx))
+        let vip = &self.vips[idx];
+        Ok(ChangeResult {
+            vip: vip.cfg.name.clone(),
+            backends: vip.cfg.backends.len(),
+            moved_share: crate::balance::maglev::moved_share(&before, &vip.table),
+        })
     }
 
     /// The backend set of VIP `idx` after `op` on `target` (weight: `add` defaults to 1,
@@ -286,6 +336,7 @@ impl Controller {
     /// Commits a new backend set for VIP `idx`. With health checks, a backend new to the VIP
     /// joins the ring only after `rise` good checks; backends that leave forget their health.
     fn apply_set(&mut self, idx: usize, set: Vec<BackendConfig>) -> Result<()> {
+        self.check_whole(|vips| vips[idx].backends = set.clone())?;
         let name = self.vips[idx].cfg.name.clone();
         let old: Vec<SocketAddr> = self.vips[idx]
             .cfg
@@ -330,10 +381,8 @@ impl Controller {
     /// Replaces the whole backend set of a VIP in one ring swap.
     pub fn replace_backends(&mut self, vip: &str, backends: Vec<BackendConfig>) -> Result<VipView> {
         let idx = self.vip_index(vip)?;
-        let mut check = self.vips[idx].cfg.clone();
-        check.backends = backends;
-        check.validate("vip")?;
-        self.commit(idx, check.backends)?;
+        self.check_whole(|vips| vips[idx].backends = backends.clone())?;
+        self.commit(idx, backends)?;
         Ok(self.view_of(idx))
     }
 

@@ -1,30 +1,44 @@
-//! The state file: the desired state written as a config file after every change, so the next
-//! lbd restores it.
+//! The state file: the desired state written after every change (crash-safely, see
+//! [`crate::model::state`]) with the digest of the config it derives from, so the next lbd
+//! restores it while the config is unchanged. A batch of changes writes it once.
+use std::path::PathBuf;
+
 use super::Controller;
-use crate::model::config::Config;
+use crate::model::{
+    config::Daemon,
+    state::{StateFile, StateMeta},
+};
+
+/// Where and how the controller keeps its state file.
+pub struct Persist {
+    /// The state file.
+    pub path: PathBuf,
+    /// The daemon settings written with it.
+    pub daemon: Daemon,
+    /// Digest of the config the desired state derives from.
+    pub config_digest: String,
+}
 
 impl Controller {
-    /// Writes the desired state if persistence is on. A failure is logged: the change is
-    /// already live, and the next successful change writes the file again.
+    /// Writes the desired state if persistence is on and no batch is in progress. A failure
+    /// is logged: the change is already live, and the next successful change writes the file
+    /// again.
     pub(super) fn save(&self) {
-        let Some((path, daemon)) = &self.persist else {
+        let Some(p) = &self.persist else {
             return;
         };
-        let cfg = Config {
-            lbd: daemon.clone(),
-            vips: self.vips.iter().map(|v| v.cfg.clone()).collect(),
+        if self.batch {
+            return;
+        }
+        let state = StateFile {
+            state: Some(StateMeta {
+                config_digest: p.config_digest.clone(),
+            }),
+            lbd: p.daemon.clone(),
+            vips: self.desired(),
         };
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let text = toml::to_string(&cfg).map_err(std::io::Error::other)?;
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, text)?;
-            std::fs::rename(&tmp, path)
-        };
-        if let Err(e) = write() {
-            tracing::error!("could not save the state to {}: {e}", path.display());
+        if let Err(e) = state.write(&p.path) {
+            tracing::error!("could not save the state to {}: {e}", p.path.display());
         }
     }
 }

@@ -6,7 +6,7 @@ use lb_common::Reason;
 
 use super::{Controller, Vip};
 use crate::model::{
-    wire::{BackendState, BackendView, StatsView, StatusView, VipView},
+    wire::{BackendState, BackendView, HealthDetail, StatsView, StatusView, VipView},
     Result,
 };
 
@@ -32,8 +32,23 @@ impl Controller {
                 .map(|b| {
                     let id = self.ids.get(&b.socket_addr()).unwrap_or(0);
                     let bt = self.dp.traffic(false, id).unwrap_or_default();
-                    let report = self.agent.get(&(vip.cfg.name.clone(), b.socket_addr()));
+                    let key = (vip.cfg.name.clone(), b.socket_addr());
+                    let report = self.agent.get(&key);
+                    let health = vip.cfg.health.as_ref().map(|h| {
+                        let board = self.board.lock().unwrap_or_else(|p| p.into_inner());
+                        board.get(&key).cloned().unwrap_or(HealthDetail {
+                            kind: h.kind,
+                            up: !self.down.contains(&key),
+                            since_ms: 0,
+                            last: None,
+                            consecutive_ok: 0,
+                            consecutive_failed: 0,
+                            checks: 0,
+                            failures: Default::default(),
+                        })
+                    });
                     BackendView {
+                        health,
                         ring_weight: self.effective_weight(&vip.cfg, b),
                         cpu: report.and_then(|r| r.cpu),
                         inflight: report.and_then(|r| r.inflight),
@@ -99,6 +114,8 @@ impl Controller {
             pin_dir: self.dp.pin_dir().display().to_string(),
             vips: self.vips.len(),
             backends: self.ids.by_addr.len(),
+            config: String::new(),
+            runtime_changes: None,
         }
     }
 }

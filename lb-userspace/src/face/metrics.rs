@@ -14,9 +14,9 @@ use prometheus_client::{
 
 use crate::{
     controller::{Command, Handle},
-    model::wire::{PoolView, StatsView, VipView},
+    model::wire::{BackendState, BackendView, PoolView, StatsView, VipView},
     sys::error::{fail, Context, Result},
-    workers::pool::{self, Pools},
+    workers::pool::Pools,
 };
 
 /// A label value with `\`, `"` and line feeds escaped, as the exposition format requires
@@ -147,46 +147,98 @@ impl Page {
             "Flows balanced for the VIP.",
             vip(|v| v.new_flows),
         ));
-        let backend = |f: fn(&crate::model::wire::BackendView) -> u64| {
+        // Per-backend series keep fixed labels (VIP, backend): a state change must not
+        // start new series. The state is a gauge of its own, one series per state.
+        let each = |f: &dyn Fn(&BackendView) -> Option<Num>| {
             self.vips
                 .iter()
                 .flat_map(|v| {
-                    v.backends.iter().map(move |b| {
+                    v.backends.iter().filter_map(move |b| {
                         let addr = b.socket_addr().to_string();
-                        let l = labels(&[
-                            ("vip", &v.name),
-                            ("backend", &addr),
-                            ("state", b.state.name()),
-                        ]);
-                        (l, Num::Count(f(b)))
+                        Some((labels(&[("vip", &v.name), ("backend", &addr)]), f(b)?))
                     })
                 })
                 .collect::<Vec<_>>()
         };
+        let count = |f: fn(&BackendView) -> u64| each(&|b| Some(Num::Count(f(b))));
         out.push(Family::Counter(
             "lb_backend_packets",
             "Packets sent to the backend.",
-            backend(|b| b.packets),
+            count(|b| b.packets),
         ));
         out.push(Family::Counter(
             "lb_backend_bytes",
             "Bytes sent to the backend.",
-            backend(|b| b.bytes),
+            count(|b| b.bytes),
         ));
         out.push(Family::Counter(
             "lb_backend_new_flows",
             "Flows balanced to the backend.",
-            backend(|b| b.new_flows),
+            count(|b| b.new_flows),
         ));
         out.push(Family::Gauge(
             "lb_backend_active_flows",
             "Open flows on the backend.",
-            backend(|b| b.active_flows),
+            count(|b| b.active_flows),
         ));
         out.push(Family::Gauge(
             "lb_backend_weight",
-            "Ring weight of the backend (0 = draining).",
-            backend(|b| u64::from(b.weight)),
+            "Configured weight of the backend (0 = draining).",
+            count(|b| u64::from(b.weight)),
+        ));
+        let states = self
+            .vips
+            .iter()
+            .flat_map(|v| {
+                v.backends.iter().flat_map(move |b| {
+                    let addr = b.socket_addr().to_string();
+                    BackendState::ALL.into_iter().map(move |s| {
+                        let l =
+                            labels(&[("vip", &v.name), ("backend", &addr), ("state", s.name())]);
+                        (l, Num::Count(u64::from(b.state == s)))
+                    })
+                })
+            })
+            .collect();
+        out.push(Family::Gauge(
+            "lb_backend_state",
+            "1 for the state the backend is in (active, draining, drained, down), 0 for the others.",
+            states,
+        ));
+        out.push(Family::Gauge(
+            "lb_backend_check_up",
+            "1 while the backend's health checks have it up, 0 while down (checked backends only).",
+            each(&|b| b.health.as_ref().map(|h| Num::Count(u64::from(h.up)))),
+        ));
+        out.push(Family::Gauge(
+            "lb_backend_check_duration_seconds",
+            "How long the backend's last health check took.",
+            each(&|b| {
+                let last = b.health.as_ref()?.last.as_ref()?;
+                Some(Num::Real(last.duration_ms / 1000.0))
+            }),
+        ));
+        let failures = self
+            .vips
+            .iter()
+            .flat_map(|v| {
+                v.backends.iter().flat_map(move |b| {
+                    let addr = b.socket_addr().to_string();
+                    b.health.iter().flat_map(move |h| {
+                        let addr = addr.clone();
+                        h.failures.iter().map(move |(reason, n)| {
+                            let l =
+                                labels(&[("vip", &v.name), ("backend", &addr), ("reason", reason)]);
+                            (l, Num::Count(*n))
+                        })
+                    })
+                })
+            })
+            .collect();
+        out.push(Family::Counter(
+            "lb_backend_check_failures",
+            "Failed health checks of the backend, by reason.",
+            failures,
         ));
         if !self.pools.is_empty() {
             out.extend(self.pool_families());
@@ -266,7 +318,7 @@ async fn metrics(State((h, pools)): State<(Handle, Pools)>) -> impl IntoResponse
     let page = async {
         let vips = h.call(Command::Vips).await?;
         let stats = h.call(Command::Stats).await??;
-        Ok::<_, crate::model::Error>(render(&vips, &stats, &pool::snapshot(&pools)))
+        Ok::<_, crate::model::Error>(render(&vips, &stats, &pools.snapshot()))
     };
     match page.await {
         Ok(text) => (
@@ -346,6 +398,7 @@ mod tests {
                 ring_weight: 200,
                 cpu: None,
                 inflight: None,
+                health: None,
             }],
         };
         let stats = StatsView {

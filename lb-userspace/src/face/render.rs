@@ -1,7 +1,12 @@
 //! Layer 5 face, human tables: what `lbctl` prints and the lab shows, from the API's views.
 use std::{collections::HashMap, fmt::Write as _, net::SocketAddr};
 
-use crate::model::wire::{Plan, PoolView, StatsView, StatusView, VipView};
+use crate::model::{
+    diff::Change,
+    wire::{
+        ApplyReport, BackendView, HealthDetail, Plan, PoolView, StatsView, StatusView, VipView,
+    },
+};
 
 /// Milliseconds since the Unix epoch.
 fn now_ms() -> u64 {
@@ -12,14 +17,153 @@ fn now_ms() -> u64 {
 
 /// `lbctl status`.
 pub fn status(s: &StatusView) -> String {
+    let changes = match s.runtime_changes {
+        Some(0) => "none (the running state is the config's)".to_string(),
+        Some(n) => format!("{n} against the config (`lbctl diff`; a reload drops them)"),
+        None => "unknown (the config file cannot be read)".to_string(),
+    };
     format!(
-        "instance    {}\ninterfaces  {}\nmaps        {}\nvips        {}\nbackends    {}\n",
+        "instance    {}\ninterfaces  {}\nmaps        {}\nconfig      {}\nvips        {}\nbackends    {}\nruntime     {changes}\n",
         s.instance,
         s.interfaces.join(", "),
         s.pin_dir,
+        s.config,
         s.vips,
         s.backends
     )
+}
+
+/// `lbctl diff`: the runtime changes, VIP by VIP.
+pub fn changes(changes: &[Change]) -> String {
+    if changes.is_empty() {
+        return "no runtime changes: the running state is the config's\n".into();
+    }
+    let mut out = String::new();
+    for c in changes {
+        let _ = writeln!(out, "{:<16} {}", c.vip, c.what);
+    }
+    out
+}
+
+/// `lbctl apply` and `lbctl reload`: what changes per VIP, with the share of new flows it
+/// moves, every difference, and what needs a restart.
+pub fn apply(r: &ApplyReport) -> String {
+    let verb = if r.applied {
+        "applied"
+    } else {
+        "would apply (not applied)"
+    };
+    if r.vips.is_empty() && r.restart_needed.is_empty() {
+        return "no change: the desired state is the running one\n".into();
+    }
+    let mut out = format!("{verb}: {} VIP(s) change\n", r.vips.len());
+    if !r.vips.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<16} {:<8} {:>10} {:>10}",
+            "VIP", "ACTION", "BACKENDS", "MOVES"
+        );
+        for v in &r.vips {
+            let _ = writeln!(
+                out,
+                "{:<16} {:<8} {:>4} -> {:<4} {:>9.2}%",
+                v.vip,
+                format!("{:?}", v.action).to_lowercase(),
+                v.backends.0,
+                v.backends.1,
+                v.moved_share * 100.0
+            );
+        }
+    }
+    for c in &r.changes {
+        let _ = writeln!(out, "  {}: {}", c.vip, c.what);
+    }
+    if !r.restart_needed.is_empty() {
+        let _ = writeln!(
+            out,
+            "not applied until lbd restarts: {}",
+            r.restart_needed.join(", ")
+        );
+    }
+    out
+}
+
+/// A backend's health in a few words: `-` without a check, else its state and last result.
+fn check_word(h: Option<&HealthDetail>) -> String {
+    let Some(h) = h else {
+        return "no check".into();
+    };
+    let state = if h.up { "up" } else { "down" };
+    match &h.last {
+        None => format!("{state}, not checked yet"),
+        Some(l) if l.ok => format!("{state}, ok {:.0}ms", l.duration_ms),
+        Some(l) => format!(
+            "{state}, {} {}/{}",
+            l.reason, h.consecutive_failed, h.checks
+        ),
+    }
+}
+
+/// `lbctl backend show`: one backend in detail.
+pub fn backend(vip: &str, b: &BackendView) -> String {
+    let mut out = format!(
+        "vip          {vip}\nbackend      {}\nid           {}\nstate        {}\nweight       {} (in the ring: {})\npackets      {}\nnew flows    {}\nactive flows {}\n",
+        b.socket_addr(),
+        b.id,
+        b.state.name(),
+        b.weight,
+        b.ring_weight,
+        b.packets,
+        b.new_flows,
+        b.active_flows
+    );
+    if let Some(cpu) = b.cpu {
+        let _ = writeln!(out, "agent cpu    {:.0}%", cpu * 100.0);
+    }
+    let Some(h) = &b.health else {
+        out += "check        none (the VIP has no health check: the backend counts as up)\n";
+        return out;
+    };
+    let since = if h.since_ms == 0 {
+        "-".to_string()
+    } else {
+        format!(
+            "{:.1}s",
+            now_ms().saturating_sub(h.since_ms) as f64 / 1000.0
+        )
+    };
+    let _ = writeln!(
+        out,
+        "check        {:?}, {} for {since}",
+        h.kind,
+        if h.up { "up" } else { "down" }
+    );
+    match &h.last {
+        Some(l) => {
+            let ago = now_ms().saturating_sub(l.at_ms) as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "last check   {} ({:.1} ms, {ago:.1}s ago)",
+                if l.ok {
+                    "ok".to_string()
+                } else {
+                    format!("failed: {}", l.reason)
+                },
+                l.duration_ms
+            );
+        }
+        None => out += "last check   none yet\n",
+    }
+    let _ = writeln!(
+        out,
+        "streaks      {} ok, {} failed in a row; {} checks",
+        h.consecutive_ok, h.consecutive_failed, h.checks
+    );
+    if !h.failures.is_empty() {
+        let f: Vec<String> = h.failures.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let _ = writeln!(out, "failures     {}", f.join(", "));
+    }
+    out
 }
 
 /// `lbctl vip list`.
@@ -46,14 +190,14 @@ pub fn vips(vips: &[VipView]) -> String {
 /// `lbctl backend list`.
 pub fn backends(vips: &[VipView]) -> String {
     let mut out = format!(
-        "{:<16} {:<24} {:>5} {:>7} {:>12} {:>10} {:>8}  STATE\n",
-        "VIP", "BACKEND", "ID", "WEIGHT", "PACKETS", "NEW FLOWS", "ACTIVE"
+        "{:<16} {:<24} {:>5} {:>7} {:>12} {:>10} {:>8}  {:<9} CHECK\n",
+        "VIP", "BACKEND", "ID", "WEIGHT", "PACKETS", "NEW FLOWS", "ACTIVE", "STATE"
     );
     for vip in vips {
         for b in &vip.backends {
             let _ = writeln!(
                 out,
-                "{:<16} {:<24} {:>5} {:>7} {:>12} {:>10} {:>8}  {}",
+                "{:<16} {:<24} {:>5} {:>7} {:>12} {:>10} {:>8}  {:<9} {}",
                 vip.name,
                 b.socket_addr(),
                 b.id,
@@ -61,15 +205,17 @@ pub fn backends(vips: &[VipView]) -> String {
                 b.packets,
                 b.new_flows,
                 b.active_flows,
-                b.state.name()
+                b.state.name(),
+                check_word(b.health.as_ref())
             );
         }
     }
     out
 }
 
-/// `lbctl plan`: what `op` on `backend` moves, overall and per backend.
-pub fn plan(op: &str, backend: &SocketAddr, p: &Plan) -> String {
+/// `lbctl plan`: what `op` on `backend` moves, overall and per backend (those whose share
+/// changes, or `all`).
+pub fn plan(op: &str, backend: &SocketAddr, p: &Plan, all: bool) -> String {
     let mut out = format!(
         "{op} {backend} on {}: moves {:.2}% of new flows{}\n",
         p.vip,
@@ -85,7 +231,12 @@ pub fn plan(op: &str, backend: &SocketAddr, p: &Plan) -> String {
         "{:<24} {:>8} {:>8} {:>11} {:>9}",
         "BACKEND", "BEFORE", "AFTER", "MOVES AWAY", "MOVES IN"
     );
-    for b in &p.backends {
+    let shown: Vec<_> = p
+        .backends
+        .iter()
+        .filter(|b| all || b.moves_away > 0.0 || b.moves_in > 0.0)
+        .collect();
+    for b in &shown {
         let _ = writeln!(
             out,
             "{:<24} {:>7.2}% {:>7.2}% {:>10.2}% {:>8.2}%",
@@ -94,6 +245,13 @@ pub fn plan(op: &str, backend: &SocketAddr, p: &Plan) -> String {
             100.0 * b.share_after,
             100.0 * b.moves_away,
             100.0 * b.moves_in
+        );
+    }
+    let hidden = p.backends.len() - shown.len();
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "({hidden} backends whose share does not change; --all lists them)"
         );
     }
     out

@@ -15,7 +15,7 @@ pub const DEFAULT_HASH_SEED: u32 = 0x4c42_5344;
 pub const MAX_WEIGHT: u32 = 65_535;
 
 /// The whole file.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Daemon settings.
@@ -27,7 +27,7 @@ pub struct Config {
 }
 
 /// `[lbd]`: daemon settings.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Daemon {
     /// Instance name: maps are pinned under /sys/fs/bpf/<instance>/.
@@ -60,6 +60,26 @@ pub struct Daemon {
     /// handshake's ACK), so a flood of spoofed SYNs cannot evict established flows.
     #[serde(default = "default_new_flow_limit")]
     pub max_new_flows_per_cpu: u32,
+    /// What a stop (SIGTERM, Ctrl-C, a service manager's stop) does to the data path: `keep`
+    /// (default) leaves it forwarding, pinned for the next lbd, and the pools' VMs serving, so
+    /// a restart breaks no flow; `remove` detaches and unpins it and deletes the VMs.
+    #[serde(default)]
+    pub on_stop: OnStop,
+    /// A group whose members may read (never change) the state: lbd then also serves the API,
+    /// GET requests only, on `<socket>.ro` (mode 0660, this group).
+    #[serde(default)]
+    pub read_group: Option<String>,
+}
+
+/// What a stop does to the data path (see [`Daemon::on_stop`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStop {
+    /// Leave the data path forwarding and pinned, and the VMs serving.
+    #[default]
+    Keep,
+    /// Detach and unpin the data path, delete the VMs.
+    Remove,
 }
 
 impl Default for Daemon {
@@ -74,6 +94,8 @@ impl Default for Daemon {
             drain_timeout_s: default_drain_timeout(),
             udp_idle_timeout_s: default_udp_idle(),
             max_new_flows_per_cpu: default_new_flow_limit(),
+            on_stop: OnStop::Keep,
+            read_group: None,
         }
     }
 }
@@ -143,7 +165,7 @@ impl Mode {
 }
 
 /// `[[vip]]`: one virtual service.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VipConfig {
     /// Name used by the CLI and metrics.
@@ -216,15 +238,23 @@ pub struct HealthConfig {
     /// Milliseconds between checks of a down backend.
     #[serde(default = "default_inter")]
     pub downinter_ms: u64,
-    /// Milliseconds a check may take.
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
+    /// Milliseconds a check may take (default: `inter_ms`, at most 1000; never more than
+    /// `inter_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
     /// Good checks in a row that bring a backend up.
     #[serde(default = "default_rise")]
     pub rise: u32,
     /// Failed checks in a row that take a backend down.
     #[serde(default = "default_fall")]
     pub fall: u32,
+}
+
+impl HealthConfig {
+    /// How long a check may take: `timeout_ms`, or `inter_ms` up to one second.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms.unwrap_or(self.inter_ms.min(1000)))
+    }
 }
 
 fn default_path() -> String {
@@ -238,9 +268,6 @@ fn default_inter() -> u64 {
 }
 fn default_fastinter() -> u64 {
     500
-}
-fn default_timeout() -> u64 {
-    1000
 }
 fn default_rise() -> u32 {
     2
@@ -463,26 +490,43 @@ impl BackendConfig {
 }
 
 impl Config {
-    /// Parses and validates a TOML document.
-    pub fn parse(text: &str) -> Result<Self, Error> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
+    /// Parses a TOML document, without validating it.
+    pub fn from_toml(text: &str) -> Result<Self, Error> {
+        toml::from_str(text).map_err(|e| {
             let field = e
                 .span()
                 .map(|s| format!("line {}", text[..s.start].matches('\n').count() + 1))
                 .unwrap_or_else(|| "config".into());
             Error::invalid(field, e.message())
-        })?;
+        })
+    }
+
+    /// Parses and validates a TOML document.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let cfg = Self::from_toml(text)?;
         cfg.validate()?;
         Ok(cfg)
     }
 
-    /// Reads, parses and validates a file.
-    pub fn load(path: &Path) -> Result<Self, Error> {
+    /// Reads and parses a file, without validating it; errors name the file.
+    pub fn read(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::invalid(path.display().to_string(), format!("cannot read: {e}")))?;
-        Self::parse(&text).map_err(|e| Error {
-            field: format!("{}: {}", path.display(), e.field),
-            ..e
-        })
+        Self::from_toml(&text).map_err(|e| in_file(path, e))
+    }
+
+    /// Reads, parses and validates a file; errors name the file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let cfg = Self::read(path)?;
+        cfg.validate().map_err(|e| in_file(path, e))?;
+        Ok(cfg)
+    }
+}
+
+/// `e`, about a field of the file at `path`.
+fn in_file(path: &Path, e: Error) -> Error {
+    Error {
+        field: format!("{}: {}", path.display(), e.field),
+        ..e
     }
 }

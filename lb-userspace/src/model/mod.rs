@@ -1,10 +1,13 @@
-//! Layer 1, the model: the desired state (config) and its validation, the API's wire types and
-//! states, the workers' messages and the library's error. Imports nothing else of the crate.
+//! Layer 1, the model: the desired state (config), its validation and its state file, the
+//! API's wire types and states, the workers' messages and the library's error. Imports only
+//! the system layer (for its error).
 pub mod config;
+pub mod diff;
 pub mod error;
 pub mod msg;
+pub mod state;
 mod validate;
 pub mod wire;
 
 pub use error::{Error, ErrorKind, Result};
-pub use validate::validate_backend;
+pub use validate::{shown, validate_backend, validate_vips};

@@ -1,8 +1,16 @@
 //! What the workers and the controller tell each other (besides the API's wire types): the
 //! health checkers' targets and the agents' reports.
-use std::net::SocketAddr;
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
 
-use super::config::HealthConfig;
+use super::{config::HealthConfig, wire::HealthDetail};
+
+/// The health checkers' latest detail per (VIP name, backend), which they write after every
+/// check and the controller's views read.
+pub type HealthBoard = Arc<Mutex<HashMap<(String, SocketAddr), HealthDetail>>>;
 
 /// One backend to check, as the controller sees it now.
 #[derive(Clone, Debug)]

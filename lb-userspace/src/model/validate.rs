@@ -1,14 +1,17 @@
 //! Validation of the desired state: everything the config types cannot express, with errors
 //! that name the offending field. Every way into the desired state (config file, state file,
 //! API, CLI) passes through here.
-use std::collections::HashSet;
+use std::{
+    collections::HashSet,
+    net::{IpAddr, SocketAddr},
+};
 
 use lb_common::{MAX_BACKENDS, MAX_VIPS, RING_SIZES};
 
 use super::{
     config::{
-        BackendConfig, CheckKind, Config, Mode, Policy, PoolConfig, ProviderKind, VipConfig,
-        WeightsConfig, MAX_POOL_VMS, MAX_WEIGHT,
+        BackendConfig, CheckKind, Config, Daemon, HealthConfig, Mode, Policy, PoolConfig,
+        ProviderKind, VipConfig, WeightsConfig, MAX_POOL_VMS, MAX_WEIGHT,
     },
     error::Error,
 };
@@ -127,10 +130,36 @@ impl WeightsConfig {
     }
 }
 
-impl Config {
-    /// Checks everything the types cannot express.
+/// `text` as an error message shows it: quoted, and cut at 64 characters (a request may send
+/// a name of any length; the answer does not echo it back whole).
+pub fn shown(text: &str) -> String {
+    const MAX: usize = 64;
+    if text.chars().count() <= MAX {
+        return format!("{text:?}");
+    }
+    let head: String = text.chars().take(MAX).collect();
+    format!("{head:?}... ({} bytes)", text.len())
+}
+
+/// Whether `addr` can be a service or backend address: unicast, not unspecified, not the
+/// limited broadcast, not loopback (traffic to a loopback address never reaches an interface).
+fn unicast(addr: IpAddr) -> Result<(), String> {
+    let broadcast = matches!(addr, IpAddr::V4(a) if a.is_broadcast());
+    if addr.is_unspecified() || addr.is_multicast() || broadcast {
+        return Err(format!("{addr} is not a unicast address"));
+    }
+    if addr.is_loopback() {
+        return Err(format!(
+            "{addr} is a loopback address: traffic to it never reaches an interface"
+        ));
+    }
+    Ok(())
+}
+
+impl Daemon {
+    /// Checks the daemon settings.
     pub fn validate(&self) -> Result<(), Error> {
-        let inst = &self.lbd.instance;
+        let inst = &self.instance;
         if inst.is_empty()
             || inst.len() > 32
             || !inst
@@ -139,59 +168,133 @@ impl Config {
         {
             return Err(err(
                 "lbd.instance",
-                format!("{inst:?} must be 1-32 characters of [A-Za-z0-9_-]"),
+                format!("{} must be 1-32 characters of [A-Za-z0-9_-]", shown(inst)),
             ));
         }
-        for (i, iface) in self.lbd.interfaces.iter().enumerate() {
+        let mut seen = HashSet::new();
+        for (i, iface) in self.interfaces.iter().enumerate() {
             if iface.is_empty() || iface.len() > 15 || iface.contains(['/', ' ']) {
                 return Err(err(
                     format!("lbd.interfaces[{i}]"),
-                    format!("{iface:?} is not an interface name (1-15 characters, no / or space)"),
+                    format!(
+                        "{} is not an interface name (1-15 characters, no / or space)",
+                        shown(iface)
+                    ),
+                ));
+            }
+            if !seen.insert(iface) {
+                return Err(err(
+                    format!("lbd.interfaces[{i}]"),
+                    format!("{iface:?} is listed twice"),
                 ));
             }
         }
-        if let Some(addr) = self.lbd.metrics {
+        if let Some(addr) = self.metrics {
             if !addr.ip().is_loopback() {
                 return Err(err(
                     "lbd.metrics",
                     format!("{addr} is not a loopback address (the page has no authentication)"),
                 ));
             }
+            if addr.port() == 0 {
+                return Err(err("lbd.metrics", "port must be 1-65535"));
+            }
         }
-        if !(1..=86_400).contains(&self.lbd.udp_idle_timeout_s) {
+        if !(1..=86_400).contains(&self.udp_idle_timeout_s) {
             return Err(err("lbd.udp_idle_timeout_s", "must be 1-86400 seconds"));
         }
-        if self.vips.len() > MAX_VIPS as usize {
-            return Err(err("vip", format!("at most {MAX_VIPS} VIPs are supported")));
-        }
-        let mut names = HashSet::new();
-        let mut services = HashSet::new();
-        let mut all_backends = HashSet::new();
-        for (i, vip) in self.vips.iter().enumerate() {
-            let at = format!("vip[{i}]");
-            vip.validate(&at)?;
-            if !names.insert(vip.name.as_str()) {
+        if let Some(g) = &self.read_group {
+            if g.is_empty()
+                || g.len() > 32
+                || !g
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+            {
                 return Err(err(
-                    format!("{at}.name"),
-                    format!("{:?} is used twice", vip.name),
+                    "lbd.read_group",
+                    format!("{} is not a group name", shown(g)),
                 ));
             }
-            if !services.insert((vip.addr, vip.port, vip.proto)) {
-                return Err(err(
-                    &at,
-                    format!("{}:{} {:?} is defined twice", vip.addr, vip.port, vip.proto),
-                ));
-            }
-            all_backends.extend(vip.backends.iter().map(BackendConfig::socket_addr));
         }
-        if all_backends.len() >= MAX_BACKENDS as usize {
+        if self.drain_timeout_s > 86_400 {
+            return Err(err("lbd.drain_timeout_s", "must be 0-86400 seconds"));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Checks everything the types cannot express: the daemon settings and the VIP set.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.lbd.validate()?;
+        validate_vips(&self.vips)
+    }
+
+    /// Checks that lbd can run this config: valid, with an interface to attach to (a
+    /// document of VIPs alone is valid, not runnable).
+    pub fn validate_runnable(&self) -> Result<(), Error> {
+        self.validate()?;
+        if self.lbd.interfaces.is_empty() {
             return Err(err(
-                "vip",
-                format!("at most {} distinct backends", MAX_BACKENDS - 1),
+                "lbd.interfaces",
+                "empty: list the interfaces lb_xdp attaches to (or give lbd --iface)",
             ));
         }
         Ok(())
     }
+}
+
+/// Checks a whole set of VIPs, as the desired state holds it: each VIP, and what must hold
+/// across them (unique names and services, no VIP on a backend's address and port, the
+/// data path's limits).
+pub fn validate_vips(vips: &[VipConfig]) -> Result<(), Error> {
+    if vips.len() > MAX_VIPS as usize {
+        return Err(err("vip", format!("at most {MAX_VIPS} VIPs are supported")));
+    }
+    let mut names = HashSet::new();
+    let mut services = HashSet::new();
+    let mut all_backends = HashSet::new();
+    for (i, vip) in vips.iter().enumerate() {
+        let at = format!("vip[{i}]");
+        vip.validate(&at)?;
+        if !names.insert(vip.name.as_str()) {
+            return Err(err(
+                format!("{at}.name"),
+                format!("{:?} is used twice", vip.name),
+            ));
+        }
+        if !services.insert((vip.addr, vip.port, vip.proto)) {
+            return Err(err(
+                &at,
+                format!(
+                    "{} {:?} is defined twice (another VIP serves it)",
+                    SocketAddr::new(vip.addr, vip.port),
+                    vip.proto
+                ),
+            ));
+        }
+        all_backends.extend(vip.backends.iter().map(BackendConfig::socket_addr));
+    }
+    for (i, vip) in vips.iter().enumerate() {
+        let service = SocketAddr::new(vip.addr, vip.port);
+        if all_backends.contains(&service) {
+            return Err(err(
+                format!("vip[{i}].addr"),
+                format!("{service} is a backend's address and port: a VIP cannot be one"),
+            ));
+        }
+    }
+    if all_backends.len() >= MAX_BACKENDS as usize {
+        return Err(err(
+            "vip",
+            format!(
+                "{} distinct backends: at most {} are supported",
+                all_backends.len(),
+                MAX_BACKENDS - 1
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl VipConfig {
@@ -206,39 +309,18 @@ impl VipConfig {
         {
             return Err(err(
                 format!("{at}.name"),
-                format!("{:?} must be 1-64 characters of [A-Za-z0-9_.-]", self.name),
+                format!(
+                    "{} must be 1-64 characters of [A-Za-z0-9_.-]",
+                    shown(&self.name)
+                ),
             ));
         }
-        if self.addr.is_unspecified() || self.addr.is_multicast() {
-            return Err(err(
-                format!("{at}.addr"),
-                format!("{} is not a unicast address", self.addr),
-            ));
-        }
+        unicast(self.addr).map_err(|p| err(format!("{at}.addr"), p))?;
         if self.port == 0 {
             return Err(err(format!("{at}.port"), "must be 1-65535"));
         }
         if let Some(h) = &self.health {
-            let at = format!("{at}.health");
-            for (name, ms) in [
-                ("inter_ms", h.inter_ms),
-                ("fastinter_ms", h.fastinter_ms),
-                ("downinter_ms", h.downinter_ms),
-                ("timeout_ms", h.timeout_ms),
-            ] {
-                if !(10..=3_600_000).contains(&ms) {
-                    return Err(err(format!("{at}.{name}"), "must be 10-3600000 ms"));
-                }
-            }
-            if !(1..=100).contains(&h.rise) || !(1..=100).contains(&h.fall) {
-                return Err(err(format!("{at}.rise/fall"), "must be 1-100"));
-            }
-            if h.kind == CheckKind::Http && !h.path.starts_with('/') {
-                return Err(err(format!("{at}.path"), "must start with /"));
-            }
-            if h.kind == CheckKind::Agent && h.agent_port == 0 {
-                return Err(err(format!("{at}.agent_port"), "required for kind agent"));
-            }
+            h.validate(&format!("{at}.health"))?;
         }
         self.weights.validate(&format!("{at}.weights"), self)?;
         if let Some(pool) = &self.pool {
@@ -264,6 +346,52 @@ impl VipConfig {
     }
 }
 
+impl HealthConfig {
+    /// Checks a health check; `at` is its field path.
+    pub fn validate(&self, at: &str) -> Result<(), Error> {
+        for (name, ms) in [
+            ("inter_ms", self.inter_ms),
+            ("fastinter_ms", self.fastinter_ms),
+            ("downinter_ms", self.downinter_ms),
+            ("timeout_ms", self.timeout_ms.unwrap_or(self.inter_ms)),
+        ] {
+            if !(10..=3_600_000).contains(&ms) {
+                return Err(err(format!("{at}.{name}"), "must be 10-3600000 ms"));
+            }
+        }
+        if let Some(t) = self.timeout_ms.filter(|t| *t > self.inter_ms) {
+            return Err(err(
+                format!("{at}.timeout_ms"),
+                format!(
+                    "{t} ms is longer than inter_ms ({} ms): a check must end before the next",
+                    self.inter_ms
+                ),
+            ));
+        }
+        if !(1..=100).contains(&self.rise) || !(1..=100).contains(&self.fall) {
+            return Err(err(format!("{at}.rise/fall"), "must be 1-100"));
+        }
+        if self.kind == CheckKind::Http {
+            if !self.path.starts_with('/') || self.path.len() > 1024 {
+                return Err(err(
+                    format!("{at}.path"),
+                    "must start with / (1024 bytes at most)",
+                ));
+            }
+            if !(100..=599).contains(&self.expect_status) {
+                return Err(err(format!("{at}.expect_status"), "must be 100-599"));
+            }
+        }
+        if self.kind == CheckKind::Agent && self.agent_port == 0 {
+            return Err(err(
+                format!("{at}.agent_port"),
+                "required for kind agent (1-65535)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Checks a backend of `vip`; `at` is its field path.
 pub fn validate_backend(at: &str, vip: &VipConfig, b: &BackendConfig) -> Result<(), Error> {
     if b.addr.is_ipv4() != vip.addr.is_ipv4() {
@@ -275,12 +403,7 @@ pub fn validate_backend(at: &str, vip: &VipConfig, b: &BackendConfig) -> Result<
             ),
         ));
     }
-    if b.addr.is_unspecified() || b.addr.is_multicast() {
-        return Err(err(
-            format!("{at}.addr"),
-            format!("{} is not a unicast address", b.addr),
-        ));
-    }
+    unicast(b.addr).map_err(|p| err(format!("{at}.addr"), p))?;
     if b.port == 0 {
         return Err(err(format!("{at}.port"), "must be 1-65535"));
     }
@@ -296,7 +419,7 @@ pub fn validate_backend(at: &str, vip: &VipConfig, b: &BackendConfig) -> Result<
     if b.weight > MAX_WEIGHT {
         return Err(err(
             format!("{at}.weight"),
-            format!("must be 0-{MAX_WEIGHT}"),
+            format!("{} is over the limit: must be 0-{MAX_WEIGHT}", b.weight),
         ));
     }
     Ok(())

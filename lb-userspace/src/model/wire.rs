@@ -25,6 +25,14 @@ pub enum BackendState {
 }
 
 impl BackendState {
+    /// Every state.
+    pub const ALL: [BackendState; 4] = [
+        BackendState::Active,
+        BackendState::Draining,
+        BackendState::Drained,
+        BackendState::Down,
+    ];
+
     /// The state of a backend that is not down, from its ring weight and its open flows
     /// (`open` counts as 0 once the drain deadline has passed).
     pub fn of(weight: u32, open: u64) -> Self {
@@ -77,6 +85,9 @@ pub struct BackendView {
     /// Requests in flight its agent reported.
     #[serde(default)]
     pub inflight: Option<u64>,
+    /// Its health checking; none when its VIP has no check.
+    #[serde(default)]
+    pub health: Option<HealthDetail>,
 }
 
 impl BackendView {
@@ -214,6 +225,13 @@ pub struct StatusView {
     pub vips: usize,
     /// Number of distinct backends.
     pub backends: usize,
+    /// The config file lbd runs from (its reloads read it).
+    #[serde(default)]
+    pub config: String,
+    /// Runtime changes: differences of the running desired state from the config file
+    /// (`lbctl diff` lists them; none if the file cannot be read now).
+    #[serde(default)]
+    pub runtime_changes: Option<usize>,
 }
 
 /// Body of `DELETE /v1/vips`.
@@ -357,4 +375,101 @@ pub struct PoolView {
     /// VMs created or drained so far, by reason: `scale_out`, `scale_in`, `min` (below
     /// min), `replace` (server died), `requested` (lbctl).
     pub decisions: BTreeMap<String, u64>,
+}
+
+/// What applying a desired state does to one VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplyAction {
+    /// A new VIP.
+    Added,
+    /// A VIP that goes.
+    Removed,
+    /// Its backends or settings change (one ring rebuild).
+    Changed,
+}
+
+/// One VIP's part in an applied (or previewed) desired state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VipApply {
+    /// The VIP.
+    pub vip: String,
+    /// What happens to it.
+    pub action: ApplyAction,
+    /// Share of its table (so of new flows) whose backend changes: 1 for an added or removed
+    /// VIP, or one whose address, port, protocol, mode or ring size changes.
+    pub moved_share: f64,
+    /// Backends before and after.
+    pub backends: (usize, usize),
+}
+
+/// Body of `POST /v1/apply`: a whole desired state (the `[[vip]]` tables of a config file).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    /// The config text whose VIPs become the desired state (its `[lbd]` table, if any, must
+    /// equal the running daemon's settings).
+    pub config: String,
+    /// Only report what applying it would do.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What an apply (or a reload) did, or would do.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    /// Whether the changes were made (false for a preview or when nothing differs).
+    pub applied: bool,
+    /// VIPs that change, in name order.
+    pub vips: Vec<VipApply>,
+    /// Every difference, in words.
+    pub changes: Vec<super::diff::Change>,
+    /// Daemon settings that differ but take effect only when lbd restarts.
+    pub restart_needed: Vec<String>,
+}
+
+/// Body of `POST /v1/backends` and `DELETE /v1/backends` answers: the change made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChangeResult {
+    /// The VIP.
+    pub vip: String,
+    /// Its backends now.
+    pub backends: usize,
+    /// Share of its table the change moved.
+    pub moved_share: f64,
+}
+
+/// The last health check of a backend.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// Whether it passed.
+    pub ok: bool,
+    /// Why it failed (`refused`, `timeout`, `reset`, `status 503`, `agent: down`, ...), or
+    /// `ok`.
+    pub reason: String,
+    /// How long it took, in milliseconds.
+    pub duration_ms: f64,
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// A backend's health checking, as HAProxy's `show servers state` tells it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthDetail {
+    /// `tcp`, `http` or `agent`.
+    pub kind: super::config::CheckKind,
+    /// Whether the checks have it up.
+    pub up: bool,
+    /// When it entered that state, in milliseconds since the Unix epoch.
+    pub since_ms: u64,
+    /// The last check, once one ran.
+    pub last: Option<CheckResult>,
+    /// Checks in a row that passed.
+    pub consecutive_ok: u32,
+    /// Checks in a row that failed.
+    pub consecutive_failed: u32,
+    /// Checks run.
+    pub checks: u64,
+    /// Failed checks by reason.
+    pub failures: BTreeMap<String, u64>,
 }

@@ -2,7 +2,11 @@
 //! one checker task per (VIP, backend), kept in line with the controller's backends by a
 //! manager task; state changes go to the controller, which takes a down backend out of the
 //! ring (weight 0: its tracked flows are not cut) and puts it back when it is up again.
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -15,7 +19,8 @@ use crate::{
     controller::{Command, Handle},
     model::{
         config::{CheckKind, HealthConfig},
-        msg::AgentReport,
+        msg::{AgentReport, HealthBoard, HealthTarget},
+        wire::{CheckResult, HealthDetail},
     },
 };
 
@@ -95,61 +100,146 @@ pub fn parse_agent(line: &str) -> AgentReport {
     report
 }
 
+/// Why an I/O step of a check failed, in a word or two.
+fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "refused".into(),
+        ConnectionReset => "reset".into(),
+        TimedOut => "timeout".into(),
+        HostUnreachable => "host unreachable".into(),
+        NetworkUnreachable => "network unreachable".into(),
+        UnexpectedEof => "closed".into(),
+        _ => e.to_string(),
+    }
+}
+
 /// One check of `addr`: a TCP connection, an HTTP GET answered with the expected status, or
-/// the agent's report, within the timeout. `None` means the check failed.
-pub async fn probe(addr: SocketAddr, cfg: &HealthConfig) -> Option<AgentReport> {
-    let up = AgentReport::UP;
+/// the agent's report, within the timeout. A failure says why (`refused`, `timeout`,
+/// `status 503`, `agent: down`, ...).
+pub async fn probe(addr: SocketAddr, cfg: &HealthConfig) -> Result<AgentReport, String> {
     let check = async {
+        let io = |e: std::io::Error| io_reason(&e);
         if cfg.kind == CheckKind::Agent {
-            let mut stream = TcpStream::connect(SocketAddr::new(addr.ip(), cfg.agent_port)).await?;
+            let mut stream = TcpStream::connect(SocketAddr::new(addr.ip(), cfg.agent_port))
+                .await
+                .map_err(io)?;
             let mut line = [0u8; 128];
-            let n = stream.read(&mut line).await?;
-            return Ok::<_, std::io::Error>(Some(parse_agent(&String::from_utf8_lossy(
-                &line[..n],
-            ))));
+            let n = stream.read(&mut line).await.map_err(io)?;
+            let text = String::from_utf8_lossy(&line[..n]);
+            let report = parse_agent(&text);
+            if report.down {
+                let word = text.split_whitespace().next().unwrap_or("down");
+                return Err(format!("agent: {}", word.to_ascii_lowercase()));
+            }
+            return Ok(report);
         }
-        let mut stream = TcpStream::connect(addr).await?;
+        let mut stream = TcpStream::connect(addr).await.map_err(io)?;
         if cfg.kind == CheckKind::Tcp {
-            return Ok(Some(up));
+            return Ok(AgentReport::UP);
         }
         let request = format!(
             "GET {} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: lbd-health\r\n\r\n",
             cfg.path
         );
-        stream.write_all(request.as_bytes()).await?;
+        stream.write_all(request.as_bytes()).await.map_err(io)?;
         let mut head = [0u8; 64];
-        let n = stream.read(&mut head).await?;
+        let n = stream.read(&mut head).await.map_err(io)?;
         let line = String::from_utf8_lossy(&head[..n]);
-        let status = line
+        match line
             .split_whitespace()
             .nth(1)
-            .and_then(|s| s.parse::<u16>().ok());
-        Ok((status == Some(cfg.expect_status)).then_some(up))
+            .and_then(|s| s.parse::<u16>().ok())
+        {
+            Some(status) if status == cfg.expect_status => Ok(AgentReport::UP),
+            Some(status) => Err(format!("status {status}")),
+            None if n == 0 => Err("closed".into()),
+            None => Err("not HTTP".into()),
+        }
     };
-    match timeout(Duration::from_millis(cfg.timeout_ms), check).await {
-        Ok(Ok(report)) => report,
-        _ => None,
+    match timeout(cfg.timeout(), check).await {
+        Ok(result) => result,
+        Err(_) => Err("timeout".into()),
     }
 }
 
-async fn checker(handle: Handle, vip: String, addr: SocketAddr, cfg: HealthConfig, up: bool) {
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Records one check of (`vip`, `addr`) in `board`: its result, the streaks, the state.
+fn record(
+    board: &HealthBoard,
+    key: &(String, SocketAddr),
+    cfg: &HealthConfig,
+    result: CheckResult,
+    up: bool,
+) {
+    let mut board = board.lock().unwrap_or_else(|p| p.into_inner());
+    let d = board.entry(key.clone()).or_insert_with(|| HealthDetail {
+        kind: cfg.kind,
+        up,
+        since_ms: result.at_ms,
+        last: None,
+        consecutive_ok: 0,
+        consecutive_failed: 0,
+        checks: 0,
+        failures: Default::default(),
+    });
+    d.kind = cfg.kind;
+    if d.up != up {
+        d.up = up;
+        d.since_ms = result.at_ms;
+    }
+    d.checks += 1;
+    if result.ok {
+        d.consecutive_ok += 1;
+        d.consecutive_failed = 0;
+    } else {
+        d.consecutive_failed += 1;
+        d.consecutive_ok = 0;
+        *d.failures.entry(result.reason.clone()).or_default() += 1;
+    }
+    d.last = Some(result);
+}
+
+async fn checker(handle: Handle, board: HealthBoard, target: HealthTarget) {
+    let HealthTarget {
+        vip, addr, cfg, up, ..
+    } = target;
+    let key = (vip.clone(), addr);
     let mut state = HealthState::new(up);
     loop {
-        let report = probe(addr, &cfg).await;
+        let started = std::time::Instant::now();
+        let outcome = probe(addr, &cfg).await;
+        let result = CheckResult {
+            ok: outcome.is_ok(),
+            reason: outcome
+                .as_ref()
+                .err()
+                .cloned()
+                .unwrap_or_else(|| "ok".into()),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            at_ms: now_ms(),
+        };
         // An agent's weight and load apply at once; reachability and `down` go through
         // rise/fall.
-        if let Some(report) = report.filter(|r| !r.down && cfg.kind == CheckKind::Agent) {
+        if let (Ok(report), CheckKind::Agent) = (&outcome, cfg.kind) {
             let cmd = Command::SetAgentReport {
                 vip: vip.clone(),
                 addr,
-                report,
+                report: *report,
             };
             if handle.send(cmd).await.is_err() {
                 return;
             }
         }
-        let ok = report.is_some_and(|r| !r.down);
-        if let Some(up) = state.record(ok, &cfg) {
+        let flipped = state.record(result.ok, &cfg);
+        record(&board, &key, &cfg, result, state.up);
+        if let Some(up) = flipped {
             let cmd = Command::SetHealth {
                 vip: vip.clone(),
                 addr,
@@ -176,14 +266,22 @@ impl Drop for Checker {
     }
 }
 
-/// Keeps one checker per (VIP, backend) with health checks, as the backends change; runs
-/// until the controller stops or the task is aborted (which stops every checker with it).
+/// Keeps one checker per (VIP, backend) with health checks, as the backends change, each
+/// writing its results into the controller's health board; runs until the controller stops
+/// or the task is aborted (which stops every checker with it).
 pub async fn run(handle: Handle) {
+    let Ok(board) = handle.call(Command::HealthBoard).await else {
+        return;
+    };
     let mut checkers: HashMap<(String, SocketAddr), Checker> = HashMap::new();
     while let Ok(targets) = handle.call(Command::HealthTargets).await {
-        let wanted: Vec<(String, SocketAddr)> =
+        let wanted: HashSet<(String, SocketAddr)> =
             targets.iter().map(|t| (t.vip.clone(), t.addr)).collect();
         checkers.retain(|key, _| wanted.contains(key));
+        board
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| wanted.contains(key));
         for t in targets {
             let key = (t.vip.clone(), t.addr);
             if checkers
@@ -192,12 +290,14 @@ pub async fn run(handle: Handle) {
             {
                 continue;
             }
-            let task = tokio::spawn(checker(handle.clone(), t.vip, t.addr, t.cfg.clone(), t.up));
-            let generation = t.generation;
+            // A fresh checker starts a fresh record.
+            board.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            let (cfg, generation) = (t.cfg.clone(), t.generation);
+            let task = tokio::spawn(checker(handle.clone(), board.clone(), t));
             checkers.insert(
                 key,
                 Checker {
-                    cfg: t.cfg,
+                    cfg,
                     generation,
                     task,
                 },
@@ -242,7 +342,7 @@ mod tests {
             inter_ms: 1000,
             fastinter_ms: 100,
             downinter_ms: 3000,
-            timeout_ms: 500,
+            timeout_ms: Some(500),
             rise: 2,
             fall: 3,
         }

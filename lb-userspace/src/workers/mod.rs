@@ -2,5 +2,6 @@
 //! tickers that drive telemetry; they talk to the controller core through its mailbox.
 pub mod health;
 pub mod pool;
+pub mod reload;
 pub mod ticker;
 pub mod vm;

@@ -1,17 +1,19 @@
-//! Layer 4 worker, pools of backend VMs: one manager task per pooled VIP owns its VMs. It adopts the VMs an
-//! earlier lbd left, keeps at least `min`, replaces VMs whose server died, and autoscales on
+//! Layer 4 worker, pools of backend VMs: one manager task per pooled VIP owns its VMs. It
+//! adopts the VMs an earlier lbd left, keeps at least `min`, replaces VMs whose server died, and autoscales on
 //! the agents' CPU reports (target utilisation, cooldowns, hysteresis): scale-out creates VMs
 //! that join the ring after `rise` good checks (then slow-start), scale-in drains the
 //! least-loaded VM, waits for drain-complete from the data path (or the drain deadline) and
 //! deletes it. Every decision is logged with its reason and kept for `lbctl vm list`.
+mod registry;
+mod scale;
+
 use std::{
     collections::{BTreeMap, VecDeque},
     net::SocketAddr,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-mod scale;
+pub use registry::Pools;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -39,9 +41,6 @@ pub enum PoolCommand {
     /// Stop managing; with `true`, delete every VM first.
     Shutdown(bool, oneshot::Sender<()>),
 }
-
-/// Every pool: its latest view and its manager's channel, shared with the API.
-pub type Pools = Arc<Mutex<BTreeMap<String, (PoolView, mpsc::Sender<PoolCommand>)>>>;
 
 /// Whether a VM has served yet.
 #[derive(Clone, Copy, PartialEq)]
@@ -349,11 +348,7 @@ impl Manager {
             events: self.events.iter().cloned().collect(),
             decisions: self.decisions.clone(),
         };
-        if let Ok(mut pools) = self.pools.lock() {
-            if let Some(entry) = pools.get_mut(&self.vip.name) {
-                entry.0 = view;
-            }
-        }
+        self.pools.publish(&self.vip.name, view);
     }
 
     /// Runs the pool until it is told to shut down (or the controller stops).
@@ -404,49 +399,5 @@ impl Manager {
                 },
             }
         }
-    }
-}
-
-/// The latest view of every pool.
-pub fn snapshot(pools: &Pools) -> Vec<PoolView> {
-    pools
-        .lock()
-        .map(|p| p.values().map(|(v, _)| v.clone()).collect())
-        .unwrap_or_default()
-}
-
-/// Starts a manager for every pooled VIP of `vips`; returns the shared registry.
-pub fn spawn_all(
-    vips: &[VipConfig],
-    handle: &Handle,
-    make: impl Fn(&VipConfig) -> Result<Provider>,
-) -> Result<(Pools, Vec<tokio::task::JoinHandle<()>>)> {
-    let pools: Pools = Arc::default();
-    let mut tasks = Vec::new();
-    for vip in vips.iter().filter(|v| v.pool.is_some()) {
-        let (tx, rx) = mpsc::channel(8);
-        let manager = Manager::new(vip.clone(), make(vip)?, handle.clone(), pools.clone())?;
-        if let Ok(mut p) = pools.lock() {
-            p.insert(vip.name.clone(), (PoolView::default(), tx));
-        }
-        tasks.push(tokio::spawn(manager.run(rx)));
-    }
-    Ok((pools, tasks))
-}
-
-/// Tells every manager to stop (deleting its VMs if `delete`) and waits for them.
-pub async fn shutdown(pools: &Pools, tasks: Vec<tokio::task::JoinHandle<()>>, delete: bool) {
-    let senders: Vec<_> = pools
-        .lock()
-        .map(|p| p.values().map(|(_, tx)| tx.clone()).collect())
-        .unwrap_or_default();
-    for tx in senders {
-        let (done, wait) = oneshot::channel();
-        if tx.send(PoolCommand::Shutdown(delete, done)).await.is_ok() {
-            let _ = wait.await;
-        }
-    }
-    for t in tasks {
-        let _ = t.await;
     }
 }

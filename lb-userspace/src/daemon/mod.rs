@@ -1,115 +1,62 @@
 //! Layer 6, the daemon assembled: the desired state read from the config and the state file,
 //! the data path loaded (or adopted) and attached, the controller, its workers and its faces
-//! started in order, and stopped in reverse. `lbd` parses arguments and calls [`run`]; tests
-//! drive a [`Daemon`] in-process.
-use std::path::{Path, PathBuf};
+//! started in order, and stopped in reverse; SIGHUP reloads. `lbd` parses arguments and calls
+//! [`run`]; tests drive a [`Daemon`] in-process.
+mod startup;
+
+use std::path::Path;
 
 use tokio::{sync::oneshot, task::JoinHandle};
 
+use self::startup::InstanceLock;
+pub use self::startup::{default_state_file, desired_state, pin_dir, preflight, Startup};
 use crate::{
     controller::{self, Command, Controller, Handle},
-    dataplane::{self, object::LoadOptions, Dataplane},
-    face::{api, metrics},
-    model::{config::Config, Error, Result},
+    dataplane::{object::LoadOptions, Dataplane},
+    face::{
+        api::{self, ApiContext},
+        metrics,
+    },
+    model::{
+        config::{Config, OnStop},
+        Error, Result,
+    },
     workers::{
         health,
-        pool::{self, Pools},
+        pool::Pools,
+        reload::{self, Source},
         ticker::{self, every},
         vm,
     },
 };
 
-/// Where an instance keeps its desired state unless the config says otherwise.
-pub fn default_state_file(instance: &str) -> PathBuf {
-    PathBuf::from(format!("/var/lib/lbd/{instance}.toml"))
-}
-
-/// Where an instance pins its maps, links and programs.
-pub fn pin_dir(instance: &str) -> PathBuf {
-    PathBuf::from("/sys/fs/bpf").join(instance)
-}
-
-/// The desired state to start from: the config at `path` (with `ifaces` and `socket`
-/// replacing its settings when given), whose VIPs are replaced by those of its state file when
-/// one exists (the state of the last run, CLI changes included). Returns it with the state
-/// file's path.
-pub fn desired_state(
-    path: &Path,
-    ifaces: &[String],
-    socket: Option<&Path>,
-) -> Result<(Config, PathBuf)> {
-    let mut cfg = Config::load(path)?;
-    if !ifaces.is_empty() {
-        cfg.lbd.interfaces = ifaces.to_vec();
-    }
-    if let Some(socket) = socket {
-        cfg.lbd.socket = Some(socket.to_path_buf());
-    }
-    cfg.validate()?;
-    let state_file = cfg
-        .lbd
-        .state_file
-        .clone()
-        .unwrap_or_else(|| default_state_file(&cfg.lbd.instance));
-    if state_file.exists() {
-        let saved = Config::load(&state_file).map_err(|e| Error {
-            message: format!("{} (restoring the state saved there)", e.message),
-            ..e
-        })?;
-        tracing::info!(
-            "restoring {} VIPs from {} (the state of the last run; delete it to start from the config)",
-            saved.vips.len(),
-            state_file.display()
-        );
-        cfg.vips = saved.vips;
-    }
-    Ok((cfg, state_file))
-}
-
-/// Checks what starting needs from the machine: root, and interfaces that exist.
-pub fn preflight(cfg: &Config) -> Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(Error::invalid(
-            "lbd",
-            "must run as root: it loads XDP programs (CAP_BPF, CAP_NET_ADMIN)",
-        ));
-    }
-    if cfg.lbd.interfaces.is_empty() {
-        return Err(Error::invalid(
-            "lbd.interfaces",
-            "no interface to attach to: give --iface IFACE or set lbd.interfaces",
-        ));
-    }
-    for iface in &cfg.lbd.interfaces {
-        dataplane::ifindex(iface).map_err(|_| {
-            Error::invalid(
-                "lbd.interfaces",
-                format!("interface {iface:?} does not exist"),
-            )
-        })?;
-    }
-    Ok(())
-}
-
 /// A running daemon: the controller task and everything that talks to it.
 pub struct Daemon {
     cfg: Config,
+    source: Source,
     handle: Handle,
     controller: JoinHandle<Controller>,
     tickers: Vec<JoinHandle<()>>,
     checks: JoinHandle<()>,
     pools: Pools,
-    pool_tasks: Vec<JoinHandle<()>>,
     stop_faces: Vec<oneshot::Sender<()>>,
     faces: Vec<JoinHandle<crate::sys::Result<()>>>,
-    socket: PathBuf,
+    sockets: Vec<std::path::PathBuf>,
+    _lock: InstanceLock,
 }
 
 impl Daemon {
-    /// Starts the daemon on `cfg` (validated; its VIPs are the desired state), keeping the
-    /// state in `state_file`. A data path pinned by an earlier lbd is adopted; if starting
-    /// fails it is left running as it was, and only what this start created is removed.
-    pub async fn start(cfg: Config, state_file: PathBuf) -> Result<Daemon> {
+    /// Starts the daemon on `startup` (its desired state validated), holding the instance's
+    /// lock for its life. A data path pinned by an earlier lbd is adopted; if starting fails
+    /// it is left running as it was, and only what this start created is removed.
+    pub async fn start(startup: Startup) -> Result<Daemon> {
+        let Startup {
+            cfg,
+            state_file,
+            config_digest,
+            source,
+        } = startup;
+        let lock = InstanceLock::take(&cfg.lbd.instance)?;
         // Bound before the kernel is touched: a busy port then leaves nothing behind.
         let metrics_listener = match cfg.lbd.metrics {
             Some(addr) => {
@@ -137,7 +84,7 @@ impl Daemon {
             tracing::info!("lb_xdp attached to {iface}");
         }
         let mut ctl = Controller::new(dp, &cfg.lbd.instance, &cfg.lbd.interfaces);
-        ctl.persist_to(state_file.clone(), cfg.lbd.clone());
+        ctl.persist_to(state_file.clone(), cfg.lbd.clone(), config_digest);
         if let Err(e) = ctl.apply_config(&cfg) {
             if !adopted {
                 let _ = ctl.into_dataplane().unpin();
@@ -153,6 +100,10 @@ impl Daemon {
             .clone()
             .unwrap_or_else(|| api::default_socket(&cfg.lbd.instance));
         let listener = api::bind(&socket)?;
+        let read_only = match &cfg.lbd.read_group {
+            Some(group) => Some(api::bind_read_only(&api::read_only_socket(&socket), group)?),
+            None => None,
+        };
         let (handle, controller) = controller::spawn(ctl);
         let tickers = vec![
             tokio::spawn(every(ticker::NEXT_HOP_REFRESH, handle.clone(), || {
@@ -167,33 +118,49 @@ impl Daemon {
             .ok()
             .and_then(|exe| exe.parent().map(Path::to_path_buf))
             .ok_or_else(|| Error::internal("lbd", "cannot find its own directory"))?;
-        let (pools, pool_tasks) = pool::spawn_all(&cfg.vips, &handle, |vip| {
-            vm::provider_for(vip, &cfg.lbd.instance, &state_file, &bin_dir)
-        })?;
+        let instance = cfg.lbd.instance.clone();
+        let pools = Pools::new(
+            handle.clone(),
+            std::sync::Arc::new(move |vip| vm::provider_for(vip, &instance, &state_file, &bin_dir)),
+        );
+        pools.reconcile(&cfg.vips).await?;
         let mut stop_faces = Vec::new();
         let mut faces = Vec::new();
-        if let Some(listener) = metrics_listener {
+        let mut stopper = || {
             let (stop, stopped) = oneshot::channel::<()>();
             stop_faces.push(stop);
+            async {
+                let _ = stopped.await;
+            }
+        };
+        if let Some(listener) = metrics_listener {
+            let stopped = stopper();
             faces.push(tokio::spawn(metrics::serve(
                 listener,
                 handle.clone(),
                 pools.clone(),
-                async {
-                    let _ = stopped.await;
-                },
+                stopped,
             )));
         }
-        let (stop, stopped) = oneshot::channel::<()>();
-        stop_faces.push(stop);
-        faces.push(tokio::spawn(api::serve(
-            listener,
-            handle.clone(),
-            pools.clone(),
-            async {
-                let _ = stopped.await;
-            },
-        )));
+        let context = ApiContext {
+            handle: handle.clone(),
+            pools: pools.clone(),
+            source: source.clone(),
+            running: cfg.lbd.clone(),
+        };
+        let mut sockets = vec![socket.clone()];
+        if let Some(listener) = read_only {
+            sockets.push(api::read_only_socket(&socket));
+            let stopped = stopper();
+            faces.push(tokio::spawn(api::serve(
+                listener,
+                context.clone(),
+                true,
+                stopped,
+            )));
+        }
+        let stopped = stopper();
+        faces.push(tokio::spawn(api::serve(listener, context, false, stopped)));
         tracing::info!(
             "serving {} VIPs; API on {} (root only)",
             cfg.vips.len(),
@@ -201,15 +168,16 @@ impl Daemon {
         );
         Ok(Daemon {
             cfg,
+            source,
             handle,
             controller,
             tickers,
             checks,
             pools,
-            pool_tasks,
             stop_faces,
             faces,
-            socket,
+            sockets,
+            _lock: lock,
         })
     }
 
@@ -218,10 +186,23 @@ impl Daemon {
         &self.handle
     }
 
-    /// Stops in reverse order of starting: the faces (no new requests), the pools (deleting
-    /// their VMs unless `detach`), the workers, then the controller; with `detach` the data
-    /// path stays attached and pinned for the next lbd, else it is detached and unpinned.
-    pub async fn stop(self, detach: bool) -> Result<()> {
+    /// Reads the config again and applies it (see [`reload::reload`]).
+    pub async fn reload(&self) -> Result<crate::model::wire::ApplyReport> {
+        reload::reload(
+            &self.source,
+            &self.cfg.lbd,
+            &self.handle,
+            &self.pools,
+            false,
+        )
+        .await
+    }
+
+    /// Stops in reverse order of starting: the faces (no new requests), the pools, the
+    /// workers, then the controller. With `keep` the data path stays attached and pinned
+    /// for the next lbd and the pools' VMs keep serving; without, the data path is detached
+    /// and unpinned and the VMs deleted.
+    pub async fn stop(self, keep: bool) -> Result<()> {
         let mut served = Ok(());
         for stop in self.stop_faces {
             let _ = stop.send(());
@@ -231,12 +212,15 @@ impl Daemon {
                 served = Err(Error::from(e));
             }
         }
-        pool::shutdown(&self.pools, self.pool_tasks, !detach).await;
+        self.pools.shutdown(!keep).await;
+        drop(self.pools);
         for task in self.tickers.into_iter().chain([self.checks]) {
             task.abort();
             let _ = task.await;
         }
-        let _ = std::fs::remove_file(&self.socket);
+        for socket in &self.sockets {
+            let _ = std::fs::remove_file(socket);
+        }
         drop(self.handle);
         let ctl = self
             .controller
@@ -244,7 +228,7 @@ impl Daemon {
             .map_err(|e| Error::internal("controller task", e))?;
         let interfaces = self.cfg.lbd.interfaces.join(", ");
         let pins = pin_dir(&self.cfg.lbd.instance);
-        if detach {
+        if keep {
             tracing::info!(
                 "stopped, data path left running: lb_xdp stays attached to {interfaces} with \
                  its maps and links pinned under {}; the next lbd adopts them",
@@ -254,11 +238,16 @@ impl Daemon {
             ctl.into_dataplane().unpin()?;
             tracing::info!(
                 "stopped, data path removed: lb_xdp detached from {interfaces}, maps and links \
-                 unpinned from {} (use --detach to leave it running)",
+                 unpinned from {} (lbd.on_stop = \"keep\" leaves it running)",
                 pins.display()
             );
         }
         served
+    }
+
+    /// Whether a stop keeps the data path: `lbd.on_stop`, or `detach` from the command line.
+    pub fn keeps_on_stop(&self, detach: bool) -> bool {
+        detach || self.cfg.lbd.on_stop == OnStop::Keep
     }
 }
 
@@ -274,23 +263,28 @@ pub fn init_logging() {
         .init();
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() -> Result<()> {
+/// Runs a daemon on `startup` until SIGTERM or SIGINT, reloading its config on SIGHUP, then
+/// stops it (keeping the data path per `lbd.on_stop`, or whatever it says with `detach`).
+pub async fn run(startup: Startup, detach: bool) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| Error::internal("installing the SIGTERM handler", e))?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let handler = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| Error::internal(format!("installing the {name} handler"), e))
+    };
+    let mut term = handler(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = handler(SignalKind::interrupt(), "SIGINT")?;
+    let mut hup = handler(SignalKind::hangup(), "SIGHUP")?;
+    let daemon = Daemon::start(startup).await?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match daemon.reload().await {
+                Ok(report) => tracing::info!("SIGHUP: reloaded: {}", reload::summary(&report)),
+                Err(e) => tracing::error!("SIGHUP: reload refused, nothing changed: {e}"),
+            },
+        }
     }
     tracing::info!("shutting down");
-    Ok(())
-}
-
-/// Runs a daemon on `cfg` until SIGTERM or SIGINT, then stops it (see [`Daemon::stop`]).
-pub async fn run(cfg: Config, state_file: PathBuf, detach: bool) -> Result<()> {
-    let daemon = Daemon::start(cfg, state_file).await?;
-    let signalled = shutdown_signal().await;
-    let stopped = daemon.stop(detach).await;
-    signalled.and(stopped)
+    let keep = daemon.keeps_on_stop(detach);
+    daemon.stop(keep).await
 }
