@@ -139,6 +139,29 @@ impl Netns {
         Ok(())
     }
 
+    /// Waits up to `limit` for the process `pid` this guard started to exit, and forgets it.
+    pub fn wait_child(
+        &mut self,
+        pid: u32,
+        limit: std::time::Duration,
+    ) -> Result<std::process::ExitStatus> {
+        let idx = self
+            .children
+            .iter()
+            .position(|c| c.id() == pid)
+            .with_context(|| format!("no child {pid} in {}", self.name))?;
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.children[idx].try_wait()? {
+                // Reaped already; `wait` returns at once.
+                let _ = self.children.remove(idx).wait();
+                return Ok(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        bail!("process {pid} in {} still runs after {limit:?}", self.name)
+    }
+
     /// Fails if a process this guard started has exited, with its exit status.
     pub fn check_children(&mut self) -> Result<()> {
         for child in &mut self.children {

@@ -371,18 +371,61 @@ impl PoolLab {
 
 /// Starts `lbd --config CONFIG` in namespace `lb` and waits for its API socket; returns its pid.
 pub fn start_lbd_in(lb: &mut Netns, bin: &Path, config: &Path, socket: &Path) -> Result<u32> {
+    start_lbd_with(lb, bin, config, socket, &[])
+}
+
+/// Where a lab's lbd writes its log: next to its API socket.
+pub fn lbd_log(socket: &Path) -> PathBuf {
+    socket.with_extension("log")
+}
+
+/// Like [`start_lbd_in`], with more arguments for lbd; its log (stderr) is appended to
+/// [`lbd_log`].
+pub fn start_lbd_with(
+    lb: &mut Netns,
+    bin: &Path,
+    config: &Path,
+    socket: &Path,
+    extra: &[&str],
+) -> Result<u32> {
     let config = config.display().to_string();
-    let cmd = lb.command(&bin.display().to_string(), &["--config", &config])?;
+    let mut args = vec!["--config", config.as_str()];
+    args.extend_from_slice(extra);
+    let mut cmd = lb.command(&bin.display().to_string(), &args)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(lbd_log(socket))
+        .context("opening lbd's log")?;
+    cmd.stderr(log);
     let pid = lb.spawn(cmd)?;
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
-        lb.check_children().context("lbd did not come up")?;
+        lb.check_children()
+            .with_context(|| format!("lbd did not come up: {}", tail(&lbd_log(socket), 20)))?;
         if client::request(socket, "GET", "/v1/status", None).is_ok() {
             return Ok(pid);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     bail!("lbd did not answer on {} within 10 s", socket.display())
+}
+
+/// The last `n` lines of the text file at `path` (empty if it cannot be read).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Removes an instance's pin directory when dropped (after its lbd stopped): for labs whose
+/// lbd leaves its data path pinned on stop.
+pub struct PinGuard(pub String);
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(lb_userspace::daemon::pin_dir(&self.0));
+    }
 }
 
 impl Drop for Topology {
@@ -425,5 +468,14 @@ impl TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A directory that is removed, with everything in it, when the guard drops.
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

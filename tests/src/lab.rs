@@ -2,8 +2,9 @@
 use std::{path::PathBuf, process::Command};
 
 use lb_lab::{
+    lbd_log,
     netns::{unique_name, Netns},
-    start_lbd_in, state_file, TempFile, Topology,
+    start_lbd_in, state_file, tail, PinGuard, TempFile, Topology,
 };
 
 /// Namespaces with `lb-backend` in every VM and `lbd` in the balancer.
@@ -19,6 +20,9 @@ pub struct RunningLab {
     /// lbd's config file.
     pub config: TempFile,
     _state: TempFile,
+    _log: TempFile,
+    /// Removes the pins after lbd stopped (a lab's lbd may leave its data path running).
+    _pins: PinGuard,
 }
 
 impl RunningLab {
@@ -30,6 +34,13 @@ impl RunningLab {
     /// The same, with `hosts` more client hosts on links of their own (`topo.hosts`) and
     /// `lbd_settings` (TOML lines) added to the config's `[lbd]` table.
     pub fn start_with(n: usize, hosts: usize, lbd_settings: &str) -> Self {
+        Self::start_custom(n, hosts, |text| {
+            text.replacen("[lbd]\n", &format!("[lbd]\n{lbd_settings}"), 1)
+        })
+    }
+
+    /// The same, with the config text (the lab's) passed through `edit` first.
+    pub fn start_custom(n: usize, hosts: usize, edit: impl FnOnce(String) -> String) -> Self {
         crate::require_root();
         let mut topo = Topology::build(n).expect("build namespaces");
         for _ in 0..hosts {
@@ -37,18 +48,23 @@ impl RunningLab {
         }
         topo.start_backends(&crate::bin("lb-backend"), &crate::bin("lb-decap"))
             .expect("start backends");
-        let (instance, socket, config, state, lbd) = launch(&mut topo, "t3", |t, i, s| {
-            t.config_toml(i, s)
-                .replacen("[lbd]\n", &format!("[lbd]\n{lbd_settings}"), 1)
-        });
+        let (instance, socket, config, state, lbd) =
+            launch(&mut topo, "t3", |t, i, s| edit(t.config_toml(i, s)));
         RunningLab {
             topo,
+            _log: TempFile::adopt(lbd_log(&socket)),
+            _pins: PinGuard(instance.clone()),
             socket,
             lbd,
             instance,
             config,
             _state: state,
         }
+    }
+
+    /// What lbd logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(lbd_log(&self.socket)).unwrap_or_default()
     }
 
     /// Kills lbd with SIGKILL (no cleanup at all) and starts a new one with the same config.
@@ -105,8 +121,10 @@ pub struct PoolRunning {
     /// lbd's config file.
     pub config: TempFile,
     _state: TempFile,
+    _log: TempFile,
     /// Removes the VMs after lbd stops, even if it was killed.
     _vms: lb_userspace::workers::vm::netns::PurgeGuard,
+    _pins: PinGuard,
 }
 
 impl PoolRunning {
@@ -121,6 +139,8 @@ impl PoolRunning {
                 &instance,
                 &state_file(&socket),
             ),
+            _log: TempFile::adopt(lbd_log(&socket)),
+            _pins: PinGuard(instance.clone()),
             topo,
             socket,
             lbd,
@@ -192,11 +212,37 @@ impl PoolRunning {
     }
 }
 
+impl Drop for RunningLab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- lbd's log (last 40 lines) ---\n{}",
+                tail(&lbd_log(&self.socket), 40)
+            );
+        }
+    }
+}
+
 impl Drop for PoolRunning {
     fn drop(&mut self) {
         // lbd first, so it cannot make a VM after the purge guard (a field) has run.
         self.topo.lb.kill_children();
     }
+}
+
+/// Runs `lbctl --socket SOCKET ARGS...`: whether it succeeded, its stdout and its stderr.
+pub fn lbctl_try(socket: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(crate::bin("lbctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run lbctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Runs `lbctl --socket SOCKET ARGS...` and returns its stdout; panics with stderr on failure.

@@ -89,3 +89,36 @@ fn lbd_names_a_missing_interface() {
     assert!(!ok);
     assert!(err.contains("interface \"eth9\" does not exist"), "{err}");
 }
+
+#[test]
+fn plan_takes_apply_after_the_operation_as_the_readme_writes_it() {
+    let socket = format!("/tmp/cli-none-{}.sock", std::process::id());
+    let (ok, _, err) = run(Command::new(tests::bin("lbctl")).args([
+        "--socket",
+        &socket,
+        "plan",
+        "--vip",
+        "web",
+        "remove",
+        "10.0.0.5:8080",
+        "--apply",
+    ]));
+    assert!(!ok);
+    // Past the parser: it got as far as looking for lbd.
+    assert!(err.contains("lbd is not running"), "{err}");
+}
+
+#[test]
+fn lbctl_states_the_real_weight_limit() {
+    let (ok, _, err) = run(Command::new(tests::bin("lbctl")).args([
+        "backend",
+        "weight",
+        "--vip",
+        "web",
+        "10.0.0.1:80",
+        "70000",
+    ]));
+    assert!(!ok);
+    assert!(err.contains("0..=65535"), "{err}");
+    assert!(!err.contains("4294967295"), "{err}");
+}

@@ -3,6 +3,7 @@ mod bench;
 mod build;
 mod chaos;
 mod cmd;
+mod deb;
 mod run;
 mod setup;
 mod test;
@@ -46,6 +47,13 @@ enum Task {
         /// backend-killed syn-flood malformed health-flapping api).
         scenarios: Vec<String>,
     },
+    /// Build the Debian package (release binaries; `--debug` packs the debug ones) into
+    /// target/deb/.
+    Deb {
+        /// Pack the debug build (faster; what the tests check).
+        #[arg(long)]
+        debug: bool,
+    },
     /// Install what is missing, then run every test tier (tiers 2 and 3 need root).
     Test {
         /// Passed to `cargo test` (a test name filter, for instance).
@@ -66,6 +74,7 @@ fn main() -> Result<()> {
         Task::Build => build::run(),
         Task::Run { args } => run::run(&args),
         Task::Test { args } => test::run(&args),
+        Task::Deb { debug } => deb::run(debug),
         Task::Chaos { scenarios } => chaos::run(&scenarios),
         Task::Bench { what: None } => bench::run(),
         Task::Bench {

@@ -9,7 +9,8 @@ use crate::model::{
     config::VipConfig,
     msg::{AgentReport, HealthBoard, HealthTarget},
     wire::{
-        ApplyReport, BackendChange, ChangeResult, Plan, PlanRequest, StatsView, StatusView, VipView,
+        ApplyReport, BackendChange, BackendHealth, ChangeResult, ConnList, ConnQuery, Plan,
+        PlanRequest, StatsView, StatusView, VipView,
     },
     Error, Result,
 };
@@ -35,6 +36,10 @@ pub enum Command {
     },
     /// The desired state as it runs.
     Desired(oneshot::Sender<Vec<VipConfig>>),
+    /// The health checking of every checked backend.
+    Health(oneshot::Sender<Vec<BackendHealth>>),
+    /// The tracked flows a query matches.
+    Conns(ConnQuery, oneshot::Sender<Result<ConnList>>),
     /// Read counters.
     Stats(oneshot::Sender<Result<StatsView>>),
     /// Identity and size.
@@ -126,6 +131,12 @@ pub fn spawn(mut ctl: Controller) -> (Handle, tokio::task::JoinHandle<Controller
                 }
                 Command::Desired(reply) => {
                     let _ = reply.send(ctl.desired());
+                }
+                Command::Health(reply) => {
+                    let _ = reply.send(ctl.health());
+                }
+                Command::Conns(query, reply) => {
+                    let _ = reply.send(ctl.conns(&query));
                 }
                 Command::Stats(reply) => {
                     let _ = reply.send(ctl.stats());

@@ -4,6 +4,7 @@
 //! the mailbox.
 mod apply;
 mod commit;
+mod conns;
 mod ids;
 mod mailbox;
 mod persist;

@@ -6,7 +6,9 @@ use lb_common::Reason;
 
 use super::{Controller, Vip};
 use crate::model::{
-    wire::{BackendState, BackendView, HealthDetail, StatsView, StatusView, VipView},
+    wire::{
+        BackendHealth, BackendState, BackendView, HealthDetail, StatsView, StatusView, VipView,
+    },
     Result,
 };
 
@@ -34,21 +36,8 @@ impl Controller {
                     let bt = self.dp.traffic(false, id).unwrap_or_default();
                     let key = (vip.cfg.name.clone(), b.socket_addr());
                     let report = self.agent.get(&key);
-                    let health = vip.cfg.health.as_ref().map(|h| {
-                        let board = self.board.lock().unwrap_or_else(|p| p.into_inner());
-                        board.get(&key).cloned().unwrap_or(HealthDetail {
-                            kind: h.kind,
-                            up: !self.down.contains(&key),
-                            since_ms: 0,
-                            last: None,
-                            consecutive_ok: 0,
-                            consecutive_failed: 0,
-                            checks: 0,
-                            failures: Default::default(),
-                        })
-                    });
                     BackendView {
-                        health,
+                        checked: vip.cfg.health.is_some(),
                         ring_weight: self.effective_weight(&vip.cfg, b),
                         cpu: report.and_then(|r| r.cpu),
                         inflight: report.and_then(|r| r.inflight),
@@ -89,6 +78,37 @@ impl Controller {
         self.vips
             .iter()
             .map(|v| self.vip_view(v, &active))
+            .collect()
+    }
+
+    /// The health checking of every checked backend, VIP by VIP (a backend whose checker has
+    /// not run yet shows the controller's state and no result).
+    pub fn health(&self) -> Vec<BackendHealth> {
+        let board = self.board.lock().unwrap_or_else(|p| p.into_inner());
+        self.vips
+            .iter()
+            .filter_map(|v| Some((v, v.cfg.health.as_ref()?)))
+            .flat_map(|(v, h)| {
+                let board = &board;
+                v.cfg.backends.iter().map(move |b| {
+                    let key = (v.cfg.name.clone(), b.socket_addr());
+                    let detail = board.get(&key).cloned().unwrap_or(HealthDetail {
+                        kind: h.kind,
+                        up: !self.down.contains(&key),
+                        since_ms: 0,
+                        last: None,
+                        consecutive_ok: 0,
+                        consecutive_failed: 0,
+                        checks: 0,
+                        failures: Default::default(),
+                    });
+                    BackendHealth {
+                        vip: key.0,
+                        backend: key.1,
+                        detail,
+                    }
+                })
+            })
             .collect()
     }
 

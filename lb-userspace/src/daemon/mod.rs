@@ -57,6 +57,7 @@ impl Daemon {
             source,
         } = startup;
         let lock = InstanceLock::take(&cfg.lbd.instance)?;
+        startup::raise_file_limit();
         // Bound before the kernel is touched: a busy port then leaves nothing behind.
         let metrics_listener = match cfg.lbd.metrics {
             Some(addr) => {

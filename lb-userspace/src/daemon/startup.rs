@@ -121,15 +121,15 @@ pub fn preflight(cfg: &Config) -> Result<()> {
     host_bpffs()
 }
 
-/// Fails when /sys/fs/bpf here is not the host's bpffs (lbd started by `ip netns exec`, which
-/// mounts a private /sys): pins there die with this process, so a killed lbd could not be
-/// adopted and its data path would stop.
+/// Fails when /sys/fs/bpf here is not the bpffs of the namespace lbd was started from (lbd
+/// run by `ip netns exec`, which unshares the mounts and mounts a /sys of its own): pins there
+/// die with this process, so a killed lbd could not be adopted and its data path would stop.
 fn host_bpffs() -> Result<()> {
     let ours = std::fs::metadata("/sys/fs/bpf").map(|m| m.dev());
-    // PID 1's view of the same path: the host's, when its root is visible (not in a container
-    // of its own).
-    let host = std::fs::metadata("/proc/1/root/sys/fs/bpf").map(|m| m.dev());
-    match (ours, host) {
+    // The parent's view of the same path: where lbd was started from (when visible).
+    let parent = std::os::unix::process::parent_id();
+    let theirs = std::fs::metadata(format!("/proc/{parent}/root/sys/fs/bpf")).map(|m| m.dev());
+    match (ours, theirs) {
         (Ok(a), Ok(b)) if a != b => Err(Error::invalid(
             "lbd",
             "/sys/fs/bpf is a bpffs private to this mount namespace (was lbd started with \
@@ -194,5 +194,16 @@ impl InstanceLock {
             .and_then(|_| lock.sync_all());
         written.map_err(|e| io("writing", e))?;
         Ok(InstanceLock { _lock: lock })
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: every API connection, map and link
+/// is a descriptor.
+pub fn raise_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
     }
 }

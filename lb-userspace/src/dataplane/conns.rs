@@ -1,8 +1,13 @@
-//! Reading the connection table: active flows per backend for drain-complete and
-//! least-connections, read in batches (`BPF_MAP_LOOKUP_BATCH`) where the kernel has them.
-use lb_common::{map_names, ConnEntry, FlowKey, CONN_F_CLOSED, DIR_FORWARD, PROTO_UDP};
+//! Reading the flow tables (the connection table and the probation table): active flows per
+//! backend for drain-complete and least-connections, and every flow for `lbctl conn list`,
+//! read in batches (`BPF_MAP_LOOKUP_BATCH`) where the kernel has them.
+use aya::maps::{HashMap, MapData};
+use lb_common::{ConnEntry, FlowKey, CONN_F_CLOSED, DIR_FORWARD, PROTO_UDP};
 
 use super::Dataplane;
+
+/// A flow table: key and entry as the data path keeps them.
+type FlowTable = HashMap<MapData, FlowKey, ConnEntry>;
 use crate::sys::error::{fail, Context, Result};
 
 impl Dataplane {
@@ -23,91 +28,109 @@ impl Dataplane {
                 *active.entry(entry.backend_id).or_insert(0) += 1;
             }
         };
-        if self.each_conn_batched(&mut count).is_err() {
-            for item in self.conns.iter() {
-                // An entry evicted while we walk is simply skipped.
-                let Ok((key, entry)) = item else { continue };
-                count(&key, &entry);
-            }
-        }
+        each_entry(&self.conns, &mut count);
         Ok(active)
     }
 
-    /// Calls `f` on every connection-table entry, read with `BPF_MAP_LOOKUP_BATCH`. An error
-    /// means the kernel refused batches before any entry was seen.
-    fn each_conn_batched(&self, mut f: impl FnMut(&FlowKey, &ConnEntry)) -> Result<()> {
-        use std::os::fd::{AsFd, AsRawFd};
-        /// `union bpf_attr`'s `batch` member (include/uapi/linux/bpf.h).
-        #[repr(C)]
-        struct BatchAttr {
-            in_batch: u64,
-            out_batch: u64,
-            keys: u64,
-            values: u64,
-            count: u32,
-            map_fd: u32,
-            elem_flags: u64,
-            flags: u64,
-        }
-        const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-        let fd = aya::maps::IterableMap::map(&self.conns)
-            .fd()
-            .as_fd()
-            .as_raw_fd();
-        let mut keys = vec![FlowKey::default(); CONN_BATCH];
-        let mut values = vec![ConnEntry::default(); CONN_BATCH];
-        // Hash maps use a u32 bucket index as the batch token; u64 leaves room.
-        let (mut token_in, mut token_out) = (0u64, 0u64);
-        let mut first = true;
-        loop {
-            let mut attr = BatchAttr {
-                in_batch: if first {
-                    0
-                } else {
-                    std::ptr::addr_of_mut!(token_in) as u64
-                },
-                out_batch: std::ptr::addr_of_mut!(token_out) as u64,
-                keys: keys.as_mut_ptr() as u64,
-                values: values.as_mut_ptr() as u64,
-                count: CONN_BATCH as u32,
-                map_fd: fd as u32,
-                elem_flags: 0,
-                flags: 0,
-            };
-            // SAFETY: `attr` is the kernel's batch layout; `keys` and `values` hold `count`
-            // elements of the map's key and value types (sizes asserted in lb-common), and the
-            // tokens outlive the call. The kernel writes only within those buffers.
-            let ret = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_MAP_LOOKUP_BATCH,
-                    &mut attr as *mut BatchAttr,
-                    std::mem::size_of::<BatchAttr>(),
-                )
-            };
-            let err = std::io::Error::last_os_error();
-            let done = ret < 0 && err.raw_os_error() == Some(libc::ENOENT);
-            if ret < 0 && !done {
-                if first {
-                    return Err(fail(format!("batch lookup of {}", map_names::CONNS), err));
-                }
-                // A later failure (the table changed under us): what was read stands.
-                return Ok(());
-            }
-            let n = (attr.count as usize).min(CONN_BATCH);
-            for (k, v) in keys[..n].iter().zip(&values[..n]) {
-                f(k, v);
-            }
-            if done {
-                return Ok(());
-            }
-            token_in = token_out;
-            first = false;
+    /// Calls `f` on every entry of the connection table and then of the probation table
+    /// (`true` for those).
+    pub fn each_flow(&self, mut f: impl FnMut(&FlowKey, &ConnEntry, bool)) {
+        each_entry(&self.conns, &mut |k, e| f(k, e, false));
+        each_entry(&self.probation, &mut |k, e| f(k, e, true));
+    }
+
+    /// The data path's clock now, in its time units (2^`TIME_UNIT_SHIFT` ns).
+    pub fn clock(&self) -> Result<u32> {
+        coarse_now()
+    }
+
+    /// The UDP idle timeout, in data-path time units.
+    pub fn udp_idle(&self) -> u32 {
+        self.udp_idle
+    }
+}
+
+/// Calls `f` on every entry of `table`: in batches, or a walk of two syscalls per entry where
+/// the kernel lacks batch lookups (an entry evicted during the walk is skipped).
+fn each_entry(table: &FlowTable, f: &mut impl FnMut(&FlowKey, &ConnEntry)) {
+    if each_batched(table, &mut *f).is_err() {
+        for (key, entry) in table.iter().flatten() {
+            f(&key, &entry);
         }
     }
 }
 
-/// Connection-table entries read per batch syscall.
+/// Calls `f` on every entry of `table`, read with `BPF_MAP_LOOKUP_BATCH`. An error
+/// means the kernel refused batches before any entry was seen.
+fn each_batched(table: &FlowTable, mut f: impl FnMut(&FlowKey, &ConnEntry)) -> Result<()> {
+    use std::os::fd::{AsFd, AsRawFd};
+    /// `union bpf_attr`'s `batch` member (include/uapi/linux/bpf.h).
+    #[repr(C)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+    let fd = aya::maps::IterableMap::map(table).fd().as_fd().as_raw_fd();
+    let mut keys = vec![FlowKey::default(); CONN_BATCH];
+    let mut values = vec![ConnEntry::default(); CONN_BATCH];
+    // Hash maps use a u32 bucket index as the batch token; u64 leaves room.
+    let (mut token_in, mut token_out) = (0u64, 0u64);
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first {
+                0
+            } else {
+                std::ptr::addr_of_mut!(token_in) as u64
+            },
+            out_batch: std::ptr::addr_of_mut!(token_out) as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: CONN_BATCH as u32,
+            map_fd: fd as u32,
+            elem_flags: 0,
+            flags: 0,
+        };
+        // SAFETY: `attr` is the kernel's batch layout; `keys` and `values` hold `count`
+        // elements of the map's key and value types (sizes asserted in lb-common), and the
+        // tokens outlive the call. The kernel writes only within those buffers.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &mut attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>(),
+            )
+        };
+        let err = std::io::Error::last_os_error();
+        let done = ret < 0 && err.raw_os_error() == Some(libc::ENOENT);
+        if ret < 0 && !done {
+            if first {
+                return Err(fail("batch lookup of a flow table", err));
+            }
+            // A later failure (the table changed under us): what was read stands.
+            return Ok(());
+        }
+        let n = (attr.count as usize).min(CONN_BATCH);
+        for (k, v) in keys[..n].iter().zip(&values[..n]) {
+            f(k, v);
+        }
+        if done {
+            return Ok(());
+        }
+        token_in = token_out;
+        first = false;
+    }
+}
+
+/// Flow-table entries read per batch syscall.
 const CONN_BATCH: usize = 4096;
 
 /// `CLOCK_MONOTONIC_COARSE` (the clock of `bpf_ktime_get_coarse_ns`) in data-path time units.

@@ -52,6 +52,7 @@ pub struct Dataplane {
     backends: Array<MapData, Backend>,
     backend_nh: Array<MapData, NextHop>,
     conns: HashMap<MapData, FlowKey, ConnEntry>,
+    probation: HashMap<MapData, FlowKey, ConnEntry>,
     vip_stats: PerCpuArray<MapData, TrafficStats>,
     backend_stats: PerCpuArray<MapData, TrafficStats>,
     /// UDP idle timeout in data-path time units.
@@ -146,6 +147,7 @@ impl Dataplane {
             backends: take(&mut ebpf, map_names::BACKENDS)?,
             backend_nh: take(&mut ebpf, map_names::BACKEND_NH)?,
             conns: take(&mut ebpf, map_names::CONNS)?,
+            probation: take(&mut ebpf, map_names::PROBATION)?,
             vip_stats: take(&mut ebpf, map_names::VIP_STATS)?,
             backend_stats: take(&mut ebpf, map_names::BACKEND_STATS)?,
             udp_idle: time_units(opts.udp_idle_timeout_s),

@@ -14,7 +14,7 @@ use prometheus_client::{
 
 use crate::{
     controller::{Command, Handle},
-    model::wire::{BackendState, BackendView, PoolView, StatsView, VipView},
+    model::wire::{BackendHealth, BackendState, BackendView, PoolView, StatsView, VipView},
     sys::error::{fail, Context, Result},
     workers::pool::Pools,
 };
@@ -52,6 +52,7 @@ fn labels(pairs: &[(&'static str, &str)]) -> Labels {
 #[derive(Debug)]
 struct Page {
     vips: Vec<VipView>,
+    health: Vec<BackendHealth>,
     stats: StatsView,
     pools: Vec<PoolView>,
 }
@@ -205,33 +206,33 @@ impl Page {
             "1 for the state the backend is in (active, draining, drained, down), 0 for the others.",
             states,
         ));
+        let checked = |f: &dyn Fn(&BackendHealth) -> Option<Num>| {
+            self.health
+                .iter()
+                .filter_map(|h| {
+                    let addr = h.backend.to_string();
+                    Some((labels(&[("vip", &h.vip), ("backend", &addr)]), f(h)?))
+                })
+                .collect::<Vec<_>>()
+        };
         out.push(Family::Gauge(
             "lb_backend_check_up",
             "1 while the backend's health checks have it up, 0 while down (checked backends only).",
-            each(&|b| b.health.as_ref().map(|h| Num::Count(u64::from(h.up)))),
+            checked(&|h| Some(Num::Count(u64::from(h.detail.up)))),
         ));
         out.push(Family::Gauge(
             "lb_backend_check_duration_seconds",
             "How long the backend's last health check took.",
-            each(&|b| {
-                let last = b.health.as_ref()?.last.as_ref()?;
-                Some(Num::Real(last.duration_ms / 1000.0))
-            }),
+            checked(&|h| Some(Num::Real(h.detail.last.as_ref()?.duration_ms / 1000.0))),
         ));
         let failures = self
-            .vips
+            .health
             .iter()
-            .flat_map(|v| {
-                v.backends.iter().flat_map(move |b| {
-                    let addr = b.socket_addr().to_string();
-                    b.health.iter().flat_map(move |h| {
-                        let addr = addr.clone();
-                        h.failures.iter().map(move |(reason, n)| {
-                            let l =
-                                labels(&[("vip", &v.name), ("backend", &addr), ("reason", reason)]);
-                            (l, Num::Count(*n))
-                        })
-                    })
+            .flat_map(|h| {
+                let addr = h.backend.to_string();
+                h.detail.failures.iter().map(move |(reason, n)| {
+                    let l = labels(&[("vip", &h.vip), ("backend", &addr), ("reason", reason)]);
+                    (l, Num::Count(*n))
                 })
             })
             .collect();
@@ -301,10 +302,16 @@ impl Collector for Page {
 }
 
 /// Renders the metrics page (OpenMetrics text) from the controller's views and the VM pools.
-pub fn render(vips: &[VipView], stats: &StatsView, pools: &[PoolView]) -> String {
+pub fn render(
+    vips: &[VipView],
+    health: &[BackendHealth],
+    stats: &StatsView,
+    pools: &[PoolView],
+) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Page {
         vips: vips.to_vec(),
+        health: health.to_vec(),
         stats: stats.clone(),
         pools: pools.to_vec(),
     }));
@@ -317,8 +324,9 @@ pub fn render(vips: &[VipView], stats: &StatsView, pools: &[PoolView]) -> String
 async fn metrics(State((h, pools)): State<(Handle, Pools)>) -> impl IntoResponse {
     let page = async {
         let vips = h.call(Command::Vips).await?;
+        let health = h.call(Command::Health).await?;
         let stats = h.call(Command::Stats).await??;
-        Ok::<_, crate::model::Error>(render(&vips, &stats, &pools.snapshot()))
+        Ok::<_, crate::model::Error>(render(&vips, &health, &stats, &pools.snapshot()))
     };
     match page.await {
         Ok(text) => (
@@ -398,7 +406,7 @@ mod tests {
                 ring_weight: 200,
                 cpu: None,
                 inflight: None,
-                health: None,
+                checked: false,
             }],
         };
         let stats = StatsView {
@@ -407,7 +415,7 @@ mod tests {
             change_seconds_total: 0.5,
             last_change_seconds: 0.25,
         };
-        render(&[vip], &stats, &[])
+        render(&[vip], &[], &stats, &[])
     }
 
     #[test]

@@ -4,7 +4,8 @@ use std::{collections::HashMap, fmt::Write as _, net::SocketAddr};
 use crate::model::{
     diff::Change,
     wire::{
-        ApplyReport, BackendView, HealthDetail, Plan, PoolView, StatsView, StatusView, VipView,
+        ApplyReport, BackendHealth, BackendView, ConnList, HealthDetail, Plan, PoolView, StatsView,
+        StatusView, VipView,
     },
 };
 
@@ -88,9 +89,10 @@ pub fn apply(r: &ApplyReport) -> String {
     out
 }
 
-/// A backend's health in a few words: `-` without a check, else its state and last result.
-fn check_word(h: Option<&HealthDetail>) -> String {
-    let Some(h) = h else {
+/// A backend's health in a few words: `no check` without one, else its state and last
+/// result.
+fn check_word(checked: bool, h: Option<&HealthDetail>) -> String {
+    let Some(h) = h.filter(|_| checked) else {
         return "no check".into();
     };
     let state = if h.up { "up" } else { "down" };
@@ -104,8 +106,8 @@ fn check_word(h: Option<&HealthDetail>) -> String {
     }
 }
 
-/// `lbctl backend show`: one backend in detail.
-pub fn backend(vip: &str, b: &BackendView) -> String {
+/// `lbctl backend show`: one backend in detail, with its health checking from `health`.
+pub fn backend(vip: &str, b: &BackendView, health: &[BackendHealth]) -> String {
     let mut out = format!(
         "vip          {vip}\nbackend      {}\nid           {}\nstate        {}\nweight       {} (in the ring: {})\npackets      {}\nnew flows    {}\nactive flows {}\n",
         b.socket_addr(),
@@ -120,7 +122,7 @@ pub fn backend(vip: &str, b: &BackendView) -> String {
     if let Some(cpu) = b.cpu {
         let _ = writeln!(out, "agent cpu    {:.0}%", cpu * 100.0);
     }
-    let Some(h) = &b.health else {
+    let Some(h) = detail(health, vip, b).filter(|_| b.checked) else {
         out += "check        none (the VIP has no health check: the backend counts as up)\n";
         return out;
     };
@@ -187,8 +189,16 @@ pub fn vips(vips: &[VipView]) -> String {
     out
 }
 
-/// `lbctl backend list`.
-pub fn backends(vips: &[VipView]) -> String {
+/// The health detail of backend `b` of VIP `vip` in `health`.
+fn detail<'a>(health: &'a [BackendHealth], vip: &str, b: &BackendView) -> Option<&'a HealthDetail> {
+    health
+        .iter()
+        .find(|h| h.vip == vip && h.backend == b.socket_addr())
+        .map(|h| &h.detail)
+}
+
+/// `lbctl backend list`, with each backend's check from `health`.
+pub fn backends(vips: &[VipView], health: &[BackendHealth]) -> String {
     let mut out = format!(
         "{:<16} {:<24} {:>5} {:>7} {:>12} {:>10} {:>8}  {:<9} CHECK\n",
         "VIP", "BACKEND", "ID", "WEIGHT", "PACKETS", "NEW FLOWS", "ACTIVE", "STATE"
@@ -206,7 +216,7 @@ pub fn backends(vips: &[VipView]) -> String {
                 b.new_flows,
                 b.active_flows,
                 b.state.name(),
-                check_word(b.health.as_ref())
+                check_word(b.checked, detail(health, &vip.name, b))
             );
         }
     }
@@ -254,6 +264,34 @@ pub fn plan(op: &str, backend: &SocketAddr, p: &Plan, all: bool) -> String {
             "({hidden} backends whose share does not change; --all lists them)"
         );
     }
+    out
+}
+
+/// `lbctl conn list`: one line per flow, as `ipvsadm -Lnc`, and how many matched in all.
+pub fn conns(l: &ConnList) -> String {
+    let mut out = format!(
+        "{:<4} {:<12} {:>6}  {:<26} {:<26} {:<26} VIP\n",
+        "PRO", "STATE", "AGE", "SOURCE", "VIRTUAL", "DESTINATION"
+    );
+    for c in &l.conns {
+        let _ = writeln!(
+            out,
+            "{:<4} {:<12} {:>5}s  {:<26} {:<26} {:<26} {}",
+            format!("{:?}", c.proto).to_uppercase(),
+            c.state,
+            c.age_s,
+            c.client.to_string(),
+            c.service.to_string(),
+            c.backend.to_string(),
+            c.vip
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} of {} matching flows shown",
+        l.conns.len(),
+        l.matched
+    );
     out
 }
 

@@ -368,8 +368,10 @@ impl HealthConfig {
                 ),
             ));
         }
-        if !(1..=100).contains(&self.rise) || !(1..=100).contains(&self.fall) {
-            return Err(err(format!("{at}.rise/fall"), "must be 1-100"));
+        for (name, n) in [("rise", self.rise), ("fall", self.fall)] {
+            if !(1..=100).contains(&n) {
+                return Err(err(format!("{at}.{name}"), "must be 1-100"));
+            }
         }
         if self.kind == CheckKind::Http {
             if !self.path.starts_with('/') || self.path.len() > 1024 {

@@ -85,9 +85,9 @@ pub struct BackendView {
     /// Requests in flight its agent reported.
     #[serde(default)]
     pub inflight: Option<u64>,
-    /// Its health checking; none when its VIP has no check.
+    /// Whether its VIP health-checks it (the detail is `GET /v1/health`'s).
     #[serde(default)]
-    pub health: Option<HealthDetail>,
+    pub checked: bool,
 }
 
 impl BackendView {
@@ -403,7 +403,9 @@ pub struct VipApply {
     pub backends: (usize, usize),
 }
 
-/// Body of `POST /v1/apply`: a whole desired state (the `[[vip]]` tables of a config file).
+/// Body of `POST /v1/apply`: VIPs to make the desired state in one batch (the `[[vip]]`
+/// tables of a config file): each added or replaced whole; with `prune`, the whole desired
+/// state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyRequest {
@@ -413,6 +415,9 @@ pub struct ApplyRequest {
     /// Only report what applying it would do.
     #[serde(default)]
     pub dry_run: bool,
+    /// Remove the running VIPs the text does not have (without: they stay as they are).
+    #[serde(default)]
+    pub prune: bool,
 }
 
 /// What an apply (or a reload) did, or would do.
@@ -472,4 +477,64 @@ pub struct HealthDetail {
     pub checks: u64,
     /// Failed checks by reason.
     pub failures: BTreeMap<String, u64>,
+}
+
+/// Which flows `GET /v1/conns` lists (query parameters); every filter given must match.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnQuery {
+    /// VIP name.
+    #[serde(default)]
+    pub vip: Option<String>,
+    /// Backend `ADDR:PORT`.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Client address, or `ADDR:PORT`.
+    #[serde(default)]
+    pub client: Option<String>,
+    /// Most flows listed (default 100, at most 10,000); `matched` counts them all.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// A flow the data path tracks, as `ipvsadm -Lnc` shows one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnView {
+    /// `tcp` or `udp`.
+    pub proto: super::config::Proto,
+    /// The client.
+    pub client: SocketAddr,
+    /// The VIP's name.
+    pub vip: String,
+    /// The VIP's address and port.
+    pub service: SocketAddr,
+    /// The backend it goes to.
+    pub backend: SocketAddr,
+    /// `established`, `closing` (the client sent FIN or RST), `idle` (UDP past its idle
+    /// timeout: its next datagram is balanced afresh) or `probation` (past the new-flow
+    /// limit, before its second packet).
+    pub state: String,
+    /// Seconds since it was recorded (TCP) or last seen (UDP), to the data path's clock
+    /// (about 1.07 s a tick).
+    pub age_s: u64,
+}
+
+/// The answer of `GET /v1/conns`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnList {
+    /// Flows matching the query (every one, however many are listed).
+    pub matched: usize,
+    /// The first `limit` of them.
+    pub conns: Vec<ConnView>,
+}
+
+/// A checked backend's health detail (`GET /v1/health`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackendHealth {
+    /// The VIP.
+    pub vip: String,
+    /// The backend.
+    pub backend: SocketAddr,
+    /// Its checking.
+    pub detail: HealthDetail,
 }

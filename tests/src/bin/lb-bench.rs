@@ -399,6 +399,8 @@ fn lab_timings() -> Result<serde_json::Value> {
         lb_userspace::face::client::call(&lab.socket, "POST", "/v1/backends", Some(&body))?;
         api.push(start.elapsed().as_secs_f64() * 1e3);
     }
+    let (at10, at4000) = (change_latency(&lab, 10)?, change_latency(&lab, 4000)?);
+    let bulk = apply_latency(&lab, 1000)?;
     let state = |lab: &tests::lab::RunningLab| -> String {
         let list: serde_json::Value =
             serde_json::from_str(&lab.lbctl(&["backend", "list", "--vip", "web", "--json"]))
@@ -438,6 +440,18 @@ fn lab_timings() -> Result<serde_json::Value> {
         p90(&api),
         max(&api)
     );
+    for (what, v) in [
+        ("backend add, VIP of 10 backends (20)", &at10),
+        ("backend add, VIP of 4,000 backends (20)", &at4000),
+        ("apply -f of 1,000 backends, one call (5)", &bulk),
+    ] {
+        println!(
+            "{what:<44} {:>7.2}ms {:>7.2}ms {:>7.2}ms",
+            median(v),
+            p90(v),
+            max(v)
+        );
+    }
     println!(
         "{:<44} {:>7.0}ms {:>7.0}ms {:>7.0}ms",
         "killed server out of the ring (10)",
@@ -447,9 +461,58 @@ fn lab_timings() -> Result<serde_json::Value> {
     );
     Ok(json!({
         "api_change_ms": {"median": median(&api), "p90": p90(&api), "max": max(&api)},
+        "backend_add_ms_at_10": {"median": median(&at10), "p90": p90(&at10), "max": max(&at10)},
+        "backend_add_ms_at_4000": {"median": median(&at4000), "p90": p90(&at4000), "max": max(&at4000)},
+        "apply_1000_backends_ms": {"median": median(&bulk), "p90": p90(&bulk), "max": max(&bulk)},
         "health_detection_ms": {"median": median(&detect), "p90": p90(&detect), "max": max(&detect),
             "samples": detect},
     }))
+}
+
+/// A VIP `name` with `n` backends (10.220.0.0/16, port 8080), as config text.
+fn vip_text(name: &str, addr: &str, n: u32) -> String {
+    let mut text = format!("[[vip]]\nname = {name:?}\naddr = {addr:?}\nport = 80\nproto = \"tcp\"\n");
+    for i in 0..n {
+        text += &format!(
+            "[[vip.backend]]\naddr = \"10.220.{}.{}\"\nport = 8080\n",
+            i / 250,
+            i % 250 + 1
+        );
+    }
+    text
+}
+
+/// API round trips of 20 backend adds (each then removed, untimed) to a VIP of `n` backends.
+fn change_latency(lab: &tests::lab::RunningLab, n: u32) -> Result<Vec<f64>> {
+    use lb_userspace::face::client::call;
+    let name = format!("scale{n}");
+    let body = json!({"config": vip_text(&name, "10.200.0.60", n)});
+    call(&lab.socket, "POST", "/v1/apply", Some(&body))?;
+    let mut took = Vec::new();
+    for i in 0..20u32 {
+        let change = json!({"vip": name, "addr": format!("10.221.0.{}", i + 1), "port": 8080});
+        let start = std::time::Instant::now();
+        call(&lab.socket, "POST", "/v1/backends", Some(&change))?;
+        took.push(start.elapsed().as_secs_f64() * 1e3);
+        call(&lab.socket, "DELETE", "/v1/backends", Some(&change))?;
+    }
+    call(&lab.socket, "DELETE", "/v1/vips", Some(&json!({"name": name})))?;
+    Ok(took)
+}
+
+/// Round trips of `POST /v1/apply` adding a VIP of `n` backends in one call (5 rounds, each
+/// then removed).
+fn apply_latency(lab: &tests::lab::RunningLab, n: u32) -> Result<Vec<f64>> {
+    use lb_userspace::face::client::call;
+    let body = json!({"config": vip_text("bulk", "10.200.0.61", n)});
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        let start = std::time::Instant::now();
+        call(&lab.socket, "POST", "/v1/apply", Some(&body))?;
+        took.push(start.elapsed().as_secs_f64() * 1e3);
+        call(&lab.socket, "DELETE", "/v1/vips", Some(&json!({"name": "bulk"})))?;
+    }
+    Ok(took)
 }
 
 /// Autoscaling timings in a pool lab, over several load steps from idle to 200 requests/s

@@ -38,10 +38,11 @@ pub enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Make the VIPs of FILE the whole desired state at once (one ring rebuild per changed
-    /// VIP), after the same whole validation as a config file.
+    /// Apply the VIPs of FILE in one batch (each added or replaced whole, one ring rebuild
+    /// per changed VIP), after the same whole validation as a config file; with --prune,
+    /// FILE is the whole desired state and VIPs it lacks are removed.
     #[command(
-        after_help = "Example:\n  lbctl apply -f web.toml --dry-run\n  lbctl apply -f web.toml"
+        after_help = "Examples:\n  lbctl apply -f web.toml --dry-run\n  lbctl apply -f web.toml\n  lbctl apply -f /etc/lbd.toml --prune"
     )]
     Apply {
         /// A config file (its `[[vip]]` tables; an `[lbd]` table is compared with the running
@@ -51,6 +52,9 @@ pub enum Cmd {
         /// Only show what applying it would do.
         #[arg(long)]
         dry_run: bool,
+        /// Remove the running VIPs FILE does not have.
+        #[arg(long)]
+        prune: bool,
     },
     /// Virtual services.
     #[command(subcommand)]
@@ -92,6 +96,9 @@ pub enum Cmd {
     /// delete (drains first).
     #[command(subcommand)]
     Vm(VmCmd),
+    /// The flows the data path tracks, as `ipvsadm -Lnc` lists them.
+    #[command(subcommand)]
+    Conn(ConnCmd),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -100,6 +107,29 @@ pub enum Cmd {
     /// Print the man page (roff).
     #[command(hide = true)]
     Man,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConnCmd {
+    /// Tracked flows (client, VIP, backend, state, age), filtered; bounded, with the count of
+    /// all that match.
+    #[command(
+        after_help = "Examples:\n  lbctl conn list --vip web\n  lbctl conn list --client 10.200.1.2 --limit 20"
+    )]
+    List {
+        /// Only flows to this VIP.
+        #[arg(long)]
+        vip: Option<String>,
+        /// Only flows to this backend ADDR:PORT.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Only flows from this client ADDR or ADDR:PORT.
+        #[arg(long)]
+        client: Option<String>,
+        /// Most flows to list (1-10000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]

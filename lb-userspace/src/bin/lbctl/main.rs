@@ -4,14 +4,17 @@ mod args;
 use std::{net::SocketAddr, path::Path, process::ExitCode};
 
 use anyhow::{bail, Context, Result};
-use args::{BackendCmd, CheckArgs, Cli, Cmd, PlanCmd, VipCmd, VmCmd};
+use args::{BackendCmd, CheckArgs, Cli, Cmd, ConnCmd, PlanCmd, VipCmd, VmCmd};
 use clap::{CommandFactory, Parser};
 use lb_userspace::{
     face::{api, client, render},
     model::{
         config::{CheckKind, HealthConfig},
         diff::Change,
-        wire::{ApplyReport, ChangeResult, Plan, PoolView, StatsView, StatusView, VipView},
+        wire::{
+            ApplyReport, BackendHealth, ChangeResult, ConnList, Plan, PoolView, StatsView,
+            StatusView, VipView,
+        },
     },
 };
 use serde_json::{json, Value};
@@ -67,15 +70,33 @@ fn run(cli: Cli) -> Result<()> {
             let v = call("POST", "/v1/reload", Some(&json!({ "dry_run": dry_run })))?;
             show(json, v, |r: &ApplyReport| render::apply(r))?;
         }
-        Cmd::Apply { file, dry_run } => {
+        Cmd::Apply {
+            file,
+            dry_run,
+            prune,
+        } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            let body = json!({ "config": text, "dry_run": dry_run });
+            let body = json!({ "config": text, "dry_run": dry_run, "prune": prune });
             show(
                 json,
                 call("POST", "/v1/apply", Some(&body))?,
                 |r: &ApplyReport| render::apply(r),
             )?;
+        }
+        Cmd::Conn(ConnCmd::List {
+            vip,
+            backend,
+            client,
+            limit,
+        }) => {
+            let mut query = format!("/v1/conns?limit={limit}");
+            for (key, value) in [("vip", vip), ("backend", backend), ("client", client)] {
+                if let Some(v) = value {
+                    query += &format!("&{key}={}", encode(&v));
+                }
+            }
+            show(json, get(&query)?, |l: &ConnList| render::conns(l))?;
         }
         Cmd::Vm(VmCmd::List { pool }) => {
             let pools = named(
@@ -138,14 +159,22 @@ fn run(cli: Cli) -> Result<()> {
                 |x| &x.name,
                 "vip: no VIP",
             )?;
+            let health: Vec<BackendHealth> = serde_json::from_value(get("/v1/health")?)?;
             show(json, serde_json::to_value(&vips)?, |v: &Vec<VipView>| {
-                render::backends(v)
+                render::backends(v, &health)
             })?;
         }
         Cmd::Backend(BackendCmd::Show { vip, backend }) => {
             let vips: Vec<VipView> = serde_json::from_value(get("/v1/vips")?)?;
             let b = find_backend(&vips, &vip, &backend)?;
-            show(json, serde_json::to_value(b)?, |b| render::backend(&vip, b))?;
+            let health: Vec<BackendHealth> = serde_json::from_value(get("/v1/health")?)?;
+            if json {
+                let h = health.iter().find(|h| h.vip == vip && h.backend == backend);
+                let v = json!({ "backend": b, "health": h.map(|h| &h.detail) });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", render::backend(&vip, b, &health));
+            }
         }
         Cmd::Backend(BackendCmd::Add {
             vip,
@@ -195,6 +224,18 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Stats { .. } => show(json, get("/v1/stats")?, |s: &StatsView| render::stats(s))?,
     }
     Ok(())
+}
+
+/// `text` as a query parameter value (percent-encoded).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The health check `args` describe (none without `--check`), with HAProxy's defaults for

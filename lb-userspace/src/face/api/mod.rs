@@ -34,8 +34,9 @@ use crate::{
 
 /// How long a connection may take to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections served at once per socket; more are closed at once.
-const MAX_CONNECTIONS: usize = 256;
+/// Connections served at once per socket; more are closed at once (lbd raises its file
+/// limit well above this).
+const MAX_CONNECTIONS: usize = 512;
 /// How long a stop waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(2);
 
@@ -138,9 +139,18 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let accepted = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => accepted.context("accepting an API connection")?,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, say: the API stays up and tries again shortly.
+                tracing::warn!("API: accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!("API: {MAX_CONNECTIONS} connections open; refusing one more");
@@ -191,10 +201,6 @@ pub async fn serve(
 /// Writes an audit line for a change: who (the peer's uid), what, and what it moved.
 pub fn audit(peer: Peer, action: &str, detail: &str, moved_share: Option<f64>) {
     let uid = peer.0.map_or("unknown".to_string(), |u| u.to_string());
-    match moved_share {
-        Some(m) => {
-            tracing::info!(target: "audit", uid, action, moved = format!("{:.2}%", m * 100.0), "{detail}")
-        }
-        None => tracing::info!(target: "audit", uid, action, "{detail}"),
-    }
+    let moved = moved_share.map_or("-".to_string(), |m| format!("{:.2}%", m * 100.0));
+    tracing::info!(target: "audit", uid = %uid, action = %action, moved = %moved, "{detail}");
 }

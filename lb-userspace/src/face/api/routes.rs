@@ -3,7 +3,7 @@
 //! audit line.
 use axum::{
     body::Bytes,
-    extract::{DefaultBodyLimit, State},
+    extract::{DefaultBodyLimit, Query, State},
     http::StatusCode,
     routing::{get, post, put},
     Extension, Json, Router,
@@ -18,8 +18,9 @@ use crate::{
         diff::{diff, Change},
         shown, validate_vips,
         wire::{
-            ApplyReport, ApplyRequest, BackendChange, ChangeResult, Plan, PlanRequest, PoolView,
-            StatsView, StatusView, VipName, VipView, VmRequest,
+            ApplyReport, ApplyRequest, BackendChange, BackendHealth, ChangeResult, ConnList,
+            ConnQuery, Plan, PlanRequest, PoolView, StatsView, StatusView, VipName, VipView,
+            VmRequest,
         },
         Error,
     },
@@ -60,6 +61,8 @@ pub(super) fn router(ctx: ApiContext) -> Router {
         )
         .route("/v1/reload", post(reload_config))
         .route("/v1/diff", get(config_diff))
+        .route("/v1/conns", get(conns))
+        .route("/v1/health", get(health))
         .route("/v1/vms", get(list_vms).post(create_vm).delete(delete_vm))
         .fallback(not_found)
         .with_state(ctx)
@@ -81,6 +84,14 @@ async fn runtime_changes(c: &ApiContext) -> Result<Vec<Change>, Error> {
 
 async fn config_diff(State(c): Ctx) -> Answer<Vec<Change>> {
     Ok(Json(runtime_changes(&c).await?))
+}
+
+async fn conns(State(c): Ctx, Query(q): Query<ConnQuery>) -> Answer<ConnList> {
+    Ok(Json(c.handle.call(|tx| Command::Conns(q, tx)).await??))
+}
+
+async fn health(State(c): Ctx) -> Answer<Vec<BackendHealth>> {
+    Ok(Json(c.handle.call(Command::Health).await?))
 }
 
 async fn stats(State(c): Ctx) -> Answer<StatsView> {
@@ -240,6 +251,13 @@ async fn apply(
     } else {
         cfg.lbd = c.running.clone();
     }
+    if !req.prune {
+        // The VIPs the text does not name stay as they run.
+        let running = c.handle.call(Command::Desired).await?;
+        let named: Vec<String> = cfg.vips.iter().map(|v| v.name.clone()).collect();
+        let kept = running.into_iter().filter(|v| !named.contains(&v.name));
+        cfg.vips = kept.chain(cfg.vips).collect();
+    }
     validate_vips(&cfg.vips)?;
     let running = has_lbd.then_some(&c.running);
     let report = reload::apply(&c.handle, &c.pools, cfg, running, None, req.dry_run).await?;
@@ -331,7 +349,7 @@ async fn not_found() -> ApiError {
         StatusCode::NOT_FOUND,
         "path: no such endpoint (see GET /v1/status, /v1/stats, /v1/diff, GET|POST|DELETE \
          /v1/vips, PUT /v1/vips/health, POST|DELETE /v1/backends, POST /v1/plan, /v1/apply, \
-         /v1/reload, GET|POST|DELETE /v1/vms)"
+         /v1/reload, GET /v1/conns, /v1/health, GET|POST|DELETE /v1/vms)"
             .into(),
     )
 }
