@@ -2,18 +2,25 @@
 //! asserted at compile time), flags and the ring layout.
 
 /// Capacity of `LB_VIPS` and `LB_VIP_ADDRS`; vip ids are `0..MAX_VIPS`.
-pub const MAX_VIPS: u32 = 64;
+pub const MAX_VIPS: u32 = 512;
 /// Capacity of `LB_BACKENDS`; backend ids are `1..MAX_BACKENDS`, id 0 is reserved for "none".
 pub const MAX_BACKENDS: u32 = 4096;
 /// Backend id meaning "no backend" (an empty ring slot).
 pub const BACKEND_NONE: u32 = 0;
-/// Largest ring (Maglev table) size, in slots; each VIP owns `2 * RING_MAX` slots of `LB_RINGS`.
-pub const RING_MAX: u32 = 65537;
-/// Ring sizes a VIP may use: primes, so Maglev's permutations cover every slot.
-pub const RING_SIZES: [u32; 4] = [65537, 16381, 4093, 1021];
-/// Capacity of `LB_CONNS`, in entries (each flow uses two: forward and reply).
-pub const MAX_CONNS: u32 = 262_144;
-/// Capacity of `LB_PROBATION`, in entries (NAT flows use two, DSR flows one).
+/// Ring (Maglev table) sizes a VIP may use, in slots: primes, so Maglev's permutations cover
+/// every slot. Each VIP holds two buffers of its size in `LB_RINGS` (4 bytes a slot); Maglev
+/// wants a size well above 100 times the backend count.
+pub const RING_SIZES: [u32; 7] = [1021, 4093, 16381, 65537, 262_139, 1_048_573, 4_194_301];
+/// Largest ring size.
+pub const RING_MAX: u32 = 4_194_301;
+/// Default capacity of `LB_RINGS`, in slots (the loader sets it from `lbd.ring_slots`):
+/// 64 MiB, two buffers of 65537 slots for 128 VIPs, or of 1048573 for 8.
+pub const RING_SLOTS: u32 = 1 << 24;
+/// Default capacity of `LB_CONNS`, in entries (the loader sets it from `lbd.max_flows`: each
+/// NAT flow uses two, forward and reply; a DSR flow one).
+pub const MAX_CONNS: u32 = 2 << 20;
+/// Default capacity of `LB_PROBATION`, in entries (the loader sets it to a quarter of
+/// `LB_CONNS`, at least this).
 pub const MAX_PROBATION: u32 = 65_536;
 /// `BPF_F_NO_COMMON_LRU`: `LB_CONNS` and `LB_PROBATION` keep one LRU list per CPU, so inserts on different
 /// CPUs never contend for a shared lock (flows are steered to one CPU by RSS anyway).
@@ -24,9 +31,9 @@ pub const MAX_TX_PORTS: u32 = 64;
 /// `BPF_F_MMAPABLE`: `LB_RINGS` and `LB_FILTER` are created mmap-able so the controller writes a whole ring with
 /// plain stores instead of one syscall per slot.
 pub const RINGS_MAP_FLAGS: u32 = 1 << 10;
-/// Bytes between two slots of `LB_RINGS` in its mmap-ed memory (the kernel rounds array values
-/// up to 8 bytes); each slot holds a `u32` backend id, host byte order, in its first 4 bytes.
-pub const RING_SLOT_STRIDE: usize = 8;
+/// Bytes of one element of the mmap-ed arrays (`LB_FILTER`: a `u64`; `LB_RINGS`: two `u32`
+/// slots, host byte order, so ring slot `s` is the `u32` at byte `4 * s`).
+pub const MMAP_ELEM: usize = 8;
 
 /// Prefilters that let traffic which is not ours skip hash lookups. `LB_FILTER` holds three
 /// bitmaps of 65,536 bits (1,024 `u64` words each, host byte order). A clear bit proves the
@@ -61,11 +68,6 @@ pub mod filter {
 /// Bit of [`VipMeta::ring`] that selects which of the VIP's two ring buffers is live.
 pub const RING_BUF_BIT: u32 = 1 << 31;
 
-/// Index of the first slot of buffer `buf` (0 or 1) of VIP `vip_id` in `LB_RINGS`.
-pub const fn ring_base(vip_id: u32, buf: u32) -> u32 {
-    (vip_id * 2 + buf) * RING_MAX
-}
-
 /// Key of `LB_VIPS`: what a client addresses. 20 bytes. Every VIP address also has an entry
 /// with port 0 and proto [`PROTO_ICMP`] / [`PROTO_ICMPV6`], so the data path answers pings.
 #[repr(C)]
@@ -82,7 +84,7 @@ pub struct VipKey {
 }
 const _: () = assert!(core::mem::size_of::<VipKey>() == 20);
 
-/// Value of `LB_VIPS`. 12 bytes, host byte order.
+/// Value of `LB_VIPS`. 20 bytes, host byte order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct VipMeta {
@@ -95,8 +97,18 @@ pub struct VipMeta {
     pub mode: u8,
     /// Always zero.
     pub _pad: [u8; 3],
+    /// First `LB_RINGS` slot of each of the VIP's two ring buffers (buffer 0, buffer 1).
+    pub base: [u32; 2],
 }
-const _: () = assert!(core::mem::size_of::<VipMeta>() == 12);
+const _: () = assert!(core::mem::size_of::<VipMeta>() == 20);
+
+impl VipMeta {
+    /// The `LB_RINGS` slot that ring position `pos` (below the live size) of this VIP is in.
+    #[inline(always)]
+    pub const fn slot(&self, pos: u32) -> u32 {
+        self.base[(self.ring >> 31) as usize] + pos
+    }
+}
 
 /// Value of `LB_BACKENDS`: where a backend listens. 20 bytes. A zero `family` marks a free id.
 #[repr(C)]

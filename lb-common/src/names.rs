@@ -9,7 +9,8 @@ pub mod map_names {
     pub const VIP_ADDRS: &str = "LB_VIP_ADDRS";
     /// `Array<Backend>` indexed by backend id.
     pub const BACKENDS: &str = "LB_BACKENDS";
-    /// `Array<u32>` of backend ids: per VIP two ring buffers of `RING_MAX` slots each.
+    /// `Array<[u32; 2]>`, mmap-able: backend ids, two ring slots an element; each VIP owns two
+    /// buffers of its ring size, where its `VipMeta::base` says.
     pub const RINGS: &str = "LB_RINGS";
     /// `LruHashMap<FlowKey, ConnEntry>`: forward and reply directions of every tracked flow.
     pub const CONNS: &str = "LB_CONNS";

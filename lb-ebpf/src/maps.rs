@@ -6,12 +6,13 @@ use aya_ebpf::{
 use lb_common::{
     filter, Backend, ConnEntry, FlowKey, FlowRate, NextHop, TrafficStats, VipKey, VipMeta,
     CONNS_MAP_FLAGS, MAX_BACKENDS, MAX_CONNS, MAX_PROBATION, MAX_TX_PORTS, MAX_VIPS, NUM_REASONS,
-    RINGS_MAP_FLAGS, RING_MAX,
+    RINGS_MAP_FLAGS, RING_SLOTS,
 };
 
-/// VIP:port/proto -> VIP metadata and live ring.
+/// VIP:port/proto -> VIP metadata and live ring, and the ping entry (port 0) of every VIP
+/// address: at most two entries a VIP.
 #[map]
-pub static LB_VIPS: HashMap<VipKey, VipMeta> = HashMap::pinned(MAX_VIPS, 0);
+pub static LB_VIPS: HashMap<VipKey, VipMeta> = HashMap::pinned(2 * MAX_VIPS, 0);
 
 /// vip id -> VIP key, to rewrite replies back to the VIP.
 #[map]
@@ -21,9 +22,10 @@ pub static LB_VIP_ADDRS: Array<VipKey> = Array::pinned(MAX_VIPS, 0);
 #[map]
 pub static LB_BACKENDS: Array<Backend> = Array::pinned(MAX_BACKENDS, 0);
 
-/// Maglev rings: two buffers per VIP of `RING_MAX` backend ids each.
+/// Maglev rings: backend ids, two slots an element; each VIP's two buffers start where its
+/// `VipMeta::base` says. Sized by the loader (`lbd.ring_slots`).
 #[map]
-pub static LB_RINGS: Array<u32> = Array::pinned(MAX_VIPS * 2 * RING_MAX, RINGS_MAP_FLAGS);
+pub static LB_RINGS: Array<[u32; 2]> = Array::pinned(RING_SLOTS / 2, RINGS_MAP_FLAGS);
 
 /// Flow table, both directions of every flow; least recently used entries are evicted from
 /// per-CPU LRU lists.

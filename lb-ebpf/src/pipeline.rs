@@ -5,9 +5,9 @@ use aya_ebpf::{
     helpers::generated::bpf_ktime_get_coarse_ns, maps::LruHashMap, programs::XdpContext,
 };
 use lb_common::{
-    filter, flow_hash, ring_base, Backend, ConnEntry, FlowKey, Reason, TrafficStats, VipKey,
-    VipMeta, BACKEND_NONE, CONN_F_CLOSED, DIR_FORWARD, DIR_REPLY, MODE_DSR, PROTO_ICMP,
-    PROTO_ICMPV6, PROTO_UDP, RING_BUF_BIT, TIME_UNIT_SHIFT,
+    filter, flow_hash, Backend, ConnEntry, FlowKey, Reason, TrafficStats, VipKey, VipMeta,
+    BACKEND_NONE, CONN_F_CLOSED, DIR_FORWARD, DIR_REPLY, MODE_DSR, PROTO_ICMP, PROTO_ICMPV6,
+    PROTO_UDP, RING_BUF_BIT, TIME_UNIT_SHIFT,
 };
 use lb_ebpf::packet;
 
@@ -326,11 +326,11 @@ fn select(pkt: &Flow, meta: &VipMeta) -> Result<(u32, Backend), Reason> {
     if size == 0 {
         return Err(Reason::DropNoBackend);
     }
-    let buf = meta.ring >> 31;
     // SAFETY: reading a read-only global that the loader initialised.
     let seed = unsafe { core::ptr::read_volatile(&LB_HASH_SEED) };
-    let slot = ring_base(meta.vip_id, buf) + flow_hash(seed, &pkt.key) % size;
-    let backend_id = *LB_RINGS.get(slot).ok_or(Reason::DropNoBackend)?;
+    let slot = meta.slot(flow_hash(seed, &pkt.key) % size);
+    let pair = LB_RINGS.get(slot >> 1).ok_or(Reason::DropNoBackend)?;
+    let backend_id = pair[(slot & 1) as usize];
     if backend_id == BACKEND_NONE {
         return Err(Reason::DropNoBackend);
     }

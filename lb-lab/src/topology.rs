@@ -176,7 +176,7 @@ impl Topology {
             .collect();
         let mut s = format!(
             "[lbd]\ninstance = {instance:?}\ninterfaces = [{}]\nsocket = {:?}\nstate_file = {:?}\n\
-             metrics = \"{METRICS}\"\ndrain_timeout_s = 2\non_stop = \"remove\"\n",
+             metrics = \"{METRICS}\"\ndrain_timeout_s = 2\non_stop = \"remove\"\nmax_flows = 65536\nring_slots = 2097152\n",
             ifaces.join(", "),
             socket.display().to_string(),
             state_file(socket).display().to_string()
@@ -345,7 +345,7 @@ impl PoolLab {
             .collect();
         format!(
             "[lbd]\ninstance = {instance:?}\ninterfaces = [{}]\nsocket = {:?}\nstate_file = {:?}\n\
-             metrics = \"{METRICS}\"\ndrain_timeout_s = 20\non_stop = \"remove\"\n\n\
+             metrics = \"{METRICS}\"\ndrain_timeout_s = 20\non_stop = \"remove\"\nmax_flows = 65536\nring_slots = 2097152\n\n\
              [[vip]]\nname = \"web\"\naddr = \"{VIP}\"\nport = {VIP_PORT}\nproto = \"tcp\"\n\
              [vip.health]\nkind = \"agent\"\nagent_port = {AGENT_PORT}\ninter_ms = 300\n\
              fastinter_ms = 100\ndowninter_ms = 300\ntimeout_ms = 300\nrise = 2\nfall = 3\n\

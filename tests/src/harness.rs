@@ -42,6 +42,10 @@ pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xcc];
 pub const BACKENDS: u8 = 8;
 /// UDP idle timeout of packet tests, in seconds.
 pub const UDP_IDLE_S: u32 = 30;
+/// Flows the connection table of packet tests holds (262,144 entries).
+pub const MAX_FLOWS: u32 = 131_072;
+/// Ring slots of packet tests (room for a few VIPs of the largest ring size).
+pub const RING_SLOTS: u32 = 1 << 24;
 /// Flow hash seed of packet tests.
 pub const SEED: u32 = 0x5eed;
 
@@ -90,6 +94,8 @@ pub struct Harness {
     /// New flows per CPU per second the balancer records in its connection table (0 = no
     /// limit).
     new_flow_limit: u32,
+    /// Flows its connection table holds.
+    max_flows: u32,
 }
 
 impl Harness {
@@ -153,6 +159,15 @@ impl Harness {
         Harness {
             ns,
             new_flow_limit: 0,
+            max_flows: MAX_FLOWS,
+        }
+    }
+
+    /// The same, with a connection table for `flows` flows (see `LoadOptions::max_flows`).
+    pub fn with_max_flows(flows: u32) -> Self {
+        Harness {
+            max_flows: flows,
+            ..Harness::new()
         }
     }
 
@@ -173,7 +188,7 @@ impl Harness {
     pub fn run<R: Send>(&self, f: impl FnOnce(&mut Balancer) -> R + Send) -> R {
         self.ns
             .enter(|| {
-                let mut b = Balancer::open(self.new_flow_limit);
+                let mut b = Balancer::open(self.new_flow_limit, self.max_flows);
                 f(&mut b)
             })
             .expect("run in namespace")
@@ -194,12 +209,14 @@ pub struct Balancer {
 }
 
 impl Balancer {
-    fn open(new_flow_limit: u32) -> Self {
+    fn open(new_flow_limit: u32, max_flows: u32) -> Self {
         let pin_dir = PathBuf::from("/sys/fs/bpf").join(unique_name("lbtest"));
         let opts = LoadOptions {
             hash_seed: SEED,
             udp_idle_timeout_s: UDP_IDLE_S,
             max_new_flows_per_cpu: new_flow_limit,
+            max_flows,
+            ring_slots: RING_SLOTS,
         };
         let mut dp = Dataplane::open(&pin_dir, opts).expect("load lb_xdp");
         for iface in ["t0", "t1"] {
@@ -329,7 +346,7 @@ fn vip_config(
         port,
         proto,
         mode,
-        ring_size: lb_common::RING_SIZES[0],
+        ring_size: 65537,
         health: None,
         weights: WeightsConfig::default(),
         pool: None,

@@ -14,10 +14,11 @@ fn vip_key_layout() {
 
 #[test]
 fn vip_meta_layout() {
-    assert_eq!(size_of::<VipMeta>(), 12);
+    assert_eq!(size_of::<VipMeta>(), 20);
     assert_eq!(offset_of!(VipMeta, vip_id), 0);
     assert_eq!(offset_of!(VipMeta, ring), 4);
     assert_eq!(offset_of!(VipMeta, mode), 8);
+    assert_eq!(offset_of!(VipMeta, base), 12);
 }
 
 #[test]
@@ -72,11 +73,24 @@ fn reasons_are_dense_and_named_uniquely() {
 }
 
 #[test]
-fn rings_fit_and_do_not_overlap() {
-    assert!(RING_SIZES.iter().all(|&s| s <= RING_MAX));
-    assert_eq!(ring_base(0, 1), RING_MAX);
-    assert_eq!(ring_base(1, 0), 2 * RING_MAX);
-    assert!(u64::from(ring_base(MAX_VIPS - 1, 1)) + u64::from(RING_MAX) <= u64::from(u32::MAX));
+fn ring_sizes_are_primes_up_to_over_a_million_and_slots_follow_the_live_buffer() {
+    let prime = |n: u32| n > 1 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0);
+    assert!(
+        RING_SIZES.iter().all(|&s| s <= RING_MAX && prime(s)),
+        "{RING_SIZES:?}"
+    );
+    assert!(RING_SIZES.iter().any(|&s| s >= 1_000_000));
+    assert!(MAX_VIPS >= 512);
+    let meta = VipMeta {
+        base: [100, 5000],
+        ..VipMeta::default()
+    };
+    assert_eq!(meta.slot(7), 107, "buffer 0 live");
+    let flipped = VipMeta {
+        ring: RING_BUF_BIT | 9,
+        ..meta
+    };
+    assert_eq!(flipped.slot(7), 5007, "buffer 1 live");
 }
 
 #[test]

@@ -412,6 +412,14 @@ fn ring_swaps_under_traffic_never_expose_a_half_written_ring() {
         let stop = AtomicBool::new(false);
         let checked = std::thread::scope(|s| {
             let runner = s.spawn(|| {
+                /// Stops the swapping loop however the runner ends, a failed assertion too.
+                struct Stop<'a>(&'a AtomicBool);
+                impl Drop for Stop<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(true, Ordering::SeqCst);
+                    }
+                }
+                let _stop = Stop(&stop);
                 let prog =
                     aya::programs::Xdp::from_pin(&pin, aya_obj::programs::XdpAttachType::Interface)
                         .expect("open pinned program");
@@ -445,7 +453,6 @@ fn ring_swaps_under_traffic_never_expose_a_half_written_ring() {
                     );
                     checked += 1;
                 }
-                stop.store(true, Ordering::SeqCst);
                 checked
             });
             let mut g = 0u64;

@@ -4,9 +4,9 @@
 //! data path reads has changed.
 use std::net::SocketAddr;
 
-use lb_common::{addr_words, filter, Backend, VipMeta, BACKEND_NONE, MAX_BACKENDS, RING_BUF_BIT};
+use lb_common::{addr_words, filter, Backend, BACKEND_NONE, MAX_BACKENDS, RING_BUF_BIT};
 
-use super::{Controller, Vip};
+use super::{ids::RingSpace, Controller, Vip};
 use crate::{
     balance::maglev::{self, Member},
     model::{
@@ -126,23 +126,64 @@ impl Controller {
         let vip = &self.vips[idx];
         let table = maglev::build(&members, vip.cfg.ring_size);
         let live = table.iter().any(|&id| id != BACKEND_NONE);
-        let ring = self.dp.stage_ring(vip.id, vip.ring, &table)?;
-        let ring = if live { ring } else { ring & RING_BUF_BIT };
-        let meta = VipMeta {
-            vip_id: vip.id,
-            ring,
-            mode: vip.cfg.mode.code(),
-            _pad: [0; 3],
+        // Buffers of the ring size: the VIP's own, or a new pair (a new VIP, or a new size:
+        // the live buffer stays untouched until the swap).
+        let moved = vip.buf_len != vip.cfg.ring_size;
+        let mut next = super::live_meta(vip);
+        if moved {
+            next.base = self.alloc_pair(vip.cfg.ring_size)?;
+        }
+        let ring = match self.dp.stage_ring(&next, &table) {
+            Ok(ring) => ring,
+            Err(e) => {
+                if moved {
+                    next.base.iter().for_each(|b| self.rings.free(*b));
+                }
+                return Err(e.into());
+            }
         };
+        next.ring = if live { ring } else { ring & RING_BUF_BIT };
+        let vip = &self.vips[idx];
         let key = super::vip_key(&vip.cfg);
-        self.dp.set_vip(&key, &meta)?;
-        let old_ring = vip.ring;
-        let vip_id = vip.id;
-        self.dp.retire_ring(vip_id, old_ring);
-        self.vips[idx].ring = ring;
+        if let Err(e) = self.dp.set_vip(&key, &next) {
+            if moved {
+                next.base.iter().for_each(|b| self.rings.free(*b));
+            }
+            return Err(e.into());
+        }
+        let old = super::live_meta(vip);
+        self.dp.retire_ring(&old);
+        if moved && vip.buf_len > 0 {
+            old.base.iter().for_each(|b| self.rings.free(*b));
+        }
+        let v = &mut self.vips[idx];
+        v.ring = next.ring;
+        v.base = next.base;
+        v.buf_len = v.cfg.ring_size;
         self.vips[idx].table = table;
         self.vips[idx].ring_weights = weights;
         Ok(())
+    }
+
+    /// Two free ring buffers of `len` slots each.
+    fn alloc_pair(&mut self, len: u32) -> Result<[u32; 2]> {
+        let full = |r: &RingSpace| {
+            Error::conflict(
+                "vip.ring_size",
+                format!(
+                    "{len} slots twice do not fit in the free ring memory ({} of lbd.ring_slots \
+                     = {} free)",
+                    r.free_slots(),
+                    self.dp.ring_slots()
+                ),
+            )
+        };
+        let a = self.rings.alloc(len).ok_or_else(|| full(&self.rings))?;
+        let Some(b) = self.rings.alloc(len) else {
+            self.rings.free(a);
+            return Err(full(&self.rings));
+        };
+        Ok([a, b])
     }
 
     /// Drops one reference to a backend id; the record is cleared when no VIP uses it.

@@ -19,7 +19,7 @@ use std::{
 
 use lb_common::{VipKey, VipMeta, MAX_VIPS};
 
-use self::ids::BackendIds;
+use self::ids::{BackendIds, RingSpace};
 pub use self::mailbox::{spawn, Command, Handle};
 use crate::{
     balance::plan,
@@ -39,6 +39,10 @@ struct Vip {
     id: u32,
     /// Live `VipMeta::ring` value.
     ring: u32,
+    /// First slots of its two ring buffers in `LB_RINGS`.
+    base: [u32; 2],
+    /// Slots each buffer holds (0: none allocated yet).
+    buf_len: u32,
     /// The live Maglev table (backend ids), to measure what a rebuild would move.
     table: Vec<u32>,
     /// Ring weight of each backend in the live table, in `cfg.backends` order.
@@ -74,6 +78,8 @@ pub struct Controller {
     joins: u64,
     /// (VIP name, backend) pairs whose health checks say down.
     down: HashSet<(String, SocketAddr)>,
+    /// Which `LB_RINGS` slots VIPs' buffers take.
+    rings: RingSpace,
     /// VIPs found in adopted (pinned) maps and not claimed by the config yet.
     pinned_vips: HashMap<VipKey, VipMeta>,
     /// Backend records found in adopted maps and not claimed yet: address -> id.
@@ -93,6 +99,7 @@ impl Controller {
     /// backends and a ring swap never writes the buffer packets are reading.
     pub fn new(dp: Dataplane, instance: &str, interfaces: &[String]) -> Self {
         let pinned = dp.pinned_state();
+        let dp_slots = dp.ring_slots();
         Controller {
             dp,
             instance: instance.to_string(),
@@ -109,6 +116,16 @@ impl Controller {
             drain_started: HashMap::new(),
             drain_timeout: Duration::from_secs(300),
             timings: (0, 0.0, 0.0),
+            rings: {
+                let mut rings = RingSpace::new(dp_slots);
+                // The buffers of pinned VIPs are live: nothing else may be written there.
+                for (_, meta) in &pinned.vips {
+                    for b in meta.base {
+                        rings.reserve(b, adopted_len(meta));
+                    }
+                }
+                rings
+            },
             pinned_vips: pinned.vips.into_iter().collect(),
             pinned_backends: pinned
                 .backends
@@ -158,6 +175,9 @@ impl Controller {
         }
         for (key, meta) in std::mem::take(&mut self.pinned_vips) {
             self.dp.remove_vip(&key, meta.vip_id)?;
+            for b in meta.base {
+                self.rings.free(b);
+            }
         }
         for (_, id) in std::mem::take(&mut self.pinned_backends) {
             self.dp.clear_backend(id)?;
@@ -198,14 +218,20 @@ impl Controller {
         self.check_whole(|vips| vips.push(cfg.clone()))?;
         let used: Vec<u32> = self.vips.iter().map(|v| v.id).collect();
         let reserved: Vec<u32> = self.pinned_vips.values().map(|m| m.vip_id).collect();
-        let (id, ring) = match self.pinned_vips.remove(&vip_key(&cfg)) {
-            Some(meta) if !used.contains(&meta.vip_id) => (meta.vip_id, meta.ring),
+        // An adopted VIP keeps its id and its buffers (reserved at the live size since the
+        // controller started; a commit moves them if its ring size is another now).
+        let (id, ring, base, buf_len) = match self.pinned_vips.remove(&vip_key(&cfg)) {
+            Some(meta) if !used.contains(&meta.vip_id) => {
+                (meta.vip_id, meta.ring, meta.base, adopted_len(&meta))
+            }
             _ => (
                 (0..MAX_VIPS)
                     .find(|i| !used.contains(i) && !reserved.contains(i))
                     .ok_or_else(|| {
                         Error::conflict("vip", format!("all {MAX_VIPS} VIP slots are in use"))
                     })?,
+                0,
+                [0; 2],
                 0,
             ),
         };
@@ -217,13 +243,21 @@ impl Controller {
             },
             id,
             ring,
+            base,
+            buf_len,
             table: Vec::new(),
             ring_weights: Vec::new(),
             weights_updated: Instant::now(),
         });
         let idx = self.vips.len() - 1;
         if let Err(e) = self.commit(idx, backends) {
-            self.vips.pop();
+            let vip = self.vips.pop();
+            // Adopted buffers stay the pinned VIP's; new ones were never allocated.
+            if let Some(v) = vip.filter(|v| v.buf_len > 0) {
+                for b in v.base {
+                    self.rings.free(b);
+                }
+            }
             return Err(e);
         }
         // The filter already admits ICMP (port 0) to this address: see `filter_bits`.
@@ -238,6 +272,12 @@ impl Controller {
         let key = vip_key(&self.vips[idx].cfg);
         self.dp.remove_vip(&key, self.vips[idx].id)?;
         let vip = self.vips.remove(idx);
+        self.dp.retire_ring(&live_meta(&vip));
+        if vip.buf_len > 0 {
+            for b in vip.base {
+                self.rings.free(b);
+            }
+        }
         if !self.vips.iter().any(|v| v.cfg.addr == vip.cfg.addr) {
             self.dp.stop_answering_pings(vip.cfg.addr)?;
         }
@@ -399,6 +439,22 @@ impl Controller {
             p.applied = true;
         }
         Ok(p)
+    }
+}
+
+/// The slots an adopted VIP's buffers are known to hold: its live ring's size (at least one).
+fn adopted_len(meta: &VipMeta) -> u32 {
+    (meta.ring & !lb_common::RING_BUF_BIT).max(1)
+}
+
+/// The `VipMeta` of `vip` as the data path has it now.
+fn live_meta(vip: &Vip) -> VipMeta {
+    VipMeta {
+        vip_id: vip.id,
+        ring: vip.ring,
+        mode: vip.cfg.mode.code(),
+        _pad: [0; 3],
+        base: vip.base,
     }
 }
 

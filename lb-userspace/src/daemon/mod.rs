@@ -72,6 +72,8 @@ impl Daemon {
             hash_seed: cfg.lbd.hash_seed,
             udp_idle_timeout_s: cfg.lbd.udp_idle_timeout_s,
             max_new_flows_per_cpu: cfg.lbd.max_new_flows_per_cpu,
+            max_flows: cfg.lbd.max_flows,
+            ring_slots: cfg.lbd.ring_slots,
         };
         let adopted = pin_dir.exists();
         let mut dp = Dataplane::open(&pin_dir, opts)?;

@@ -3,7 +3,7 @@
 use std::{ffi::c_void, os::fd::AsFd, ptr::NonNull};
 
 use aya::maps::MapData;
-use lb_common::RING_SLOT_STRIDE;
+use lb_common::MMAP_ELEM;
 
 use crate::sys::error::{fail, Context, Result};
 
@@ -19,8 +19,9 @@ pub(super) struct MmapArray {
 unsafe impl Send for MmapArray {}
 
 impl MmapArray {
+    /// Maps the `entries` 8-byte elements of `data`.
     pub(super) fn map(data: MapData, entries: u32) -> Result<Self> {
-        let len = entries as usize * RING_SLOT_STRIDE;
+        let len = entries as usize * MMAP_ELEM;
         // SAFETY: mapping a BPF_F_MMAPABLE array map's fd, shared and read-write, at an address
         // the kernel chooses; `len` is exactly the map's value area.
         let ptr = unsafe {
@@ -47,12 +48,12 @@ impl MmapArray {
         })
     }
 
-    /// Stores `values` into the low 4 bytes of consecutive entries from `first`.
+    /// Stores `values` as consecutive `u32`s from the `first`-th (two to an element).
     pub(super) fn write_u32(&mut self, first: u32, values: &[u32]) {
         for (i, v) in values.iter().enumerate() {
-            let off = (first as usize + i) * RING_SLOT_STRIDE;
+            let off = (first as usize + i) * 4;
             assert!(off + 4 <= self.len, "mmap write out of bounds");
-            // SAFETY: `off + 4 <= len` keeps the store inside the mapping; entries are 8-aligned.
+            // SAFETY: `off + 4 <= len` keeps the store inside the mapping; `u32`s are 4-aligned.
             unsafe { self.base.as_ptr().add(off).cast::<u32>().write_volatile(*v) };
         }
     }
@@ -61,7 +62,7 @@ impl MmapArray {
     /// 64-bit write.
     pub(super) fn write_u64(&mut self, values: &[u64]) {
         for (i, v) in values.iter().enumerate() {
-            let off = i * RING_SLOT_STRIDE;
+            let off = i * MMAP_ELEM;
             assert!(off + 8 <= self.len, "mmap write out of bounds");
             // SAFETY: `off + 8 <= len` keeps the store inside the mapping; entries are 8-aligned.
             unsafe { self.base.as_ptr().add(off).cast::<u64>().write_volatile(*v) };

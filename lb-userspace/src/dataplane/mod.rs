@@ -20,8 +20,8 @@ use aya::{
     Ebpf,
 };
 use lb_common::{
-    filter, map_names, prog_names, ring_base, Backend, ConnEntry, FlowKey, NextHop, Reason,
-    TrafficStats, VipKey, VipMeta, MAX_VIPS, NUM_REASONS, RING_BUF_BIT, RING_MAX,
+    filter, map_names, prog_names, Backend, ConnEntry, FlowKey, NextHop, Reason, TrafficStats,
+    VipKey, VipMeta, NUM_REASONS, RING_BUF_BIT, RING_MAX,
 };
 
 use self::{
@@ -64,7 +64,10 @@ pub struct Dataplane {
     stats: PerCpuArray<MapData, u64>,
     tx_ports: DevMapHash<MapData>,
     rings: MmapArray,
+    /// Slots of `rings`.
+    ring_slots: u32,
     filter: MmapArray,
+    /// When each ring buffer (by its first slot) stopped being live.
     retired: std::collections::HashMap<u32, Instant>,
     /// Records the programs write with aya-log (rare events), forwarded to `log`.
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -136,7 +139,7 @@ impl Dataplane {
                 "the object has no such array map",
             )),
         };
-        let rings = mmap(map_names::RINGS, MAX_VIPS * 2 * RING_MAX)?;
+        let rings = mmap(map_names::RINGS, opts.ring_slots / 2)?;
         let filter = mmap(map_names::FILTER, filter::TOTAL_WORDS)?;
         let logger = aya_log::EbpfLogger::init(&mut ebpf)
             .map_err(|e| tracing::warn!("data-path log records will not be read: {e}"))
@@ -156,6 +159,7 @@ impl Dataplane {
             stats: take(&mut ebpf, map_names::STATS)?,
             tx_ports: take(&mut ebpf, map_names::TX_PORTS)?,
             rings,
+            ring_slots: opts.ring_slots,
             filter,
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
@@ -289,32 +293,39 @@ impl Dataplane {
             .context("bumping the next-hop epoch")
     }
 
-    /// Writes `table` into the buffer of `vip_id` that is not live in `current` (a
-    /// `VipMeta::ring` value) and returns the ring value that makes it live. Nothing the data
-    /// path reads changes until the caller stores that value in the VIP's `VipMeta`.
-    pub fn stage_ring(&mut self, vip_id: u32, current: u32, table: &[u32]) -> Result<u32> {
-        if vip_id >= MAX_VIPS || table.len() > RING_MAX as usize {
+    /// Writes `table` into the buffer of the VIP of `meta` that is not live, and returns the
+    /// `VipMeta::ring` value that makes it live. Nothing the data path reads changes until the
+    /// caller stores that value in the VIP's `VipMeta`.
+    pub fn stage_ring(&mut self, meta: &VipMeta, table: &[u32]) -> Result<u32> {
+        let buf = u32::from(meta.ring & RING_BUF_BIT == 0);
+        let base = meta.base[buf as usize];
+        let fits = table.len() <= RING_MAX as usize
+            && u64::from(base) + table.len() as u64 <= u64::from(self.ring_slots);
+        if !fits {
             return Err(fail(
-                format!("ring of vip {vip_id}"),
-                format!("{} slots do not fit", table.len()),
+                format!("ring of vip {}", meta.vip_id),
+                format!("{} slots from slot {base} do not fit", table.len()),
             ));
         }
-        let buf = u32::from(current & RING_BUF_BIT == 0);
-        let key = vip_id * 2 + buf;
-        if let Some(at) = self.retired.get(&key) {
+        if let Some(at) = self.retired.get(&base) {
             let since = at.elapsed();
             if since < RING_REUSE_GRACE {
                 std::thread::sleep(RING_REUSE_GRACE - since);
             }
         }
-        self.rings.write_u32(ring_base(vip_id, buf), table);
+        self.rings.write_u32(base, table);
         Ok((buf << 31) | table.len() as u32)
     }
 
-    /// Records that the buffer live in `old_ring` stopped being live now.
-    pub fn retire_ring(&mut self, vip_id: u32, old_ring: u32) {
-        let buf = u32::from(old_ring & RING_BUF_BIT != 0);
-        self.retired.insert(vip_id * 2 + buf, Instant::now());
+    /// Records that the buffer live in `old` stopped being live now.
+    pub fn retire_ring(&mut self, old: &VipMeta) {
+        let buf = (old.ring >> 31) as usize;
+        self.retired.insert(old.base[buf], Instant::now());
+    }
+
+    /// Slots of `LB_RINGS`.
+    pub fn ring_slots(&self) -> u32 {
+        self.ring_slots
     }
 
     /// Writes the prefilter bitmaps (`lb_common::filter`), `TOTAL_WORDS` words.

@@ -3,7 +3,7 @@ use std::path::Path;
 
 use crate::sys::error::{Context, Result};
 use aya::{Ebpf, EbpfLoader};
-use lb_common::{HASH_SEED_GLOBAL, NEW_FLOW_LIMIT_GLOBAL, UDP_IDLE_GLOBAL};
+use lb_common::{map_names, HASH_SEED_GLOBAL, NEW_FLOW_LIMIT_GLOBAL, UDP_IDLE_GLOBAL};
 
 /// The `lb-ebpf` ELF object, built by this crate's build script.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf.o"));
@@ -22,6 +22,23 @@ pub struct LoadOptions {
     /// New flows one CPU records in the connection table per second (0 = no limit); past it
     /// they go on probation until their second packet.
     pub max_new_flows_per_cpu: u32,
+    /// Flows the connection table holds (NAT flows take two entries of `LB_CONNS`, so it gets
+    /// twice as many; the probation table a quarter of that).
+    pub max_flows: u32,
+    /// Slots of `LB_RINGS` (every VIP takes two buffers of its ring size).
+    pub ring_slots: u32,
+}
+
+impl LoadOptions {
+    /// Entries of `LB_CONNS`.
+    pub fn conns_entries(&self) -> u32 {
+        self.max_flows.saturating_mul(2)
+    }
+
+    /// Entries of `LB_PROBATION`.
+    pub fn probation_entries(&self) -> u32 {
+        (self.conns_entries() / 4).max(lb_common::MAX_PROBATION)
+    }
 }
 
 /// `seconds` in the data path's time unit (2^`TIME_UNIT_SHIFT` ns), rounded up.
@@ -44,6 +61,9 @@ pub fn load(pin_dir: &Path, opts: LoadOptions) -> Result<Ebpf> {
         .with_context(|| format!("creating pin directory {}", pin_dir.display()))?;
     EbpfLoader::new()
         .default_map_pin_directory(pin_dir)
+        .map_max_entries(map_names::CONNS, opts.conns_entries())
+        .map_max_entries(map_names::PROBATION, opts.probation_entries())
+        .map_max_entries(map_names::RINGS, opts.ring_slots / 2)
         .override_global(HASH_SEED_GLOBAL, &opts.hash_seed, true)
         .override_global(UDP_IDLE_GLOBAL, &time_units(opts.udp_idle_timeout_s), true)
         .override_global(

@@ -5,7 +5,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use lb_common::RING_SIZES;
 use serde::{Deserialize, Serialize};
 
 use super::error::Error;
@@ -60,6 +59,15 @@ pub struct Daemon {
     /// handshake's ACK), so a flood of spoofed SYNs cannot evict established flows.
     #[serde(default = "default_new_flow_limit")]
     pub max_new_flows_per_cpu: u32,
+    /// Flows the connection table holds: a NAT flow takes two entries (forward and reply), a
+    /// DSR flow one, about 112 bytes each in the kernel, so the default 1,048,576 takes
+    /// 235 MB. The LRU lists are per CPU: each CPU holds its share.
+    #[serde(default = "default_max_flows")]
+    pub max_flows: u32,
+    /// Slots of the Maglev ring memory, 4 bytes each: every VIP takes two buffers of its ring
+    /// size (default 16,777,216 = 64 MiB: 128 VIPs at 65537 slots, or 8 at 1048573).
+    #[serde(default = "default_ring_slots")]
+    pub ring_slots: u32,
     /// What a stop (SIGTERM, Ctrl-C, a service manager's stop) does to the data path: `keep`
     /// (default) leaves it forwarding, pinned for the next lbd, and the pools' VMs serving, so
     /// a restart breaks no flow; `remove` detaches and unpins it and deletes the VMs.
@@ -94,12 +102,20 @@ impl Default for Daemon {
             drain_timeout_s: default_drain_timeout(),
             udp_idle_timeout_s: default_udp_idle(),
             max_new_flows_per_cpu: default_new_flow_limit(),
+            max_flows: default_max_flows(),
+            ring_slots: default_ring_slots(),
             on_stop: OnStop::Keep,
             read_group: None,
         }
     }
 }
 
+fn default_max_flows() -> u32 {
+    1 << 20
+}
+fn default_ring_slots() -> u32 {
+    lb_common::RING_SLOTS
+}
 fn default_instance() -> String {
     "lb".into()
 }
@@ -116,7 +132,7 @@ fn default_seed() -> u32 {
     DEFAULT_HASH_SEED
 }
 fn default_ring_size() -> u32 {
-    RING_SIZES[0]
+    65537
 }
 fn default_weight() -> u32 {
     1
@@ -179,7 +195,8 @@ pub struct VipConfig {
     /// `nat` (default) or `dsr`.
     #[serde(default)]
     pub mode: Mode,
-    /// Maglev table size, one of `lb_common::RING_SIZES`.
+    /// Maglev table size, one of `lb_common::RING_SIZES` (default 65537; Maglev wants well
+    /// over 100 slots a backend).
     #[serde(default = "default_ring_size")]
     pub ring_size: u32,
     /// Health checking of the backends (none: always considered up).

@@ -216,6 +216,15 @@ impl Daemon {
                 ));
             }
         }
+        if !(1024..=(1 << 26)).contains(&self.max_flows) {
+            return Err(err("lbd.max_flows", "must be 1024-67108864 flows"));
+        }
+        if !(2 * 65_537..=(1 << 28)).contains(&self.ring_slots) || self.ring_slots % 2 != 0 {
+            return Err(err(
+                "lbd.ring_slots",
+                "must be an even 131074-268435456 slots (two buffers of 65537 at least)",
+            ));
+        }
         if self.drain_timeout_s > 86_400 {
             return Err(err("lbd.drain_timeout_s", "must be 0-86400 seconds"));
         }
@@ -224,10 +233,22 @@ impl Daemon {
 }
 
 impl Config {
-    /// Checks everything the types cannot express: the daemon settings and the VIP set.
+    /// Checks everything the types cannot express: the daemon settings, the VIP set, and
+    /// that the VIPs' ring buffers fit the ring memory.
     pub fn validate(&self) -> Result<(), Error> {
         self.lbd.validate()?;
-        validate_vips(&self.vips)
+        validate_vips(&self.vips)?;
+        let slots: u64 = self.vips.iter().map(|v| 2 * u64::from(v.ring_size)).sum();
+        if slots > u64::from(self.lbd.ring_slots) {
+            return Err(err(
+                "lbd.ring_slots",
+                format!(
+                    "{} slots: the VIPs' rings need {slots} (two buffers of each ring_size)",
+                    self.lbd.ring_slots
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks that lbd can run this config: valid, with an interface to attach to (a

@@ -471,7 +471,8 @@ fn lab_timings() -> Result<serde_json::Value> {
 
 /// A VIP `name` with `n` backends (10.220.0.0/16, port 8080), as config text.
 fn vip_text(name: &str, addr: &str, n: u32) -> String {
-    let mut text = format!("[[vip]]\nname = {name:?}\naddr = {addr:?}\nport = 80\nproto = \"tcp\"\n");
+    let mut text =
+        format!("[[vip]]\nname = {name:?}\naddr = {addr:?}\nport = 80\nproto = \"tcp\"\n");
     for i in 0..n {
         text += &format!(
             "[[vip.backend]]\naddr = \"10.220.{}.{}\"\nport = 8080\n",
@@ -496,7 +497,12 @@ fn change_latency(lab: &tests::lab::RunningLab, n: u32) -> Result<Vec<f64>> {
         took.push(start.elapsed().as_secs_f64() * 1e3);
         call(&lab.socket, "DELETE", "/v1/backends", Some(&change))?;
     }
-    call(&lab.socket, "DELETE", "/v1/vips", Some(&json!({"name": name})))?;
+    call(
+        &lab.socket,
+        "DELETE",
+        "/v1/vips",
+        Some(&json!({"name": name})),
+    )?;
     Ok(took)
 }
 
@@ -510,7 +516,12 @@ fn apply_latency(lab: &tests::lab::RunningLab, n: u32) -> Result<Vec<f64>> {
         let start = std::time::Instant::now();
         call(&lab.socket, "POST", "/v1/apply", Some(&body))?;
         took.push(start.elapsed().as_secs_f64() * 1e3);
-        call(&lab.socket, "DELETE", "/v1/vips", Some(&json!({"name": "bulk"})))?;
+        call(
+            &lab.socket,
+            "DELETE",
+            "/v1/vips",
+            Some(&json!({"name": "bulk"})),
+        )?;
     }
     Ok(took)
 }
