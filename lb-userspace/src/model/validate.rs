@@ -219,7 +219,7 @@ impl Daemon {
         if !(1024..=(1 << 26)).contains(&self.max_flows) {
             return Err(err("lbd.max_flows", "must be 1024-67108864 flows"));
         }
-        if !(2 * 65_537..=(1 << 28)).contains(&self.ring_slots) || self.ring_slots % 2 != 0 {
+        if !(2 * 65_537..=(1 << 28)).contains(&self.ring_slots) || !self.ring_slots.is_multiple_of(2) {
             return Err(err(
                 "lbd.ring_slots",
                 "must be an even 131074-268435456 slots (two buffers of 65537 at least)",
