@@ -5,6 +5,8 @@ pub const FRAME_LEN: usize = 128;
 pub const FRAME_MAP: &str = "BENCH_FRAME";
 /// `ProgramArray` with one slot: the program under test.
 pub const TARGET_MAP: &str = "BENCH_TARGET";
+/// `ProgramArray` with one slot: the tc program under test.
+pub const TC_TARGET_MAP: &str = "BENCH_TC_TARGET";
 /// `PerCpuArray<u32>` with one element: iteration counter for varied source ports.
 pub const SEQ_MAP: &str = "BENCH_SEQ";
 

@@ -30,6 +30,9 @@ pub mod map_names {
     /// `lb_too_big`, tail-called for a DSR packet too big to encapsulate; each gets a stack of
     /// its own.
     pub const PROGS: &str = "LB_PROGS";
+    /// `ProgramArray`, pinned: the same two slots for the tc programs (`lb_tc_icmp`,
+    /// `lb_tc_too_big`).
+    pub const TC_PROGS: &str = "LB_TC_PROGS";
     /// `PerCpuArray<TrafficStats>` indexed by vip id: traffic to each VIP.
     pub const VIP_STATS: &str = "LB_VIP_STATS";
     /// `PerCpuArray<TrafficStats>` indexed by backend id: traffic sent to each backend.
@@ -39,7 +42,7 @@ pub mod map_names {
     pub const NH_EPOCH: &str = "LB_NH_EPOCH";
 
     /// Every map the object must define.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         VIPS,
         VIP_ADDRS,
         BACKENDS,
@@ -53,6 +56,7 @@ pub mod map_names {
         VIP_STATS,
         BACKEND_STATS,
         PROGS,
+        TC_PROGS,
     ];
 }
 
@@ -65,6 +69,12 @@ pub mod prog_names {
     /// "Fragmentation needed" / "packet too big" for a DSR packet that would exceed the MTU
     /// once encapsulated, tail-called by `lb_xdp` (slot 1 of `LB_PROGS`).
     pub const LB_TOO_BIG: &str = "lb_too_big";
+    /// The balancer at tc (clsact ingress), for virtual interfaces: the same pipeline.
+    pub const LB_TC: &str = "lb_tc";
+    /// `lb_icmp` at tc (slot 0 of `LB_TC_PROGS`).
+    pub const LB_TC_ICMP: &str = "lb_tc_icmp";
+    /// `lb_too_big` at tc (slot 1 of `LB_TC_PROGS`).
+    pub const LB_TC_TOO_BIG: &str = "lb_tc_too_big";
     /// Bench object: restores the original frame, then tail-calls the program under test.
     pub const LB_BENCH: &str = "lb_bench";
     /// Bench object: `return XDP_PASS`, the floor every figure is compared with.
@@ -75,6 +85,12 @@ pub mod prog_names {
     pub const LB_TX: &str = "lb_tx";
     /// Decap object: strips DSR encapsulation on backend hosts.
     pub const LB_DECAP: &str = "lb_decap";
+    /// Decap object: `lb_decap` at tc (clsact ingress).
+    pub const LB_DECAP_TC: &str = "lb_decap_tc";
+    /// Bench object: the tc harness (restores the buffer, tail-calls the tc program under test).
+    pub const LB_BENCH_TC: &str = "lb_bench_tc";
+    /// Bench object: `return TC_ACT_OK`, the tc floor.
+    pub const LB_PASS_TC: &str = "lb_pass_tc";
 }
 
 /// Read-only global (`u32`) of `lb_xdp`: how long a UDP flow may be idle before its next

@@ -2,17 +2,20 @@
 //! the original frame (the kernel re-runs a program on its own output), then tail-calls the
 //! program under test; `lb_pass` is the `return XDP_PASS` floor, `lb_grow` calibrates the
 //! cost of undoing a grown frame and `lb_tx` is the raw forwarding ceiling (`bench e2e`).
+//! `lb_bench_tc` and `lb_pass_tc` are the same harness and floor for the tc programs.
 #![no_std]
 #![no_main]
 
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_store_bytes},
-    macros::{map, xdp},
+    bindings::{bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, xdp_action, TC_ACT_OK, TC_ACT_SHOT},
+    helpers::generated::{
+        bpf_skb_adjust_room, bpf_skb_store_bytes, bpf_xdp_adjust_head, bpf_xdp_store_bytes,
+    },
+    macros::{classifier, map, xdp},
     maps::{Array, PerCpuArray, ProgramArray},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 use lb_common::bench::{BenchFrame, FRAME_LEN};
 // The panic handler lives in the crate's library.
@@ -25,6 +28,10 @@ static BENCH_FRAME: Array<BenchFrame> = Array::with_max_entries(1, 0);
 /// Slot 0: the program under test.
 #[map]
 static BENCH_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// Slot 0: the tc program under test (a program array holds programs of one type).
+#[map]
+static BENCH_TC_TARGET: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// Iteration counter, per CPU.
 #[map]
@@ -48,20 +55,68 @@ pub fn lb_bench(ctx: XdpContext) -> u32 {
         if bpf_xdp_store_bytes(ctx.ctx, 0, bytes, FRAME_LEN as u32) != 0 {
             return xdp_action::XDP_ABORTED;
         }
-        let off = (*frame).vary_off;
-        if off != 0 {
-            if let Some(seq) = BENCH_SEQ.get_ptr_mut(0) {
-                *seq = (*seq).wrapping_add(1);
-                let mut port = (*seq as u16).to_be();
-                let p = &mut port as *mut u16 as *mut c_void;
-                if bpf_xdp_store_bytes(ctx.ctx, off, p, 2) != 0 {
-                    return xdp_action::XDP_ABORTED;
-                }
+        if let Some((off, mut port)) = next_port(&*frame) {
+            let p = &mut port as *mut u16 as *mut c_void;
+            if bpf_xdp_store_bytes(ctx.ctx, off, p, 2) != 0 {
+                return xdp_action::XDP_ABORTED;
             }
         }
         BENCH_TARGET.tail_call(&ctx, 0);
     }
     xdp_action::XDP_ABORTED
+}
+
+/// The next source port of a varied frame, network byte order, if the frame varies.
+#[inline(always)]
+fn next_port(frame: &BenchFrame) -> Option<(u32, u16)> {
+    if frame.vary_off == 0 {
+        return None;
+    }
+    let seq = BENCH_SEQ.get_ptr_mut(0)?;
+    // SAFETY: a per-CPU array value of this run; no other CPU writes this copy.
+    let seq = unsafe {
+        *seq = (*seq).wrapping_add(1);
+        *seq
+    };
+    Some((frame.vary_off, (seq as u16).to_be()))
+}
+
+/// [`lb_bench`] for tc programs: restores the buffer (shrinking what the program grew),
+/// stamps the iteration number, runs the tc target.
+#[classifier]
+pub fn lb_bench_tc(ctx: TcContext) -> i32 {
+    let Some(frame) = BENCH_FRAME.get_ptr(0) else {
+        return TC_ACT_SHOT as i32;
+    };
+    // SAFETY: a map value of this run, valid for reads.
+    let frame = unsafe { &*frame };
+    let skb = ctx.skb.skb;
+    let grown = ctx.len() as i32 - FRAME_LEN as i32;
+    // SAFETY: the helpers take this program's buffer and bound-check offsets and lengths;
+    // `frame.bytes` is `FRAME_LEN` readable bytes of a map value.
+    unsafe {
+        if grown > 0 && bpf_skb_adjust_room(skb, -grown, BPF_ADJ_ROOM_MAC, 0) != 0 {
+            return TC_ACT_SHOT as i32;
+        }
+        let bytes = frame.bytes.as_ptr() as *const c_void;
+        if bpf_skb_store_bytes(skb, 0, bytes, FRAME_LEN as u32, 0) != 0 {
+            return TC_ACT_SHOT as i32;
+        }
+        if let Some((off, port)) = next_port(frame) {
+            let p = &port as *const u16 as *const c_void;
+            if bpf_skb_store_bytes(skb, off, p, 2, 0) != 0 {
+                return TC_ACT_SHOT as i32;
+            }
+        }
+        let _ = BENCH_TC_TARGET.tail_call(&ctx, 0);
+    }
+    TC_ACT_SHOT as i32
+}
+
+/// `return TC_ACT_OK`: the tc floor.
+#[classifier]
+pub fn lb_pass_tc(_ctx: TcContext) -> i32 {
+    TC_ACT_OK as i32
 }
 
 /// Grows the frame by an IPv4 header's length and passes: calibrates what the harness spends

@@ -2,12 +2,7 @@
 //! limit decrement, or DSR encapsulation (a packet too big for the egress MTU once
 //! encapsulated goes to `lb_too_big` instead); then a cached next hop (from `bpf_fib_lookup`
 //! on a miss or a new epoch) and redirect through `LB_TX_PORTS`.
-use aya_ebpf::{
-    bindings::{bpf_fib_lookup, xdp_action},
-    helpers::generated,
-    programs::XdpContext,
-    EbpfContext,
-};
+use aya_ebpf::{bindings::bpf_fib_lookup, helpers::generated};
 use lb_common::{
     encap_source_low, NextHop, Reason, ENCAP_SRC_V4_PREFIX, ENCAP_SRC_V6_PREFIX, ETH_P_IP,
     ETH_P_IPV6, FAMILY_V4, PROTO_IPIP, PROTO_IPV6, PROTO_UDP,
@@ -17,7 +12,8 @@ use lb_ebpf::packet;
 
 use crate::{
     csum,
-    maps::{LB_FIB_SCRATCH, LB_NH_EPOCH, LB_PROGS, LB_TOO_BIG_MTU, LB_TX_PORTS, PROG_TOO_BIG},
+    hook::{Hook, L4Change},
+    maps::{LB_FIB_SCRATCH, LB_NH_EPOCH, LB_TOO_BIG_MTU, PROG_TOO_BIG},
     parse::{Flow, L3},
 };
 
@@ -51,8 +47,8 @@ const ENCAP_TTL: u8 = 64;
 /// TTL or hop limit, fixes the checksums, and sends the frame to the next hop cached in `nh`
 /// (filled on a miss). `ok` is the reason to report when the frame was redirected.
 #[inline(always)]
-pub fn nat(
-    ctx: &XdpContext,
+pub fn nat<C: Hook>(
+    ctx: &C,
     pkt: &Flow,
     side: Side,
     addr: [u32; 4],
@@ -74,23 +70,13 @@ pub fn nat(
     } else {
         rewrite_ip_v6(ctx, side, addr)?;
     }
-    let l4_check: u16 = packet::load(ctx, pkt.l4 + pkt.l4_check)?;
-    // A zero UDP checksum over IPv4 means "none" and stays zero.
-    if !(v4 && pkt.key.proto == PROTO_UDP && l4_check == 0) {
-        let mut c = l4_check;
-        if v4 {
-            c = csum::replace4(c, old_addr[0], addr[0]);
-        } else {
-            for i in 0..4 {
-                c = csum::replace4(c, old_addr[i], addr[i]);
-            }
-        }
-        c = csum::replace2(c, old_port, port);
-        if pkt.key.proto == PROTO_UDP && c == 0 {
-            c = 0xffff;
-        }
-        packet::store(ctx, pkt.l4 + pkt.l4_check, c)?;
-    }
+    ctx.fix_l4(&L4Change {
+        check_off: pkt.l4 + pkt.l4_check,
+        udp: pkt.key.proto == PROTO_UDP,
+        v4,
+        addr: (&old_addr, &addr),
+        port: (old_port, port),
+    })?;
     packet::store(ctx, pkt.l4 + port_off, port)?;
     send(ctx, v4, nh, ok)
 }
@@ -99,8 +85,8 @@ pub fn nat(
 /// checksum updated) and sends the packet to the next hop cached in `nh`: for packets whose
 /// transport checksum the caller has already fixed (an ICMP error).
 #[inline(always)]
-pub fn forward_to(
-    ctx: &XdpContext,
+pub fn forward_to<C: Hook>(
+    ctx: &C,
     v4: bool,
     addr: [u32; 4],
     nh: &mut NextHop,
@@ -118,8 +104,8 @@ pub fn forward_to(
 /// `backend` and sends it to the backend's next hop. The inner packet is left untouched. A
 /// packet that would exceed the egress MTU encapsulated is handed to `lb_too_big` as received.
 #[inline(always)]
-pub fn encap(
-    ctx: &XdpContext,
+pub fn encap<C: Hook>(
+    ctx: &C,
     pkt: &Flow,
     backend: [u32; 4],
     nh: &mut NextHop,
@@ -149,7 +135,7 @@ pub fn encap(
             + u32::from(u16::from_be_bytes([dst[0], dst[1]]))
             + u32::from(u16::from_be_bytes([dst[2], dst[3]]));
         let check = csum::finish(sum);
-        if cached && exceeds(outer_len, nh.mtu) {
+        if cached && exceeds(ctx, outer_len, nh.mtu) {
             return too_big(ctx, nh.mtu);
         }
         let len = outer_len.to_be_bytes();
@@ -166,7 +152,7 @@ pub fn encap(
             ]),
             backend[0],
         ];
-        grow_head(ctx, IP_LEN)?;
+        ctx.grow(IP_LEN, Some(true))?;
         packet::store(ctx, 0, macs)?;
         packet::store(ctx, 12, ETH_P_IP)?;
         packet::store(ctx, L3, h)?;
@@ -177,7 +163,7 @@ pub fn encap(
             .checked_add(IP6_LEN as u16)
             .ok_or(Reason::DropMalformed)?;
         let total = outer_payload.saturating_add(IP6_LEN as u16);
-        if cached && exceeds(total, nh.mtu) {
+        if cached && exceeds(ctx, total, nh.mtu) {
             return too_big(ctx, nh.mtu);
         }
         let mut h = [0u8; IP6_LEN];
@@ -191,59 +177,48 @@ pub fn encap(
         for (i, w) in backend.iter().enumerate() {
             h[24 + 4 * i..28 + 4 * i].copy_from_slice(&w.to_ne_bytes());
         }
-        grow_head(ctx, IP6_LEN)?;
+        ctx.grow(IP6_LEN, Some(false))?;
         packet::store(ctx, 0, macs)?;
         packet::store(ctx, 12, ETH_P_IPV6)?;
         packet::store(ctx, L3, h)?;
         (IP6_LEN, total)
     };
     if !cached {
-        lookup_next_hop(ctx, v4, nh, false)?;
+        let found = lookup_next_hop(ctx, v4, nh, false);
         nh.epoch = epoch;
-        if exceeds(total, nh.mtu) {
+        // At tc the kernel checks the buffer against the route's MTU (aggregates included).
+        let over =
+            found == Err(Reason::IcmpTooBig) || (found.is_ok() && exceeds(ctx, total, nh.mtu));
+        if over {
             // Take the outer header off again: the answer quotes the packet as it came.
-            // SAFETY: `ctx.ctx` is this program's context; this undoes `grow_head` above.
-            if unsafe { generated::bpf_xdp_adjust_head(ctx.ctx, grown as i32) } != 0 {
-                return Err(Reason::DropNoHeadroom);
-            }
+            ctx.shrink(grown)?;
             packet::store(ctx, 0, macs)?;
             packet::store(ctx, 12, if v4 { ETH_P_IP } else { ETH_P_IPV6 })?;
             return too_big(ctx, nh.mtu);
         }
+        found?;
     }
     transmit(ctx, nh, Reason::FwdNat)
 }
 
-/// An IP packet of `len` bytes does not fit an egress `mtu` (0: not known, so it fits).
+/// An IP packet of `len` bytes does not fit an egress `mtu` (0: not known, so it fits; an
+/// aggregate is cut to the MTU on its way out).
 #[inline(always)]
-fn exceeds(len: u16, mtu: u16) -> bool {
-    mtu != 0 && len > mtu
+fn exceeds<C: Hook>(ctx: &C, len: u16, mtu: u16) -> bool {
+    mtu != 0 && len > mtu && !ctx.aggregate()
 }
 
 /// Hands the packet (as received) to `lb_too_big`, which answers "fragmentation needed" /
 /// "packet too big" for an egress MTU of `mtu` bytes.
 #[inline(always)]
-fn too_big(ctx: &XdpContext, mtu: u16) -> Result<Reason, Reason> {
+fn too_big<C: Hook>(ctx: &C, mtu: u16) -> Result<Reason, Reason> {
     let slot = LB_TOO_BIG_MTU.get_ptr_mut(0).ok_or(Reason::PassSlowPath)?;
-    // SAFETY: a per-CPU array value of this run; the tail call below reads it on this CPU;
-    // on success `tail_call` does not return.
-    unsafe {
-        *slot = u32::from(mtu);
-        let _ = LB_PROGS.tail_call(ctx, PROG_TOO_BIG);
-    }
+    // SAFETY: a per-CPU array value of this run; the tail call below reads it on this CPU.
+    unsafe { *slot = u32::from(mtu) };
+    // On success this does not return.
+    ctx.tail_call(PROG_TOO_BIG);
     // `lb_too_big` is not installed: the stack gets the packet (and cannot route it).
     Err(Reason::PassSlowPath)
-}
-
-/// Makes room for `len` more bytes in front of the frame.
-#[inline(always)]
-pub fn grow_head(ctx: &XdpContext, len: usize) -> Result<(), Reason> {
-    // SAFETY: `ctx.ctx` is this program's context; the helper checks the headroom and every
-    // packet pointer is derived again (through `packet`) after it.
-    if unsafe { generated::bpf_xdp_adjust_head(ctx.ctx, -(len as i32)) } != 0 {
-        return Err(Reason::DropNoHeadroom);
-    }
-    Ok(())
 }
 
 /// The next-hop cache epoch now (its low 16 bits, as `NextHop` keeps it).
@@ -255,10 +230,14 @@ fn current_epoch() -> u16 {
 /// Sends the rewritten frame (its IP header at `L3`) to the next hop cached in `nh`, looking
 /// it up first when the cache is empty or stale.
 #[inline(always)]
-fn send(ctx: &XdpContext, v4: bool, nh: &mut NextHop, ok: Reason) -> Result<Reason, Reason> {
+fn send<C: Hook>(ctx: &C, v4: bool, nh: &mut NextHop, ok: Reason) -> Result<Reason, Reason> {
     let epoch = current_epoch();
     if nh.ifindex == 0 || nh.epoch != epoch {
-        lookup_next_hop(ctx, v4, nh, true)?;
+        // Too big for the route: the stack answers with the ICMP error itself.
+        lookup_next_hop(ctx, v4, nh, true).map_err(|r| match r {
+            Reason::IcmpTooBig => Reason::PassSlowPath,
+            r => r,
+        })?;
         nh.epoch = epoch;
     }
     transmit(ctx, nh, ok)
@@ -266,18 +245,19 @@ fn send(ctx: &XdpContext, v4: bool, nh: &mut NextHop, ok: Reason) -> Result<Reas
 
 /// Addresses the frame to the next hop in `nh` and redirects it there.
 #[inline(always)]
-fn transmit(ctx: &XdpContext, nh: &NextHop, ok: Reason) -> Result<Reason, Reason> {
+fn transmit<C: Hook>(ctx: &C, nh: &NextHop, ok: Reason) -> Result<Reason, Reason> {
     packet::store(ctx, 0, nh.dmac)?;
     packet::store(ctx, 6, nh.smac)?;
-    match LB_TX_PORTS.redirect(nh.ifindex, u64::from(xdp_action::XDP_PASS)) {
-        Ok(action) if action == xdp_action::XDP_REDIRECT => Ok(ok),
-        _ => Err(Reason::PassSlowPath),
+    if ctx.redirect(nh.ifindex) {
+        Ok(ok)
+    } else {
+        Err(Reason::PassSlowPath)
     }
 }
 
 /// IPv4: TTL check and decrement, address rewrite, header checksum update.
 #[inline(always)]
-fn rewrite_ip_v4(ctx: &XdpContext, side: Side, addr: u32) -> Result<(), Reason> {
+fn rewrite_ip_v4<C: Hook>(ctx: &C, side: Side, addr: u32) -> Result<(), Reason> {
     let addr_off = match side {
         Side::Src => 12,
         Side::Dst => 16,
@@ -298,7 +278,7 @@ fn rewrite_ip_v4(ctx: &XdpContext, side: Side, addr: u32) -> Result<(), Reason> 
 
 /// IPv6: hop limit check and decrement, address rewrite (IPv6 has no header checksum).
 #[inline(always)]
-fn rewrite_ip_v6(ctx: &XdpContext, side: Side, addr: [u32; 4]) -> Result<(), Reason> {
+fn rewrite_ip_v6<C: Hook>(ctx: &C, side: Side, addr: [u32; 4]) -> Result<(), Reason> {
     let addr_off = match side {
         Side::Src => 8,
         Side::Dst => 24,
@@ -316,8 +296,8 @@ fn rewrite_ip_v6(ctx: &XdpContext, side: Side, addr: [u32; 4]) -> Result<(), Rea
 /// stack (which answers it); without, the caller checks `nh.mtu` itself. Anything the fast
 /// path cannot finish goes to the stack.
 #[inline(always)]
-fn lookup_next_hop(
-    ctx: &XdpContext,
+fn lookup_next_hop<C: Hook>(
+    ctx: &C,
     v4: bool,
     nh: &mut NextHop,
     check_mtu: bool,
@@ -333,7 +313,7 @@ fn lookup_next_hop(
         fib.family = AF_INET;
         fib.l4_protocol = packet::load(ctx, L3 + 9)?;
         if check_mtu {
-            fib.__bindgen_anon_1.tot_len = u16::from_be(packet::load(ctx, L3 + 2)?);
+            fib.__bindgen_anon_1.tot_len = ctx.fib_len(u16::from_be(packet::load(ctx, L3 + 2)?));
         }
         fib.__bindgen_anon_2.tos = packet::load(ctx, L3 + 1)?;
         fib.__bindgen_anon_3.ipv4_src = packet::load(ctx, L3 + 12)?;
@@ -343,12 +323,12 @@ fn lookup_next_hop(
         fib.l4_protocol = packet::load(ctx, L3 + 6)?;
         if check_mtu {
             let payload = u16::from_be(packet::load(ctx, L3 + 4)?);
-            fib.__bindgen_anon_1.tot_len = payload.saturating_add(IP6_LEN as u16);
+            fib.__bindgen_anon_1.tot_len = ctx.fib_len(payload.saturating_add(IP6_LEN as u16));
         }
         fib.__bindgen_anon_3.ipv6_src = packet::load(ctx, L3 + 8)?;
         fib.__bindgen_anon_4.ipv6_dst = packet::load(ctx, L3 + 24)?;
     }
-    fib.ifindex = ctx.ingress_ifindex() as u32;
+    fib.ifindex = ctx.ifindex();
     // SAFETY: `fib` is a live, correctly sized `bpf_fib_lookup` and the context is the
     // program's own XDP context.
     let rc = unsafe {
@@ -380,7 +360,14 @@ fn lookup_next_hop(
         1..=3 => Err(Reason::DropNoRoute),
         // NO_NEIGH
         7 => Err(Reason::PassNoNeigh),
-        // NOT_FWDED, FWD_DISABLED, UNSUPP_LWT, FRAG_NEEDED, NO_SRC_ADDR: the stack knows best.
+        // FRAG_NEEDED (tc only: the kernel checked the buffer against the route's MTU):
+        // answered with "too big" where the caller can, else the stack knows best.
+        8 => {
+            // SAFETY: on FRAG_NEEDED the kernel wrote the route's MTU into this union member.
+            nh.mtu = unsafe { fib.__bindgen_anon_1.mtu_result };
+            Err(Reason::IcmpTooBig)
+        }
+        // NOT_FWDED, FWD_DISABLED, UNSUPP_LWT, NO_SRC_ADDR: the stack knows best.
         _ => Err(Reason::PassSlowPath),
     }
 }

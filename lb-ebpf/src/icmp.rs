@@ -6,7 +6,6 @@
 //! (outer destination and quoted source become the backend's) and forwarded to it. Other ICMP
 //! to a VIP goes to the stack. And `lb_too_big`: a DSR packet too big for the egress MTU once
 //! encapsulated is answered, from the VIP, with "fragmentation needed" / "packet too big".
-use aya_ebpf::programs::XdpContext;
 use lb_common::{
     Backend, FlowKey, NextHop, Reason, VipKey, ETH_P_IP, FAMILY_V4, MODE_DSR, PROTO_ICMP,
     PROTO_ICMPV6,
@@ -16,6 +15,7 @@ use lb_ebpf::packet;
 use crate::{
     csum,
     forward::{self, IP6_LEN, IP_LEN},
+    hook::Hook,
     maps::{LB_BACKENDS, LB_BACKEND_NH, LB_CONNS, LB_PROBATION, LB_TOO_BIG_MTU, LB_VIPS},
     parse::{self, Flow, L3},
 };
@@ -42,14 +42,14 @@ const QUOTE: usize = 64;
 
 /// Parses the packet again (it arrives through a tail call) and handles it.
 #[inline(always)]
-pub fn run(ctx: &XdpContext) -> Result<Reason, Reason> {
+pub fn run<C: Hook>(ctx: &C) -> Result<Reason, Reason> {
     let pkt = parse::parse(ctx)?;
     answer(ctx, &pkt)
 }
 
 /// Answers an echo request to a VIP address in place, or forwards an error about a DSR flow.
 #[inline(always)]
-fn answer(ctx: &XdpContext, pkt: &Flow) -> Result<Reason, Reason> {
+fn answer<C: Hook>(ctx: &C, pkt: &Flow) -> Result<Reason, Reason> {
     let vip = VipKey {
         addr: pkt.key.dst,
         port: 0,
@@ -102,7 +102,7 @@ fn answer(ctx: &XdpContext, pkt: &Flow) -> Result<Reason, Reason> {
 /// Sends an ICMP error quoting a packet from VIP:port to a client to the backend that owns
 /// that flow: encapsulated like the flow's own packets (DSR), or translated (NAT).
 #[inline(always)]
-fn to_owner(ctx: &XdpContext, pkt: &Flow) -> Result<Reason, Reason> {
+fn to_owner<C: Hook>(ctx: &C, pkt: &Flow) -> Result<Reason, Reason> {
     // The quoted packet: an IP header (without options) and the first 8 bytes of its payload.
     let quoted = pkt.l4 + 8;
     let v4 = pkt.key.family == FAMILY_V4;
@@ -194,8 +194,8 @@ fn to_owner(ctx: &XdpContext, pkt: &Flow) -> Result<Reason, Reason> {
 /// updated; then forwards it to the backend. The quoted transport checksum is left as it is:
 /// receivers do not check a quoted segment (for TCP it is not even among the 8 bytes quoted).
 #[inline(always)]
-fn translate(
-    ctx: &XdpContext,
+fn translate<C: Hook>(
+    ctx: &C,
     pkt: &Flow,
     quoted: usize,
     vip: [u32; 4],
@@ -241,8 +241,8 @@ fn sum_words(acc: u32, words: &[u32]) -> u32 {
 /// One's-complement sum (unfolded) of the `QUOTE` quoted bytes at frame offset `off`, by the
 /// kernel (`bpf_csum_diff`): a loop here would be vectorised onto the BPF stack.
 #[inline(always)]
-fn quote_sum(ctx: &XdpContext, off: usize) -> Result<u32, Reason> {
-    let p = packet::ptr_at::<[u8; QUOTE]>(ctx, off)?;
+fn quote_sum<C: Hook>(ctx: &C, off: usize) -> Result<u32, Reason> {
+    let p = packet::ptr_at::<[u8; QUOTE], C>(ctx, off)?;
     // SAFETY: `ptr_at` checked that `QUOTE` bytes at `p` lie inside the frame; the helper only
     // reads them.
     let sum = unsafe {
@@ -265,7 +265,7 @@ fn quote_sum(ctx: &XdpContext, off: usize) -> Result<u32, Reason> {
 /// (IPv4) or "packet too big" (IPv6) from the VIP back to the client, quoting its first
 /// `QUOTE` bytes and naming the largest packet that fits once encapsulated.
 #[inline(always)]
-pub fn too_big(ctx: &XdpContext) -> Result<Reason, Reason> {
+pub fn too_big<C: Hook>(ctx: &C) -> Result<Reason, Reason> {
     let mtu = LB_TOO_BIG_MTU.get(0).copied().ok_or(Reason::PassSlowPath)? as u16;
     let macs: [[u8; 6]; 2] = packet::load(ctx, 0)?;
     let ethertype: u16 = packet::load(ctx, 12)?;
@@ -279,16 +279,9 @@ pub fn too_big(ctx: &XdpContext) -> Result<Reason, Reason> {
         (a[0], a[1])
     };
     let hdr = if v4 { IP_LEN } else { IP6_LEN } + ICMP_LEN;
-    forward::grow_head(ctx, hdr)?;
-    // The frame: [new header room][Ethernet][the packet]; keep `QUOTE` bytes of the packet.
-    // SAFETY: `ctx.ctx` is this program's context. (The length comes from a helper: the
-    // verifier refuses arithmetic on the frame's end.)
-    let len = unsafe { aya_ebpf::helpers::generated::bpf_xdp_get_buff_len(ctx.ctx) };
-    let delta = (14 + hdr + QUOTE) as i32 - len as i32;
-    // SAFETY: as above; the helper checks the new length.
-    if unsafe { aya_ebpf::helpers::generated::bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
-        return Err(Reason::DropMalformed);
-    }
+    ctx.grow(hdr, None)?;
+    // The packet: [Ethernet][new header room][the packet]; keep `QUOTE` bytes of it.
+    ctx.resize(14 + hdr + QUOTE)?;
     let quoted = quote_sum(ctx, 14 + hdr)?;
     packet::store(ctx, 0, [macs[1], macs[0]])?;
     packet::store(ctx, 12, ethertype)?;

@@ -1,4 +1,4 @@
-//! The maps of `lb_xdp`; layouts, units and byte order are documented in `lb-common`.
+//! The maps of the balancer (shared by its XDP and tc programs); layouts, units and byte order are documented in `lb-common`.
 use aya_ebpf::{
     macros::map,
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray},
@@ -81,9 +81,13 @@ pub static LB_FLOW_RATE: PerCpuArray<FlowRate> = PerCpuArray::with_max_entries(1
 #[map]
 pub static LB_PROGS: ProgramArray = ProgramArray::pinned(2, 0);
 
-/// `LB_PROGS` slot of `lb_icmp`.
+/// The same two slots for the tc programs: `lb_tc_icmp`, `lb_tc_too_big`.
+#[map]
+pub static LB_TC_PROGS: ProgramArray = ProgramArray::pinned(2, 0);
+
+/// `LB_PROGS` / `LB_TC_PROGS` slot of the ICMP program.
 pub const PROG_ICMP: u32 = 0;
-/// `LB_PROGS` slot of `lb_too_big`.
+/// `LB_PROGS` / `LB_TC_PROGS` slot of the too-big program.
 pub const PROG_TOO_BIG: u32 = 1;
 
 /// The egress MTU (bytes) `lb_xdp` hands `lb_too_big` across the tail call, per CPU.

@@ -15,7 +15,6 @@
 //!   fragment, destination options, AH, ESP, mobility, HIP, shim6) pass to the stack untouched
 //!   (`PassIpv6ExtHeader`): walking a chain of unknown length is not worth its cost for
 //!   traffic that load-balanced services do not send.
-use aya_ebpf::programs::XdpContext;
 use lb_common::{
     FlowKey, Reason, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, FAMILY_V4, FAMILY_V6,
     PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
@@ -27,7 +26,7 @@ use network_types::{
     udp::UdpHdr,
 };
 
-use lb_ebpf::packet;
+use lb_ebpf::packet::{self, Frame};
 
 /// `Flow::tcp_flags` bit: SYN (same value as in the TCP header's flags byte).
 pub const TCP_SYN: u8 = 0x02;
@@ -55,7 +54,7 @@ pub struct Flow {
 
 /// Parses the frame up to the L4 ports.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Flow, Reason> {
+pub fn parse<F: Frame>(ctx: &F) -> Result<Flow, Reason> {
     let eth: EthHdr = packet::load(ctx, 0).map_err(|_| Reason::PassNotIp)?;
     match eth.ether_type {
         ETH_P_IP => parse_v4(ctx),
@@ -66,14 +65,14 @@ pub fn parse(ctx: &XdpContext) -> Result<Flow, Reason> {
 }
 
 #[inline(always)]
-fn parse_v4(ctx: &XdpContext) -> Result<Flow, Reason> {
+fn parse_v4<F: Frame>(ctx: &F) -> Result<Flow, Reason> {
     let ip: Ipv4Hdr = packet::load(ctx, L3)?;
     let ihl = usize::from(ip.vihl & 0x0f) * 4;
     if ip.vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
         return Err(Reason::DropMalformed);
     }
     let tot_len = usize::from(u16::from_be_bytes(ip.tot_len));
-    if tot_len < ihl || L3 + tot_len > packet::len(ctx) {
+    if tot_len < ihl || L3 + tot_len > ctx.wire_len() {
         return Err(Reason::DropMalformed);
     }
     // More-fragments flag or a non-zero fragment offset.
@@ -95,13 +94,13 @@ fn parse_v4(ctx: &XdpContext) -> Result<Flow, Reason> {
 }
 
 #[inline(always)]
-fn parse_v6(ctx: &XdpContext) -> Result<Flow, Reason> {
+fn parse_v6<F: Frame>(ctx: &F) -> Result<Flow, Reason> {
     let ip: Ipv6Hdr = packet::load(ctx, L3)?;
     if ip.vcf[0] >> 4 != 6 {
         return Err(Reason::DropMalformed);
     }
     let payload = usize::from(u16::from_be_bytes(ip.payload_len));
-    if L3 + Ipv6Hdr::LEN + payload > packet::len(ctx) {
+    if L3 + Ipv6Hdr::LEN + payload > ctx.wire_len() {
         return Err(Reason::DropMalformed);
     }
     match ip.next_hdr {
@@ -130,7 +129,7 @@ pub fn words(a: [u8; 16]) -> [u32; 4] {
 /// Reads the TCP/UDP ports at `l4`, with `l4_len` bytes of L4 data according to the IP header.
 /// ICMP and ICMPv6 have no ports (both 0); the `icmp` stage reads their header.
 #[inline(always)]
-fn l4(ctx: &XdpContext, mut key: FlowKey, l4: usize, l4_len: usize) -> Result<Flow, Reason> {
+fn l4<F: Frame>(ctx: &F, mut key: FlowKey, l4: usize, l4_len: usize) -> Result<Flow, Reason> {
     if key.proto == PROTO_ICMP || key.proto == PROTO_ICMPV6 {
         return Ok(Flow {
             l4,

@@ -1,21 +1,19 @@
 //! The stages of `lb_xdp` after parsing: prefilters, VIP lookup, connection tracking (with UDP
 //! idle expiry, and the new-flow limit with its probation table), ring selection, counters,
 //! and handing the packet to NAT or DSR forwarding; NAT replies are rewritten back to the VIP.
-use aya_ebpf::{
-    helpers::generated::bpf_ktime_get_coarse_ns, maps::LruHashMap, programs::XdpContext,
-};
+use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
 use lb_common::{
     filter, flow_hash, Backend, ConnEntry, FlowKey, Reason, TrafficStats, VipKey, VipMeta,
     BACKEND_NONE, CONN_F_CLOSED, DIR_FORWARD, DIR_REPLY, MODE_DSR, PROTO_ICMP, PROTO_ICMPV6,
     PROTO_UDP, RING_BUF_BIT, TIME_UNIT_SHIFT,
 };
-use lb_ebpf::packet;
 
 use crate::{
     forward::{self, Side},
+    hook::Hook,
     maps::{
         LB_BACKENDS, LB_BACKEND_NH, LB_BACKEND_STATS, LB_CONNS, LB_FILTER, LB_FLOW_RATE,
-        LB_PROBATION, LB_PROGS, LB_RINGS, LB_VIPS, LB_VIP_ADDRS, LB_VIP_STATS, PROG_ICMP,
+        LB_PROBATION, LB_RINGS, LB_VIPS, LB_VIP_ADDRS, LB_VIP_STATS, PROG_ICMP,
     },
     parse::{self, Flow, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
@@ -42,13 +40,13 @@ fn maybe(map: u32, value: u16) -> bool {
 
 /// Runs one packet through the pipeline; both arms carry the reason to count.
 #[inline(always)]
-pub fn run(ctx: &XdpContext) -> Result<Reason, Reason> {
+pub fn run<C: Hook>(ctx: &C) -> Result<Reason, Reason> {
     let pkt = parse::parse(ctx)?;
     let to_vip = maybe(filter::VIP_PORTS, u16::from_be(pkt.key.dport))
         && maybe(filter::VIP_ADDRS, filter::fold(&pkt.key.dst));
     if to_vip && (pkt.key.proto == PROTO_ICMP || pkt.key.proto == PROTO_ICMPV6) {
-        // SAFETY: `ctx` is this program's context; on success the call does not return.
-        unsafe { LB_PROGS.tail_call(ctx, PROG_ICMP) };
+        // On success this does not return.
+        ctx.tail_call(PROG_ICMP);
         // `lb_icmp` is not installed: the stack gets the packet.
         return Err(Reason::PassNotVip);
     }
@@ -156,7 +154,7 @@ fn choose(pkt: &Flow, meta: &VipMeta, opens: bool) -> Result<Choice, Reason> {
 /// a flow that is new (in the connection table, or on probation past the new-flow limit) or
 /// promoted from probation.
 #[inline(always)]
-fn to_backend(ctx: &XdpContext, pkt: &Flow, c: &Choice) -> Result<Reason, Reason> {
+fn to_backend<C: Hook>(ctx: &C, pkt: &Flow, c: &Choice) -> Result<Reason, Reason> {
     let nh = LB_BACKEND_NH
         .get_ptr_mut(c.backend_id)
         .ok_or(Reason::DropNoBackend)?;
@@ -164,7 +162,7 @@ fn to_backend(ctx: &XdpContext, pkt: &Flow, c: &Choice) -> Result<Reason, Reason
     // ever store the same lookup result, so a racing update is benign.
     let nh = unsafe { &mut *nh };
     let new = c.seen == Seen::New;
-    count_traffic(c.vip_id, c.backend_id, packet::len(ctx) as u64, new);
+    count_traffic(c.vip_id, c.backend_id, ctx.wire_len() as u64, new);
     let (addr, port) = (c.backend.addr, c.backend.port);
     let verdict = if c.mode == MODE_DSR {
         forward::encap(ctx, pkt, addr, nh)
@@ -344,7 +342,7 @@ fn select(pkt: &Flow, meta: &VipMeta) -> Result<(u32, Backend), Reason> {
 /// Backend -> client, the reply of a tracked NAT flow: rewrite its source back to VIP:port,
 /// unless the VIP has gone (then it is not ours and goes to the stack).
 #[inline(always)]
-fn to_client(ctx: &XdpContext, pkt: &Flow, entry: &mut ConnEntry) -> Result<Reason, Reason> {
+fn to_client<C: Hook>(ctx: &C, pkt: &Flow, entry: &mut ConnEntry) -> Result<Reason, Reason> {
     let vip = *LB_VIP_ADDRS.get(entry.vip_id).ok_or(Reason::PassNotVip)?;
     if vip.family == 0 {
         return Err(Reason::PassNotVip);

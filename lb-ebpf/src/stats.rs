@@ -3,13 +3,13 @@ use lb_common::Reason;
 
 use crate::maps::LB_STATS;
 
-/// Counts `reason` and returns the XDP action it implies.
+/// Counts `reason` and hands it on (for the hook to turn into its action).
 #[inline(always)]
-pub fn count(reason: Reason) -> u32 {
+pub fn count(reason: Reason) -> Reason {
     if let Some(counter) = LB_STATS.get_ptr_mut(reason as u32) {
         // SAFETY: the pointer comes from a per-CPU array lookup, so it is valid and no other
-        // CPU writes this slot; XDP programs are not preempted mid-run.
+        // CPU writes this slot; the programs are not preempted mid-run.
         unsafe { *counter += 1 };
     }
-    reason.action()
+    reason
 }

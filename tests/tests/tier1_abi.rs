@@ -74,7 +74,12 @@ fn reasons_are_dense_and_named_uniquely() {
 
 #[test]
 fn ring_sizes_are_primes_up_to_over_a_million_and_slots_follow_the_live_buffer() {
-    let prime = |n: u32| n > 1 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d));
+    let prime = |n: u32| {
+        n > 1
+            && (2..)
+                .take_while(|d| d * d <= n)
+                .all(|d| !n.is_multiple_of(d))
+    };
     assert!(
         RING_SIZES.iter().all(|&s| s <= RING_MAX && prime(s)),
         "{RING_SIZES:?}"

@@ -32,9 +32,18 @@ pub struct Daemon {
     /// Instance name: maps are pinned under /sys/fs/bpf/<instance>/.
     #[serde(default = "default_instance")]
     pub instance: String,
-    /// Interfaces `lb_xdp` attaches to (client-facing and backend-facing).
+    /// Interfaces the balancer attaches to (client-facing and backend-facing).
     #[serde(default)]
     pub interfaces: Vec<String>,
+    /// The hook the balancer runs at on every interface it attaches to (listed ones and the
+    /// pools' VM interfaces): `auto` (default) = tc on virtual interfaces (veth, tap, bridge
+    /// ports, ...), native XDP on NICs.
+    #[serde(default)]
+    pub attach: AttachMode,
+    /// Per-interface exceptions to `attach`, by interface name (each must be listed in
+    /// `interfaces`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attach_per_interface: std::collections::BTreeMap<String, AttachMode>,
     /// Flow hash seed, identical on every balancer host of a fleet.
     #[serde(default = "default_seed")]
     pub hash_seed: u32,
@@ -79,6 +88,42 @@ pub struct Daemon {
     pub read_group: Option<String>,
 }
 
+/// Where the balancer runs on an interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// tc on virtual interfaces, native XDP on NICs (decided by the interface's driver).
+    #[default]
+    Auto,
+    /// Native XDP (on a veth: its peer needs an XDP program or GRO on, and local senders
+    /// need TX checksum offload off).
+    Xdp,
+    /// tc clsact ingress: the kernel's checksum state is kept, nothing to set on peers.
+    Tc,
+}
+
+impl std::str::FromStr for AttachMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(AttachMode::Auto),
+            "xdp" => Ok(AttachMode::Xdp),
+            "tc" => Ok(AttachMode::Tc),
+            _ => Err(format!("{s:?} is not an attach mode (auto, xdp, tc)")),
+        }
+    }
+}
+
+impl Daemon {
+    /// The attach mode for interface `iface`.
+    pub fn attach_for(&self, iface: &str) -> AttachMode {
+        self.attach_per_interface
+            .get(iface)
+            .copied()
+            .unwrap_or(self.attach)
+    }
+}
+
 /// What a stop does to the data path (see [`Daemon::on_stop`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -95,6 +140,8 @@ impl Default for Daemon {
         Daemon {
             instance: default_instance(),
             interfaces: Vec::new(),
+            attach: AttachMode::Auto,
+            attach_per_interface: Default::default(),
             hash_seed: DEFAULT_HASH_SEED,
             socket: None,
             state_file: None,

@@ -219,7 +219,9 @@ impl Daemon {
         if !(1024..=(1 << 26)).contains(&self.max_flows) {
             return Err(err("lbd.max_flows", "must be 1024-67108864 flows"));
         }
-        if !(2 * 65_537..=(1 << 28)).contains(&self.ring_slots) || !self.ring_slots.is_multiple_of(2) {
+        if !(2 * 65_537..=(1 << 28)).contains(&self.ring_slots)
+            || !self.ring_slots.is_multiple_of(2)
+        {
             return Err(err(
                 "lbd.ring_slots",
                 "must be an even 131074-268435456 slots (two buffers of 65537 at least)",
@@ -258,7 +260,18 @@ impl Config {
         if self.lbd.interfaces.is_empty() {
             return Err(err(
                 "lbd.interfaces",
-                "empty: list the interfaces lb_xdp attaches to (or give lbd --iface)",
+                "empty: list the interfaces the balancer attaches to (or give lbd --iface)",
+            ));
+        }
+        if let Some(iface) = self
+            .lbd
+            .attach_per_interface
+            .keys()
+            .find(|i| !self.lbd.interfaces.contains(i))
+        {
+            return Err(err(
+                format!("lbd.attach_per_interface.{iface}"),
+                format!("{} is not in lbd.interfaces", shown(iface)),
             ));
         }
         Ok(())
