@@ -40,8 +40,8 @@ pub struct L4Change<'a> {
 /// A hook the pipeline runs at.
 pub trait Hook: EbpfContext + Frame {
     /// Makes room for `len` bytes between the Ethernet header and the IP header (whose
-    /// Ethernet header the caller writes again); `encap_v4` / `encap_v6` say the room is an
-    /// outer IP header (tc marks the buffer encapsulated, for segmentation).
+    /// Ethernet header the caller writes again); `encap` says the room is an outer IPv4
+    /// (`Some(true)`) or IPv6 header (tc marks an aggregate encapsulated, for segmentation).
     fn grow(&self, len: usize, encap: Option<bool>) -> Result<(), Reason>;
     /// Removes the `len` bytes after the Ethernet header (undoing [`Hook::grow`]).
     fn shrink(&self, len: usize) -> Result<(), Reason>;
@@ -171,10 +171,13 @@ impl Hook for TcContext {
     #[inline(always)]
     fn grow(&self, len: usize, encap: Option<bool>) -> Result<(), Reason> {
         use aya_ebpf::bindings::{BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6};
+        // Only an aggregate is marked encapsulated (it is segmented on its way out, each
+        // segment with its outer header): the mark would also stop `resize` on a packet
+        // taken apart again for a too-big answer, which is never an aggregate.
         let flags = match encap {
-            Some(true) => BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
-            Some(false) => BPF_F_ADJ_ROOM_ENCAP_L3_IPV6,
-            None => 0,
+            Some(true) if self.aggregate() => BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
+            Some(false) if self.aggregate() => BPF_F_ADJ_ROOM_ENCAP_L3_IPV6,
+            _ => 0,
         };
         // SAFETY: the helper takes this program's buffer and checks the room it makes.
         let rc = unsafe {

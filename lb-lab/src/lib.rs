@@ -1,10 +1,12 @@
 //! The embedded lab behind `cargo xtask run`, the tests and the benches: namespace guards,
-//! the lab topology and its configs, client probes, and the benchmark harness object. Test
-//! scaffolding, not product: its errors are `anyhow`.
+//! the lab topology and its configs, a one-armed topology on a bridge, client probes, and the
+//! benchmark harness object. Test scaffolding, not product: its errors are `anyhow`.
+pub mod bridge;
 pub mod netns;
 pub mod probes;
 pub mod topology;
 
+pub use bridge::*;
 pub use probes::*;
 pub use topology::*;
 

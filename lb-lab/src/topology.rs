@@ -1,7 +1,9 @@
 //! The lab's topology: network namespaces for a client, the balancer and backend VMs, joined
 //! by veth pairs with addresses and routes (through the product's netlink and namespace code),
-//! the configs lbd runs with there, and starting lbd in it. Everything is torn down when the
-//! [`Topology`] drops.
+//! the configs lbd runs with there, and starting lbd in it. By default every host keeps its
+//! default offloads and lbd attaches as `auto` says (tc, on these veths); a topology built
+//! for forced XDP sets up its peers as lbd's XDP-on-veth warning says. Everything is torn down
+//! when the [`Topology`] drops.
 use std::{
     io::Write,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -12,6 +14,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use lb_userspace::{
     face::client,
+    model::config::AttachMode,
     sys::{
         ethtool::{self, Offload},
         link::{self, End},
@@ -74,11 +77,23 @@ pub struct Topology {
     /// Other client hosts, each on a link of its own (`h<i>` in the balancer, subnet
     /// 10.200.<2+i>.0/24), for instance an attacker that must not share the client's link.
     pub hosts: Vec<Netns>,
+    /// How lbd attaches here (`lbd.attach`): `Auto` (tc on these veths, default offloads
+    /// everywhere) or `Xdp` (forced, with the peers set up for it).
+    pub attach: AttachMode,
 }
 
 impl Topology {
-    /// Creates the namespaces and links for `n` backends, dual-stack.
+    /// Creates the namespaces and links for `n` backends, dual-stack, every host with its
+    /// default offloads (lbd attaches at tc).
     pub fn build(n: usize) -> Result<Self> {
+        Self::build_for(n, AttachMode::Auto)
+    }
+
+    /// The same, for lbd attaching with `attach`; with `Xdp`, each peer of the balancer's
+    /// veths gets GRO on and TX checksum offload off, as lbd's warning for XDP on a veth
+    /// says (a frame redirected into a veth is dropped unless its peer has GRO on or an XDP
+    /// program; a locally sent packet's partial checksum cannot be finished by XDP).
+    pub fn build_for(n: usize, attach: AttachMode) -> Result<Self> {
         let client = Netns::create(&unique_name("lbc"))?;
         let lb = Netns::create(&unique_name("lbl"))?;
         let mut topo = Topology {
@@ -87,6 +102,7 @@ impl Topology {
             client,
             servers: Vec::new(),
             hosts: Vec::new(),
+            attach,
         };
         // Links come up at once: no duplicate address detection delaying the first packets.
         topo.client.sysctl("net.ipv6.conf.default.accept_dad=0")?;
@@ -130,9 +146,7 @@ impl Topology {
 
     /// A veth pair on subnet `net` (10.200.<net>.0/24 and fd00:200:<net>::/64): `lb_if` in the
     /// balancer (.1, ::1), `eth0` in `peer_ns` (.2, ::2) with default routes via the balancer.
-    /// The peer gets GRO on (so frames redirected by XDP into the veth are received) and TX
-    /// checksum offload off (so packets carry full checksums that the balancer can update
-    /// incrementally).
+    /// For forced XDP the peer gets GRO on and TX checksum offload off (see [`Self::build_for`]).
     fn link(&self, lb_if: &str, peer_ns: &Netns, net: usize) -> Result<()> {
         let v4 = |host: u8| IpAddr::from(Ipv4Addr::new(10, 200, net as u8, host));
         let v6 =
@@ -151,6 +165,9 @@ impl Topology {
             ..End::default()
         };
         block_on(link::veth(&lb_end, &peer_end))??;
+        if self.attach != AttachMode::Xdp {
+            return Ok(());
+        }
         peer_ns.enter(|| -> Result<()> {
             ethtool::set("eth0", Offload::Gro, true)?;
             Ok(ethtool::set("eth0", Offload::TxChecksum, false)?)
@@ -176,10 +193,11 @@ impl Topology {
             .collect();
         let mut s = format!(
             "[lbd]\ninstance = {instance:?}\ninterfaces = [{}]\nsocket = {:?}\nstate_file = {:?}\n\
-             metrics = \"{METRICS}\"\ndrain_timeout_s = 2\non_stop = \"remove\"\nmax_flows = 65536\nring_slots = 2097152\n",
+             metrics = \"{METRICS}\"\ndrain_timeout_s = 2\non_stop = \"remove\"\nmax_flows = 65536\nring_slots = 2097152\n{}",
             ifaces.join(", "),
             socket.display().to_string(),
-            state_file(socket).display().to_string()
+            state_file(socket).display().to_string(),
+            self.attach_line(),
         );
         let vips: [(&str, IpAddr, &str, &str); 5] = [
             ("web", VIP.into(), "tcp", "nat"),
@@ -213,22 +231,39 @@ impl Topology {
         s
     }
 
-    /// Starts every backend VM: the DSR VIPs on its loopback, `lb-decap` on `eth0`, and
-    /// `lb-backend` serving the NAT port and the DSR VIP port; waits until each accepts. The
-    /// client and the other hosts get `lb-decap` too, as their "XDP program on the peer": a
-    /// veth delivers frames the balancer sends back with XDP_TX (ping answers, "fragmentation
+    /// The `[lbd]` line that forces this topology's attach mode (none for `Auto`).
+    pub fn attach_line(&self) -> &'static str {
+        match self.attach {
+            AttachMode::Auto => "",
+            AttachMode::Xdp => "attach = \"xdp\"\n",
+            AttachMode::Tc => "attach = \"tc\"\n",
+        }
+    }
+
+    /// Starts every backend VM: the DSR VIPs on its loopback, `lb-decap` on `eth0` (at the
+    /// hook `auto` picks: tc here, or XDP for forced XDP), and `lb-backend` serving the NAT
+    /// port and the DSR VIP port; waits until each accepts. For forced XDP the client and the
+    /// other hosts get `lb-decap` at XDP too, as their "XDP program on the peer": a veth
+    /// delivers frames the balancer sends back with XDP_TX (ping answers, "fragmentation
     /// needed") only to a peer running one, and `lb_decap` passes what is not encapsulated.
     pub fn start_backends(&mut self, backend_bin: &Path, decap_bin: &Path) -> Result<()> {
         let decap = decap_bin.display().to_string();
-        for ns in std::iter::once(&mut self.client).chain(self.hosts.iter_mut()) {
-            let cmd = ns.command(&decap, &["--iface", "eth0"])?;
-            ns.spawn(cmd)?;
+        let hook = match self.attach {
+            AttachMode::Xdp => "xdp",
+            _ => "auto",
+        };
+        let args = ["--iface", "eth0", "--attach", hook];
+        if self.attach == AttachMode::Xdp {
+            for ns in std::iter::once(&mut self.client).chain(self.hosts.iter_mut()) {
+                let cmd = ns.command(&decap, &args)?;
+                ns.spawn(cmd)?;
+            }
         }
         for ns in &mut self.backends {
             ns.add_addr("lo", VIP_DSR.into(), 32)?;
             ns.add_addr("lo", VIP6_DSR.into(), 128)?;
-            let decap = ns.command(&decap_bin.display().to_string(), &["--iface", "eth0"])?;
-            ns.spawn(decap)?;
+            let cmd = ns.command(&decap, &args)?;
+            ns.spawn(cmd)?;
         }
         for i in 0..self.backends.len() {
             let pid = self.start_server(i, backend_bin)?;
@@ -345,7 +380,7 @@ impl PoolLab {
             .collect();
         format!(
             "[lbd]\ninstance = {instance:?}\ninterfaces = [{}]\nsocket = {:?}\nstate_file = {:?}\n\
-             metrics = \"{METRICS}\"\ndrain_timeout_s = 20\non_stop = \"remove\"\nmax_flows = 65536\nring_slots = 2097152\n\n\
+             metrics = \"{METRICS}\"\ndrain_timeout_s = 20\non_stop = \"remove\"\nmax_flows = 65536\nring_slots = 2097152\n{}\n\
              [[vip]]\nname = \"web\"\naddr = \"{VIP}\"\nport = {VIP_PORT}\nproto = \"tcp\"\n\
              [vip.health]\nkind = \"agent\"\nagent_port = {AGENT_PORT}\ninter_ms = 300\n\
              fastinter_ms = 100\ndowninter_ms = 300\ntimeout_ms = 300\nrise = 2\nfall = 3\n\
@@ -356,6 +391,7 @@ impl PoolLab {
             ifaces.join(", "),
             socket.display().to_string(),
             state_file(socket).display().to_string(),
+            topo.attach_line(),
             self.policy,
             self.slow_start_s,
             self.min,

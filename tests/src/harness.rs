@@ -1,7 +1,10 @@
 //! A balancer loaded in its own network namespace for BPF_PROG_TEST_RUN: `bpf_fib_lookup` and
 //! the redirect map then see a known topology (two veths with fixed MACs and permanent
-//! neighbours) instead of the machine's. The namespace and the pins go away on drop.
+//! neighbours) instead of the machine's. The namespace and the pins go away on drop. Packets
+//! run through `lb_xdp` or `lb_tc`: [`hook_tests!`](crate::hook_tests) runs each scenario at
+//! both hooks.
 use std::{
+    cell::Cell,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
 };
@@ -16,7 +19,7 @@ use lb_userspace::sys::{link, Context};
 use lb_userspace::{
     controller::Controller,
     dataplane::{self, object::LoadOptions, Dataplane},
-    model::config::{BackendConfig, Mode, Policy, Proto, VipConfig, WeightsConfig},
+    model::config::{BackendConfig, Hook, Mode, Policy, Proto, VipConfig, WeightsConfig},
 };
 use rtnetlink::{LinkUnspec, LinkVeth};
 
@@ -88,9 +91,56 @@ pub fn replace_neighbour(dev: &str, addr: IpAddr, mac: [u8; 6]) -> anyhow::Resul
     Ok(())
 }
 
+thread_local! {
+    /// The hook harnesses created on this thread run packets through (see [`with_hook`]).
+    static HOOK: Cell<Hook> = const { Cell::new(Hook::Xdp) };
+}
+
+/// Runs `scenario` with every [`Harness`] it creates running packets through `hook`'s program
+/// (`lb_xdp` or `lb_tc`), so one packet table checks both.
+pub fn with_hook(hook: Hook, scenario: impl FnOnce()) {
+    HOOK.with(|h| h.set(hook));
+    scenario();
+}
+
+/// The hook packets run through on this thread (see [`with_hook`]).
+pub fn current_hook() -> Hook {
+    HOOK.with(Cell::get)
+}
+
+/// Declares each `fn name() { ... }` scenario as two tests, `name::xdp` and `name::tc`,
+/// running it through `lb_xdp` and through `lb_tc` (their actions compared in XDP terms: a
+/// tc redirect that answers back out of the receiving interface reads as `TX`).
+#[macro_export]
+macro_rules! hook_tests {
+    ($(#[$meta:meta])* fn $name:ident() $body:block $($rest:tt)*) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn scenario() $body
+
+            #[test]
+            fn xdp() {
+                $crate::harness::with_hook(lb_userspace::model::config::Hook::Xdp, scenario);
+            }
+
+            #[test]
+            fn tc() {
+                $crate::harness::with_hook(lb_userspace::model::config::Hook::Tc, scenario);
+            }
+        }
+        $crate::hook_tests! { $($rest)* }
+    };
+    () => {};
+}
+
 /// The namespace of one packet test.
 pub struct Harness {
     ns: Netns,
+    /// The hook packets run through.
+    hook: Hook,
     /// New flows per CPU per second the balancer records in its connection table (0 = no
     /// limit).
     new_flow_limit: u32,
@@ -158,6 +208,7 @@ impl Harness {
             .expect("enable forwarding");
         Harness {
             ns,
+            hook: current_hook(),
             new_flow_limit: 0,
             max_flows: MAX_FLOWS,
         }
@@ -188,7 +239,7 @@ impl Harness {
     pub fn run<R: Send>(&self, f: impl FnOnce(&mut Balancer) -> R + Send) -> R {
         self.ns
             .enter(|| {
-                let mut b = Balancer::open(self.new_flow_limit, self.max_flows);
+                let mut b = Balancer::open(self.hook, self.new_flow_limit, self.max_flows);
                 f(&mut b)
             })
             .expect("run in namespace")
@@ -205,11 +256,13 @@ impl Default for Harness {
 pub struct Balancer {
     /// The controller, owning the data plane.
     pub ctl: Controller,
+    /// The hook packets run through.
+    pub hook: Hook,
     pin_dir: PathBuf,
 }
 
 impl Balancer {
-    fn open(new_flow_limit: u32, max_flows: u32) -> Self {
+    fn open(hook: Hook, new_flow_limit: u32, max_flows: u32) -> Self {
         let pin_dir = PathBuf::from("/sys/fs/bpf").join(unique_name("lbtest"));
         let opts = LoadOptions {
             hash_seed: SEED,
@@ -225,6 +278,7 @@ impl Balancer {
         }
         Balancer {
             ctl: Controller::new(dp, "test", &[]),
+            hook,
             pin_dir,
         }
     }
@@ -267,22 +321,67 @@ impl Balancer {
         self.ctl.add_vip(cfg).expect("add vip");
     }
 
-    /// Runs one frame through `lb_xdp`: the XDP action and the output frame.
+    /// Runs one frame through the balancer at its hook: the action (in XDP terms) and the
+    /// output frame. At tc, the action is the one of the reason the program counted, after
+    /// checking that the tc verdict it returned is that reason's.
     pub fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.try_run(frame).unwrap_or_else(|| {
+            panic!(
+                "BPF_PROG_TEST_RUN at tc refuses {} bytes {frame:02x?}: a short L3 header",
+                frame.len()
+            )
+        })
+    }
+
+    /// [`Balancer::run`], or None at tc for a frame whose IPv4 or IPv6 header is cut short:
+    /// the kernel refuses to build a socket buffer of it for a test run (a NIC can still
+    /// deliver one; XDP test runs take it, and [`short_l3`] tells which frames these are).
+    pub fn try_run(&mut self, frame: &[u8]) -> Option<(u32, Vec<u8>)> {
+        if self.hook == Hook::Xdp {
+            return Some(self.run_at(Hook::Xdp, frame));
+        }
+        if short_l3(frame) {
+            return None;
+        }
+        let before = self.ctl.dataplane().stats().expect("stats");
+        let (code, out) = self.run_at(Hook::Tc, frame);
+        let after = self.ctl.dataplane().stats().expect("stats");
+        let counted: Vec<Reason> = Reason::ALL
+            .into_iter()
+            .filter(|r| after[*r as usize] != before[*r as usize])
+            .collect();
+        let [reason] = counted[..] else {
+            panic!("lb_tc counted {counted:?} for one packet, not one reason");
+        };
+        assert_eq!(
+            code,
+            tc_verdict(reason.action()),
+            "lb_tc's verdict for {}",
+            reason.name()
+        );
+        Some((reason.action(), out))
+    }
+
+    /// Runs one frame through `hook`'s program: its return code and the output frame.
+    pub fn run_at(&mut self, hook: Hook, frame: &[u8]) -> (u32, Vec<u8>) {
         let mut out = vec![0u8; frame.len() + 256];
-        let prog = self.ctl.dataplane().program().expect("program");
-        let res = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..TestRunOptions::default()
-            })
-            .unwrap_or_else(|e| {
-                panic!(
-                    "BPF_PROG_TEST_RUN of {} bytes {frame:02x?}: {e}",
-                    frame.len()
-                )
-            });
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::default()
+        };
+        let dp = self.ctl.dataplane();
+        let res = match hook {
+            Hook::Xdp => dp.program().expect("lb_xdp").test_run(opts),
+            Hook::Tc => dp.tc_program().expect("lb_tc").test_run(opts),
+        }
+        .unwrap_or_else(|e| {
+            panic!(
+                "BPF_PROG_TEST_RUN at {} of {} bytes {frame:02x?}: {e}",
+                hook.name(),
+                frame.len()
+            )
+        });
         out.truncate(res.data_size_out as usize);
         (res.return_value, out)
     }
@@ -321,6 +420,28 @@ impl Balancer {
 impl Drop for Balancer {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.pin_dir);
+    }
+}
+
+/// A frame whose EtherType says IPv4 or IPv6 but too short for that header: the kernel refuses
+/// to test-run a socket buffer of it.
+pub fn short_l3(frame: &[u8]) -> bool {
+    match frame.get(12..14) {
+        Some([0x08, 0x00]) => frame.len() < 14 + 20,
+        Some([0x86, 0xdd]) => frame.len() < 14 + 40,
+        _ => false,
+    }
+}
+
+/// The tc return code of an XDP action: pass is `TC_ACT_OK`, drop and abort are
+/// `TC_ACT_SHOT`, redirect and transmit (back out of the receiving interface) are
+/// `TC_ACT_REDIRECT`.
+pub fn tc_verdict(xdp: u32) -> u32 {
+    use lb_common::xdp_action;
+    match xdp {
+        xdp_action::PASS => 0,
+        xdp_action::REDIRECT | xdp_action::TX => 7,
+        _ => 2,
     }
 }
 

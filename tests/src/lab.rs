@@ -1,10 +1,12 @@
 //! A running lab for Tier 3 tests: namespaces, backend servers and `lbd`, torn down on drop.
 use std::{path::PathBuf, process::Command};
 
+use lb_userspace::model::config::AttachMode;
+
 use lb_lab::{
     lbd_log,
     netns::{unique_name, Netns},
-    start_lbd_in, state_file, tail, PinGuard, TempFile, Topology,
+    start_lbd_in, state_file, tail, OneArmed, PinGuard, TempFile, Topology,
 };
 
 /// Namespaces with `lb-backend` in every VM and `lbd` in the balancer.
@@ -39,10 +41,26 @@ impl RunningLab {
         })
     }
 
+    /// The same with lbd forced to XDP, its peers set up as lbd's warning says (see
+    /// `Topology::build_for`).
+    pub fn start_xdp(n: usize) -> Self {
+        Self::start_for(n, 0, AttachMode::Xdp, |text| text)
+    }
+
     /// The same, with the config text (the lab's) passed through `edit` first.
     pub fn start_custom(n: usize, hosts: usize, edit: impl FnOnce(String) -> String) -> Self {
+        Self::start_for(n, hosts, AttachMode::Auto, edit)
+    }
+
+    /// The same, for lbd attaching with `attach`.
+    pub fn start_for(
+        n: usize,
+        hosts: usize,
+        attach: AttachMode,
+        edit: impl FnOnce(String) -> String,
+    ) -> Self {
         crate::require_root();
-        let mut topo = Topology::build(n).expect("build namespaces");
+        let mut topo = Topology::build_for(n, attach).expect("build namespaces");
         for _ in 0..hosts {
             topo.add_host().expect("add a host");
         }
@@ -268,15 +286,84 @@ pub fn launch(
     prefix: &str,
     make: impl FnOnce(&Topology, &str, &std::path::Path) -> String,
 ) -> (String, PathBuf, TempFile, TempFile, u32) {
-    let instance = unique_name(prefix);
-    let socket = std::env::temp_dir().join(format!("{instance}.sock"));
-    let config = TempFile::new(&format!("{instance}.toml"), &make(topo, &instance, &socket))
-        .expect("write config");
+    let text = |instance: &str, socket: &std::path::Path| make(topo, instance, socket);
+    let (instance, socket, config) = write_config(prefix, text);
     let state = TempFile::adopt(state_file(&socket));
     let lbd = topo
         .start_lbd(&crate::bin("lbd"), config.path(), &socket)
         .expect("start lbd");
     (instance, socket, config, state, lbd)
+}
+
+/// Writes the config `make(instance, socket)` of a new instance named after `prefix`:
+/// (instance, socket, config).
+fn write_config(
+    prefix: &str,
+    make: impl FnOnce(&str, &std::path::Path) -> String,
+) -> (String, PathBuf, TempFile) {
+    let instance = unique_name(prefix);
+    let socket = std::env::temp_dir().join(format!("{instance}.sock"));
+    let config = TempFile::new(&format!("{instance}.toml"), &make(&instance, &socket))
+        .expect("write config");
+    (instance, socket, config)
+}
+
+/// lbd on the one-armed lab (`lb_lab::OneArmed`), its backends serving HTTP; everything is
+/// torn down on drop.
+pub struct ArmLab {
+    /// The switch and hosts (dropping them stops lbd and the servers).
+    pub arm: OneArmed,
+    /// lbd's API socket.
+    pub socket: PathBuf,
+    _config: TempFile,
+    _state: TempFile,
+    _log: TempFile,
+    _pins: PinGuard,
+}
+
+impl ArmLab {
+    /// Builds the lab with `n` backends (DSR or NAT), starts the servers, then lbd attaching
+    /// with `attach`.
+    pub fn start(n: usize, attach: AttachMode, dsr: bool) -> Self {
+        crate::require_root();
+        let mut arm = OneArmed::build(n, attach, dsr).expect("one-armed lab");
+        arm.start_backends(&crate::bin("lb-backend"), &crate::bin("lb-decap"))
+            .expect("start backends");
+        let (instance, socket, config) = write_config("ta", |i, s| arm.config_toml(i, s));
+        let state = TempFile::adopt(state_file(&socket));
+        start_lbd_in(&mut arm.lb, &crate::bin("lbd"), config.path(), &socket).expect("start lbd");
+        ArmLab {
+            arm,
+            _log: TempFile::adopt(lbd_log(&socket)),
+            _pins: PinGuard(instance),
+            socket,
+            _config: config,
+            _state: state,
+        }
+    }
+
+    /// What lbd logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(lbd_log(&self.socket)).unwrap_or_default()
+    }
+
+    /// lbd's verdict counters by reason name.
+    pub fn counters(&self) -> serde_json::Value {
+        lb_userspace::face::client::call(&self.socket, "GET", "/v1/stats", None)
+            .map(|v| v["counters"].clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for ArmLab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- lbd's log (last 40 lines) ---\n{}",
+                tail(&lbd_log(&self.socket), 40)
+            );
+        }
+    }
 }
 
 /// The Prometheus page lbd serves in namespace `lb` (at `lab::METRICS`), HTTP head included.

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use lb_userspace::model::config::Policy;
+use tests::hook_tests;
 use tests::{
     harness::{Balancer, Harness, CLIENT, VIP},
     packet::{parse_and_verify, Frame, SYN},
@@ -27,31 +28,33 @@ fn weighted(lb: &mut Balancer, policy: Policy) -> BTreeMap<String, u32> {
     split(lb)
 }
 
-#[test]
-fn static_weights_split_new_flows_one_to_three() {
-    Harness::new().run(|lb| {
-        let got = weighted(lb, Policy::Static);
-        let shares: Vec<f64> = got.values().map(|&n| f64::from(n) / 2000.0).collect();
-        assert_eq!(shares.len(), 2, "{got:?}");
-        assert!(
-            (0.2..0.3).contains(&shares[0]),
-            "weight 1 takes a quarter: {got:?}"
-        );
-        assert!(
-            (0.7..0.8).contains(&shares[1]),
-            "weight 3 the rest: {got:?}"
-        );
-    });
+hook_tests! {
+    fn static_weights_split_new_flows_one_to_three() {
+        Harness::new().run(|lb| {
+            let got = weighted(lb, Policy::Static);
+            let shares: Vec<f64> = got.values().map(|&n| f64::from(n) / 2000.0).collect();
+            assert_eq!(shares.len(), 2, "{got:?}");
+            assert!(
+                (0.2..0.3).contains(&shares[0]),
+                "weight 1 takes a quarter: {got:?}"
+            );
+            assert!(
+                (0.7..0.8).contains(&shares[1]),
+                "weight 3 the rest: {got:?}"
+            );
+        });
+    }
 }
 
-#[test]
-fn round_robin_splits_new_flows_evenly_whatever_the_weights() {
-    Harness::new().run(|lb| {
-        let got = weighted(lb, Policy::RoundRobin);
-        assert_eq!(got.len(), 2, "{got:?}");
-        for n in got.values() {
-            let share = f64::from(*n) / 2000.0;
-            assert!((0.45..0.55).contains(&share), "even split: {got:?}");
-        }
-    });
+hook_tests! {
+    fn round_robin_splits_new_flows_evenly_whatever_the_weights() {
+        Harness::new().run(|lb| {
+            let got = weighted(lb, Policy::RoundRobin);
+            assert_eq!(got.len(), 2, "{got:?}");
+            for n in got.values() {
+                let share = f64::from(*n) / 2000.0;
+                assert!((0.45..0.55).contains(&share), "even split: {got:?}");
+            }
+        });
+    }
 }

@@ -1,14 +1,19 @@
-//! `lb-decap`: attaches `lb_decap` to a backend host's interface so it can serve DSR VIPs, and
-//! detaches it on SIGINT/SIGTERM.
+//! `lb-decap`: attaches `lb_decap` to a backend host's interface so it can serve DSR VIPs (at
+//! XDP on NICs, at tc on virtual interfaces, or as `--attach` says), and detaches it on
+//! SIGINT/SIGTERM.
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
-    programs::{Xdp, XdpMode},
+    programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode},
     Ebpf,
 };
 use clap::Parser;
 use lb_common::prog_names;
+use lb_userspace::{
+    dataplane::attach,
+    model::config::{AttachMode, Hook},
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -21,6 +26,10 @@ struct Args {
     /// Interface the balancer's encapsulated traffic arrives on (repeatable).
     #[arg(long = "iface", value_name = "IFACE", required = true)]
     ifaces: Vec<String>,
+    /// Where to run: auto (tc on virtual interfaces such as veth and tap, XDP on NICs), xdp
+    /// or tc.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    attach: AttachMode,
 }
 
 fn main() -> ExitCode {
@@ -40,17 +49,37 @@ fn run(args: Args) -> Result<()> {
     }
     let mut obj =
         Ebpf::load(lb_userspace::dataplane::object::DECAP_OBJECT).context("loading lb_decap")?;
-    let prog: &mut Xdp = obj
-        .program_mut(prog_names::LB_DECAP)
-        .ok_or_else(|| anyhow!("object has no {}", prog_names::LB_DECAP))?
-        .try_into()?;
-    prog.load().context("verifier rejected lb_decap")?;
     for iface in &args.ifaces {
         lb_userspace::dataplane::ifindex(iface)
             .with_context(|| format!("interface {iface:?} does not exist"))?;
-        prog.attach(iface, XdpMode::Default)
-            .with_context(|| format!("attaching lb_decap to {iface}"))?;
-        tracing::info!("lb_decap attached to {iface}");
+        let (hook, why) = attach::resolve(iface, args.attach)?;
+        let name = match hook {
+            Hook::Xdp => prog_names::LB_DECAP,
+            Hook::Tc => prog_names::LB_DECAP_TC,
+        };
+        let prog = obj
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("object has no {name}"))?;
+        match hook {
+            Hook::Xdp => {
+                let prog: &mut Xdp = prog.try_into()?;
+                if prog.fd().is_err() {
+                    prog.load().context("verifier rejected lb_decap")?;
+                }
+                prog.attach(iface, XdpMode::Default)
+                    .with_context(|| format!("attaching lb_decap to {iface}"))?;
+            }
+            Hook::Tc => {
+                let prog: &mut SchedClassifier = prog.try_into()?;
+                if prog.fd().is_err() {
+                    prog.load().context("verifier rejected lb_decap_tc")?;
+                }
+                let tcx = TcAttachOptions::TcxOrder(LinkOrder::default());
+                prog.attach_with_options(iface, TcAttachType::Ingress, tcx)
+                    .with_context(|| format!("attaching lb_decap_tc to {iface}"))?;
+            }
+        }
+        tracing::info!("lb_decap attached to {iface} at {} ({why})", hook.name());
     }
     let mut signals = nix::sys::signal::SigSet::empty();
     signals.add(nix::sys::signal::Signal::SIGINT);

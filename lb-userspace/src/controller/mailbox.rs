@@ -76,9 +76,9 @@ pub enum Command {
     UpdateWeights,
     /// Make cached next hops stale so routes and neighbours are looked up again.
     RefreshNextHops,
-    /// Attach `lb_xdp` to an interface (a new VM's link).
+    /// Attach the balancer to an interface (a new VM's link).
     Attach(String, oneshot::Sender<Result<()>>),
-    /// Detach `lb_xdp` from an interface (a VM being deleted).
+    /// Detach the balancer from an interface (a VM being deleted).
     Detach(String, oneshot::Sender<Result<()>>),
 }
 
@@ -177,10 +177,10 @@ pub fn spawn(mut ctl: Controller) -> (Handle, tokio::task::JoinHandle<Controller
                     ctl.dp.drain_logs();
                 }
                 Command::Attach(iface, reply) => {
-                    let _ = reply.send(ctl.dp.attach(&iface).map_err(Error::from));
+                    let _ = reply.send(ctl.attach_vm(&iface));
                 }
                 Command::Detach(iface, reply) => {
-                    let _ = reply.send(ctl.dp.detach(&iface).map_err(Error::from));
+                    let _ = reply.send(ctl.detach_vm(&iface));
                 }
                 Command::RefreshNextHops => {
                     if let Err(e) = ctl.dp.bump_nh_epoch() {

@@ -25,10 +25,10 @@ use crate::{
     balance::plan,
     dataplane::Dataplane,
     model::{
-        config::{BackendConfig, Config, Daemon, Proto, VipConfig},
+        config::{AttachMode, BackendConfig, Config, Daemon, Proto, VipConfig},
         msg::{AgentReport, HealthBoard},
         validate_backend, validate_vips,
-        wire::{BackendChange, ChangeResult, Plan, PlanOp, PlanRequest, VipView},
+        wire::{AttachedView, BackendChange, ChangeResult, Plan, PlanOp, PlanRequest, VipView},
         Error, Result,
     },
 };
@@ -55,7 +55,10 @@ struct Vip {
 pub struct Controller {
     dp: Dataplane,
     instance: String,
-    interfaces: Vec<String>,
+    /// Interfaces the balancer is attached to (configured ones, then VMs'), with their hooks.
+    attached: Vec<AttachedView>,
+    /// The attach mode for VMs' interfaces (`lbd.attach`).
+    vm_attach: AttachMode,
     vips: Vec<Vip>,
     ids: BackendIds,
     /// The prefilter bitmaps as last written.
@@ -97,13 +100,14 @@ impl Controller {
     /// If the maps were adopted from an earlier controller, their VIP ids, live ring buffers
     /// and backend ids are reused for the same VIPs and backends, so tracked flows keep their
     /// backends and a ring swap never writes the buffer packets are reading.
-    pub fn new(dp: Dataplane, instance: &str, interfaces: &[String]) -> Self {
+    pub fn new(dp: Dataplane, instance: &str, attached: &[AttachedView]) -> Self {
         let pinned = dp.pinned_state();
         let dp_slots = dp.ring_slots();
         Controller {
             dp,
             instance: instance.to_string(),
-            interfaces: interfaces.to_vec(),
+            attached: attached.to_vec(),
+            vm_attach: AttachMode::Auto,
             vips: Vec::new(),
             ids: BackendIds::default(),
             filter: vec![0; lb_common::filter::TOTAL_WORDS as usize],
@@ -143,6 +147,7 @@ impl Controller {
     /// deadline from the daemon settings.
     pub fn persist_to(&mut self, path: std::path::PathBuf, daemon: Daemon, config_digest: String) {
         self.drain_timeout = Duration::from_secs(daemon.drain_timeout_s);
+        self.vm_attach = daemon.attach;
         self.persist = Some(persist::Persist {
             path,
             daemon,
@@ -189,6 +194,21 @@ impl Controller {
     /// The data plane, e.g. for tests that run packets through it.
     pub fn dataplane(&mut self) -> &mut Dataplane {
         &mut self.dp
+    }
+
+    /// Attaches the balancer to a VM's interface, at the hook `lbd.attach` resolves to there.
+    pub fn attach_vm(&mut self, iface: &str) -> Result<()> {
+        let view = self.dp.attach(iface, self.vm_attach)?;
+        self.attached.retain(|a| a.iface != iface);
+        self.attached.push(view);
+        Ok(())
+    }
+
+    /// Detaches the balancer from a VM's interface.
+    pub fn detach_vm(&mut self, iface: &str) -> Result<()> {
+        self.dp.detach(iface)?;
+        self.attached.retain(|a| a.iface != iface);
+        Ok(())
     }
 
     /// Gives the data plane back (to unpin it on shutdown).

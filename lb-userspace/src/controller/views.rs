@@ -130,7 +130,8 @@ impl Controller {
     pub fn status(&self) -> StatusView {
         StatusView {
             instance: self.instance.clone(),
-            interfaces: self.interfaces.clone(),
+            interfaces: self.attached.iter().map(|a| a.iface.clone()).collect(),
+            attached: self.attached.clone(),
             pin_dir: self.dp.pin_dir().display().to_string(),
             vips: self.vips.len(),
             backends: self.ids.by_addr.len(),

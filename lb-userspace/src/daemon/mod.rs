@@ -77,16 +77,19 @@ impl Daemon {
         };
         let adopted = pin_dir.exists();
         let mut dp = Dataplane::open(&pin_dir, opts)?;
+        let mut attached = Vec::new();
         for iface in &cfg.lbd.interfaces {
-            if let Err(e) = dp.attach(iface) {
-                if !adopted {
-                    let _ = dp.unpin();
+            match dp.attach(iface, cfg.lbd.attach_for(iface)) {
+                Ok(view) => attached.push(view),
+                Err(e) => {
+                    if !adopted {
+                        let _ = dp.unpin();
+                    }
+                    return Err(e.into());
                 }
-                return Err(e.into());
             }
-            tracing::info!("lb_xdp attached to {iface}");
         }
-        let mut ctl = Controller::new(dp, &cfg.lbd.instance, &cfg.lbd.interfaces);
+        let mut ctl = Controller::new(dp, &cfg.lbd.instance, &attached);
         ctl.persist_to(state_file.clone(), cfg.lbd.clone(), config_digest);
         if let Err(e) = ctl.apply_config(&cfg) {
             if !adopted {
@@ -121,10 +124,15 @@ impl Daemon {
             .ok()
             .and_then(|exe| exe.parent().map(Path::to_path_buf))
             .ok_or_else(|| Error::internal("lbd", "cannot find its own directory"))?;
-        let instance = cfg.lbd.instance.clone();
+        let host = vm::Host {
+            instance: cfg.lbd.instance.clone(),
+            state_file,
+            bin_dir,
+            attach: cfg.lbd.attach,
+        };
         let pools = Pools::new(
             handle.clone(),
-            std::sync::Arc::new(move |vip| vm::provider_for(vip, &instance, &state_file, &bin_dir)),
+            std::sync::Arc::new(move |vip| vm::provider_for(vip, &host)),
         );
         pools.reconcile(&cfg.vips).await?;
         let mut stop_faces = Vec::new();
@@ -233,14 +241,14 @@ impl Daemon {
         let pins = pin_dir(&self.cfg.lbd.instance);
         if keep {
             tracing::info!(
-                "stopped, data path left running: lb_xdp stays attached to {interfaces} with \
+                "stopped, data path left running: the balancer stays attached to {interfaces} with \
                  its maps and links pinned under {}; the next lbd adopts them",
                 pins.display()
             );
         } else {
             ctl.into_dataplane().unpin()?;
             tracing::info!(
-                "stopped, data path removed: lb_xdp detached from {interfaces}, maps and links \
+                "stopped, data path removed: the balancer detached from {interfaces}, maps and links \
                  unpinned from {} (lbd.on_stop = \"keep\" leaves it running)",
                 pins.display()
             );

@@ -1,6 +1,8 @@
-//! Layer 2, the map owner: typed access to the loaded `lb_xdp` program and its maps, the only
-//! code that writes them; it loads, pins under `/sys/fs/bpf/<instance>/` and adopts what an
-//! earlier controller pinned. Imports the model and the system layer only.
+//! Layer 2, the map owner: typed access to the loaded balancer programs (`lb_xdp`, `lb_tc`)
+//! and their maps, the only code that writes them; it loads, attaches, pins under
+//! `/sys/fs/bpf/<instance>/` and adopts what an earlier controller pinned. Imports the model
+//! and the system layer only.
+pub mod attach;
 mod conns;
 mod mmap;
 pub mod object;
@@ -12,11 +14,7 @@ use std::{
 
 use aya::{
     maps::{Array, DevMapHash, HashMap, Map, MapData, PerCpuArray, ProgramArray},
-    programs::{
-        links::{FdLink, PinnedLink},
-        xdp::XdpLink,
-        Xdp, XdpMode,
-    },
+    programs::{Program, ProgramFd, SchedClassifier, Xdp},
     Ebpf,
 };
 use lb_common::{
@@ -28,7 +26,13 @@ use self::{
     mmap::MmapArray,
     object::{time_units, LoadOptions},
 };
-use crate::sys::error::{fail, Context, Result};
+use crate::{
+    model::{
+        config::{AttachMode, Hook},
+        wire::AttachedView,
+    },
+    sys::error::{fail, Context, Result},
+};
 
 /// A ring buffer may be rewritten only this long after it stopped being live, so that no
 /// packet that read the old `VipMeta::ring` can still be reading that buffer (an XDP run
@@ -57,9 +61,9 @@ pub struct Dataplane {
     backend_stats: PerCpuArray<MapData, TrafficStats>,
     /// UDP idle timeout in data-path time units.
     udp_idle: u32,
-    /// `LB_PROGS`, held open (and pinned) so the tail calls to `lb_icmp` and `lb_too_big`
-    /// stay installed.
-    _progs: ProgramArray<MapData>,
+    /// `LB_PROGS` and `LB_TC_PROGS`, held open (and pinned) so the tail calls to the ICMP
+    /// and too-big programs of either hook stay installed.
+    _progs: [ProgramArray<MapData>; 2],
     nh_epoch: Array<MapData, u32>,
     stats: PerCpuArray<MapData, u64>,
     tx_ports: DevMapHash<MapData>,
@@ -83,24 +87,36 @@ where
     T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
 
-/// A descriptor of loaded program `prog` (called `name`), to install in a program array.
-fn prog_fd(prog: &Xdp, name: &str) -> Result<aya::programs::ProgramFd> {
+/// Loads program `name` of the object (the verifier runs now) and returns a descriptor of it,
+/// to install in a program array.
+fn load_prog(ebpf: &mut Ebpf, name: &str) -> Result<ProgramFd> {
+    let prog = ebpf
+        .program_mut(name)
+        .with_context(|| format!("object has no program {name}"))?;
+    let loaded = match prog {
+        Program::Xdp(p) => p.load(),
+        Program::SchedClassifier(p) => p.load(),
+        _ => return Err(fail(name, "neither an XDP nor a tc program")),
+    };
+    loaded.with_context(|| format!("verifier rejected {name}"))?;
     prog.fd()
         .with_context(|| format!("{name} is not loaded"))?
         .try_clone()
         .with_context(|| format!("duplicating the descriptor of {name}"))
 }
 
-/// Loads program `name` of the object (the verifier runs now).
-fn load_xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
-    let prog: &mut Xdp = ebpf
-        .program_mut(name)
-        .with_context(|| format!("object has no program {name}"))?
-        .try_into()
-        .with_context(|| format!("{name} is not an XDP program"))?;
-    prog.load()
-        .with_context(|| format!("verifier rejected {name}"))?;
-    Ok(prog)
+/// Loads a balancer entry program and the two programs it tail-calls (ICMP, too big), which
+/// go into program array `array` (slots `PROG_ICMP` = 0, `PROG_TOO_BIG` = 1).
+fn load_hook(ebpf: &mut Ebpf, names: [&str; 3], array: &str) -> Result<ProgramArray<MapData>> {
+    load_prog(ebpf, names[0])?;
+    let mut progs: ProgramArray<MapData> = take(ebpf, array)?;
+    for (slot, name) in names[1..].iter().enumerate() {
+        let fd = load_prog(ebpf, name)?;
+        progs
+            .set(slot as u32, &fd, 0)
+            .with_context(|| format!("installing {name} in {array}"))?;
+    }
+    Ok(progs)
 }
 
 impl Dataplane {
@@ -117,21 +133,27 @@ impl Dataplane {
 
     fn open_inner(pin_dir: &Path, opts: LoadOptions) -> Result<Self> {
         let mut ebpf = object::load(pin_dir, opts)?;
-        // Load before taking maps out: the program's map references are resolved now.
-        load_xdp(&mut ebpf, prog_names::LB_XDP)?;
-        let icmp_fd = prog_fd(
-            load_xdp(&mut ebpf, prog_names::LB_ICMP)?,
-            prog_names::LB_ICMP,
-        )?;
-        let too_big_fd = prog_fd(
-            load_xdp(&mut ebpf, prog_names::LB_TOO_BIG)?,
-            prog_names::LB_TOO_BIG,
-        )?;
-        let mut progs: ProgramArray<MapData> = take(&mut ebpf, map_names::PROGS)?;
-        progs.set(0, &icmp_fd, 0).context("installing lb_icmp")?;
-        progs
-            .set(1, &too_big_fd, 0)
-            .context("installing lb_too_big")?;
+        // Load before taking maps out: the programs' map references are resolved now.
+        let progs = [
+            load_hook(
+                &mut ebpf,
+                [
+                    prog_names::LB_XDP,
+                    prog_names::LB_ICMP,
+                    prog_names::LB_TOO_BIG,
+                ],
+                map_names::PROGS,
+            )?,
+            load_hook(
+                &mut ebpf,
+                [
+                    prog_names::LB_TC,
+                    prog_names::LB_TC_ICMP,
+                    prog_names::LB_TC_TOO_BIG,
+                ],
+                map_names::TC_PROGS,
+            )?,
+        ];
         let mut mmap = |name: &str, entries: u32| match ebpf.take_map(name) {
             Some(Map::Array(data)) => MmapArray::map(data, entries),
             _ => Err(fail(
@@ -189,53 +211,60 @@ impl Dataplane {
             .context("lb_xdp is not an XDP program")
     }
 
-    /// Attaches `lb_xdp` to `iface` and lets it redirect frames out of that interface.
-    /// The link is pinned under `<pin_dir>/links/<iface>`, so the program stays attached if the
-    /// controller dies; a link pinned by an earlier controller is adopted and gets this
-    /// program in one atomic replacement, so forwarding never stops.
-    pub fn attach(&mut self, iface: &str) -> Result<()> {
-        let ifindex = ifindex(iface)?;
-        let links = self.pin_dir.join("links");
-        std::fs::create_dir_all(&links).with_context(|| format!("creating {}", links.display()))?;
-        let path = links.join(iface);
-        let prog = self.program()?;
-        if path.exists() {
-            let pinned = PinnedLink::from_pin(&path)
-                .with_context(|| format!("opening pinned link {}", path.display()))?;
-            let link = XdpLink::try_from(FdLink::from(pinned))
-                .with_context(|| format!("{} is not an XDP link", path.display()))?;
-            prog.attach_to_link(link)
-                .with_context(|| format!("replacing the program on {iface}"))?;
-            tracing::info!("lb_xdp adopted the pinned link on {iface}");
-        } else {
-            let id = prog
-                .attach_to_if_index(ifindex, XdpMode::Default)
-                .with_context(|| format!("attaching lb_xdp to {iface}"))?;
-            let link = prog
-                .take_link(id)
-                .with_context(|| format!("taking the link of {iface}"))?;
-            let link = FdLink::try_from(link)
-                .with_context(|| format!("{iface}: the kernel gave no bpf_link to pin"))?;
-            link.pin(&path)
-                .with_context(|| format!("pinning the link of {iface}"))?;
-        }
-        self.add_tx_port(ifindex)
-            .with_context(|| format!("adding {iface} to {}", map_names::TX_PORTS))
+    /// The loaded `lb_tc` program (for attaching and for BPF_PROG_TEST_RUN).
+    pub fn tc_program(&mut self) -> Result<&mut SchedClassifier> {
+        self.ebpf
+            .program_mut(prog_names::LB_TC)
+            .with_context(|| format!("object has no program {}", prog_names::LB_TC))?
+            .try_into()
+            .context("lb_tc is not a tc program")
     }
 
-    /// Detaches `lb_xdp` from `iface` (unpins its link) and stops redirecting to it; an
-    /// interface that is already gone (its VM deleted) only loses the pin.
+    /// Attaches the balancer to `iface` at the hook `mode` resolves to there, and lets it
+    /// redirect packets out of that interface. The link is pinned under `<pin_dir>/links/`,
+    /// so the program stays attached if the controller dies; a link pinned by an earlier
+    /// controller is adopted and gets this program in one atomic replacement, so forwarding
+    /// never stops. A link of the other hook (the mode changed) goes once the new one is in.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<AttachedView> {
+        let ifindex = ifindex(iface)?;
+        let (hook, why) = attach::resolve(iface, mode)?;
+        if hook == Hook::Xdp {
+            if let Some(caveat) = attach::xdp_caveat(iface) {
+                tracing::warn!("{caveat}");
+            }
+        }
+        let links = self.pin_dir.join("links");
+        std::fs::create_dir_all(&links).with_context(|| format!("creating {}", links.display()))?;
+        let pin = attach::pin(hook, &links, iface);
+        let adopting = pin.exists();
+        match hook {
+            Hook::Xdp => attach::attach_xdp(self.program()?, iface, ifindex, &pin)?,
+            Hook::Tc => attach::attach_tc(self.tc_program()?, iface, &pin)?,
+        }
+        attach::unpin(&attach::pin(attach::other(hook), &links, iface))?;
+        let verb = if adopting { "adopted" } else { "attached" };
+        tracing::info!("balancer {verb} on {iface} at {} ({why})", hook.name());
+        self.add_tx_port(ifindex)
+            .with_context(|| format!("adding {iface} to {}", map_names::TX_PORTS))?;
+        Ok(AttachedView {
+            iface: iface.to_string(),
+            hook,
+            why,
+        })
+    }
+
+    /// Detaches the balancer from `iface` (unpins its link, at either hook) and stops
+    /// redirecting to it; an interface that is already gone (its VM deleted) only loses the
+    /// pin.
     pub fn detach(&mut self, iface: &str) -> Result<()> {
         if let Ok(ifindex) = ifindex(iface) {
             let _ = self.tx_ports.remove(ifindex);
         }
-        let path = self.pin_dir.join("links").join(iface);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("unpinning {}", path.display()))
-            }
-            _ => Ok(()),
+        let links = self.pin_dir.join("links");
+        for hook in [Hook::Xdp, Hook::Tc] {
+            attach::unpin(&attach::pin(hook, &links, iface))?;
         }
+        Ok(())
     }
 
     /// VIPs (not the ping entries) and backend records found in the maps, as a controller

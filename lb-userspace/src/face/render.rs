@@ -26,7 +26,11 @@ pub fn status(s: &StatusView) -> String {
     format!(
         "instance    {}\ninterfaces  {}\nmaps        {}\nconfig      {}\nvips        {}\nbackends    {}\nruntime     {changes}\n",
         s.instance,
-        s.interfaces.join(", "),
+        s.attached
+            .iter()
+            .map(|a| format!("{} ({}: {})", a.iface, a.hook.name(), a.why))
+            .collect::<Vec<_>>()
+            .join(", "),
         s.pin_dir,
         s.config,
         s.vips,

@@ -114,6 +114,26 @@ impl std::str::FromStr for AttachMode {
     }
 }
 
+/// A hook the balancer runs at on an interface (what [`AttachMode`] resolves to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    /// Native XDP, in the driver.
+    Xdp,
+    /// tc clsact ingress (a TCX link).
+    Tc,
+}
+
+impl Hook {
+    /// `xdp` or `tc`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Xdp => "xdp",
+            Hook::Tc => "tc",
+        }
+    }
+}
+
 impl Daemon {
     /// The attach mode for interface `iface`.
     pub fn attach_for(&self, iface: &str) -> AttachMode {

@@ -8,7 +8,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{Mode, Proto};
+use super::config::{Hook, Mode, Proto};
 
 /// Where a backend stands in its VIP's ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -217,8 +217,11 @@ pub struct StatsView {
 pub struct StatusView {
     /// Instance name.
     pub instance: String,
-    /// Interfaces `lb_xdp` is attached to.
+    /// Interfaces the balancer is attached to.
     pub interfaces: Vec<String>,
+    /// The hook on each of them (VMs' interfaces included), and why.
+    #[serde(default)]
+    pub attached: Vec<AttachedView>,
     /// Where the maps are pinned.
     pub pin_dir: String,
     /// Number of VIPs.
@@ -232,6 +235,17 @@ pub struct StatusView {
     /// (`lbctl diff` lists them; none if the file cannot be read now).
     #[serde(default)]
     pub runtime_changes: Option<usize>,
+}
+
+/// Where the balancer runs on one interface.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedView {
+    /// Interface name.
+    pub iface: String,
+    /// The hook it runs at.
+    pub hook: Hook,
+    /// Why that hook (`configured`, or auto's reading of the driver).
+    pub why: String,
 }
 
 /// Body of `DELETE /v1/vips`.

@@ -1,6 +1,6 @@
 //! Links, addresses and routes through netlink (rtnetlink), without the `ip` tool: a veth pair
-//! between two namespaces with addresses and default routes, and the netlink session they are
-//! made through, which runs on a thread of its own so no thread of the caller changes
+//! between two namespaces with addresses and default routes, bridges and their ports, and the
+//! netlink session they are made through, which runs on a thread of its own so no thread of the caller changes
 //! namespace.
 use std::{
     fs::File,
@@ -12,7 +12,7 @@ use std::{
 use nix::net::if_::if_nametoindex;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 pub use rtnetlink::Handle;
-use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::{
     error::{fail, Context, Result},
@@ -90,6 +90,50 @@ pub async fn default_route(h: &Handle, gateway: IpAddr) -> Result<()> {
         .execute()
         .await
         .with_context(|| format!("adding the default route via {gateway}"))
+}
+
+/// Adds a route to `dst/len` via `gateway` (the same family).
+pub async fn route_via(h: &Handle, dst: IpAddr, len: u8, gateway: IpAddr) -> Result<()> {
+    let msg = match (dst, gateway) {
+        (IpAddr::V4(d), IpAddr::V4(gw)) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(d, len)
+            .gateway(gw)
+            .build(),
+        (IpAddr::V6(d), IpAddr::V6(gw)) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(d, len)
+            .gateway(gw)
+            .build(),
+        _ => {
+            return Err(fail(
+                format!("route to {dst} via {gateway}"),
+                "mixed families",
+            ))
+        }
+    };
+    h.route()
+        .add(msg)
+        .execute()
+        .await
+        .with_context(|| format!("adding the route to {dst}/{len} via {gateway}"))
+}
+
+/// Creates bridge `name`, up, in the handle's namespace; returns its index.
+pub async fn bridge(h: &Handle, name: &str) -> Result<u32> {
+    h.link()
+        .add(LinkBridge::new(name).build())
+        .execute()
+        .await
+        .with_context(|| format!("creating bridge {name}"))?;
+    index(name)
+}
+
+/// Makes interface `port` (called `name`) a port of the bridge with index `bridge`.
+pub async fn set_controller(h: &Handle, port: u32, name: &str, bridge: u32) -> Result<()> {
+    h.link()
+        .set(LinkUnspec::new_with_index(port).controller(bridge).build())
+        .execute()
+        .await
+        .with_context(|| format!("adding {name} to a bridge"))
 }
 
 /// The interface (its index) a packet to `dst` leaves by, as `ip route get` tells it: none

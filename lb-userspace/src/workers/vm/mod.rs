@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::model::wire::VmStatus;
 use crate::{
     model::{
-        config::{Mode, ProviderKind, VipConfig},
+        config::{AttachMode, Mode, ProviderKind, VipConfig},
         Error, ErrorKind,
     },
     sys::SysError,
@@ -178,14 +178,22 @@ pub fn records_dir(state_file: &std::path::Path) -> PathBuf {
     state_file.with_extension("vms")
 }
 
-/// The VM provider of pooled VIP `vip` of lbd instance `instance`, which keeps its state in
-/// `state_file` and finds the binaries VMs run (`lb-backend`, `lb-decap`) in `bin_dir`.
-pub fn provider_for(
-    vip: &VipConfig,
-    instance: &str,
-    state_file: &std::path::Path,
-    bin_dir: &std::path::Path,
-) -> Result<Provider, Error> {
+/// What the providers of one lbd share.
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// The lbd instance (VM names and namespaces carry it).
+    pub instance: String,
+    /// lbd's state file (VM records are kept beside it).
+    pub state_file: PathBuf,
+    /// Where the binaries VMs run (`lb-backend`, `lb-decap`) are.
+    pub bin_dir: PathBuf,
+    /// How lbd attaches to VMs' interfaces (`lbd.attach`): forced XDP needs the VMs' ends of
+    /// their links set up for it.
+    pub attach: AttachMode,
+}
+
+/// The VM provider of pooled VIP `vip` on `host`.
+pub fn provider_for(vip: &VipConfig, host: &Host) -> Result<Provider, Error> {
     let pool = vip
         .pool
         .as_ref()
@@ -197,13 +205,7 @@ pub fn provider_for(
                 .network()
                 .map_err(|p| Error::invalid("pool.network", p))?;
             let dsr = (vip.mode == Mode::Dsr).then_some(vip.addr);
-            Provider::Netns(netns::NetnsProvider::new(
-                instance,
-                records_dir(state_file),
-                network,
-                bin_dir.to_path_buf(),
-                dsr,
-            ))
+            Provider::Netns(netns::NetnsProvider::new(host, network, dsr))
         }
     })
 }

@@ -10,13 +10,16 @@ use std::{
     process::Stdio,
 };
 
-use super::{now_ms, Vm, VmError, VmProvider, VmSpec, VmStatus};
-use crate::sys::{
-    cgroup::Cgroup,
-    error::{fail, Context, Result},
-    ethtool::{self, Offload},
-    link::{self, short_hash, End},
-    netns::{add_netns, command_in, del_netns, enter, netns_path},
+use super::{now_ms, records_dir, Host, Vm, VmError, VmProvider, VmSpec, VmStatus};
+use crate::{
+    model::config::AttachMode,
+    sys::{
+        cgroup::Cgroup,
+        error::{fail, Context, Result},
+        ethtool::{self, Offload},
+        link::{self, short_hash, End},
+        netns::{add_netns, command_in, del_netns, enter, netns_path},
+    },
 };
 
 /// Makes VMs as network namespaces for one lbd instance.
@@ -27,6 +30,8 @@ pub struct NetnsProvider {
     bin_dir: PathBuf,
     /// DSR pools: the VIP each VM holds on its loopback (and `lb-decap` runs).
     dsr_vip: Option<IpAddr>,
+    /// lbd attaches to the VMs' links at XDP (forced): their ends get set up for it.
+    xdp: bool,
 }
 
 /// Namespaces of every VM of `instance` start with this.
@@ -35,21 +40,16 @@ fn ns_prefix(instance: &str) -> String {
 }
 
 impl NetnsProvider {
-    /// A provider for `instance` keeping records in `records`, cutting VM links from
-    /// `network`, starting the binaries found in `bin_dir`.
-    pub fn new(
-        instance: &str,
-        records: PathBuf,
-        network: (Ipv4Addr, u8),
-        bin_dir: PathBuf,
-        dsr_vip: Option<IpAddr>,
-    ) -> Self {
+    /// A provider for `host`'s lbd keeping records beside its state file, cutting VM links
+    /// from `network`, starting the binaries found in its `bin_dir`.
+    pub fn new(host: &Host, network: (Ipv4Addr, u8), dsr_vip: Option<IpAddr>) -> Self {
         NetnsProvider {
-            instance: instance.to_string(),
-            records,
+            instance: host.instance.clone(),
+            records: records_dir(&host.state_file),
             network,
-            bin_dir,
+            bin_dir: host.bin_dir.clone(),
             dsr_vip,
+            xdp: host.attach == AttachMode::Xdp,
         }
     }
 
@@ -206,12 +206,15 @@ impl VmProvider for NetnsProvider {
                 lo: self.dsr_vip.into_iter().collect(),
             };
             link::veth(&host_end, &vm_end).await?;
-            // GRO on: frames lb_xdp redirects into the veth are received; TX checksums off:
-            // the VM's packets carry full checksums the balancer updates incrementally.
-            enter(&ns, || -> Result<()> {
-                ethtool::set("eth0", Offload::Gro, true)?;
-                ethtool::set("eth0", Offload::TxChecksum, false)
-            })??;
+            if self.xdp {
+                // Forced XDP on the VM's link (at tc, the default here, nothing is needed):
+                // GRO on, so frames lb_xdp redirects into the veth are received; TX checksums
+                // off, so the VM's packets carry full checksums XDP can update.
+                enter(&ns, || -> Result<()> {
+                    ethtool::set("eth0", Offload::Gro, true)?;
+                    ethtool::set("eth0", Offload::TxChecksum, false)
+                })??;
+            }
             Cgroup::create(&ns, spec.cpu_limit, spec.memory_mb)?;
             Result::Ok(())
         };
@@ -255,7 +258,12 @@ impl VmProvider for NetnsProvider {
                     &cgroup,
                     &log,
                     &self.bin("lb-decap"),
-                    &["--iface", "eth0"],
+                    &[
+                        "--iface",
+                        "eth0",
+                        "--attach",
+                        if self.xdp { "xdp" } else { "auto" },
+                    ],
                 )?;
                 vm.meta.insert("decap_pid".into(), pid.to_string());
             }
