@@ -72,6 +72,9 @@ hook_tests! {
             let (_, a) = lb.run(&Frame::tcp(CLIENT, 40000, VIP, 80, SYN).bytes());
             let (_, b) = lb.run(&Frame::tcp(CLIENT, 40001, VIP, 80, SYN).bytes());
             assert_ne!(&a[26..30], &b[26..30], "outer sources spread flows");
+            for out in [&a, &b] {
+                assert_eq!(ipv4_header_check(&out[14..34]), 0, "outer checksum");
+            }
         });
     }
 }
@@ -111,6 +114,7 @@ hook_tests! {
             for _ in 0..5 {
                 let (_, out) = lb.run(&Frame::tcp(CLIENT, 40000, VIP, 80, ACK).bytes());
                 assert_eq!(&out[30..34], &first[30..34], "same outer destination");
+                assert_eq!(ipv4_header_check(&out[14..34]), 0, "outer checksum");
             }
         });
     }

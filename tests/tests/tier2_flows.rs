@@ -127,6 +127,27 @@ hook_tests! {
 }
 
 hook_tests! {
+    fn a_udp_flow_idle_just_under_the_timeout_stays_on_its_backend() {
+        Harness::new().run(|lb| {
+            lb.add_vip("dns", Proto::Udp, 53, &[(0, 5353, 1)]);
+            lb.run(&Frame::udp(CLIENT, 40000, VIP, 53).bytes());
+            drain_backend0(lb);
+            let k = key(PROTO_UDP, 40000, 53);
+            let mut map = conns(lb);
+            let mut entry = map.get(&k, 0).expect("entry");
+            entry.last_seen = entry.last_seen.wrapping_sub(time_units(UDP_IDLE_S) - 2);
+            map.insert(k, entry, 0).expect("age entry");
+            let (_, out) = lb.run(&Frame::udp(CLIENT, 40000, VIP, 53).bytes());
+            assert_eq!(
+                parse_and_verify(&out).dst,
+                backend(0),
+                "idle, but not for the timeout: stays"
+            );
+        });
+    }
+}
+
+hook_tests! {
     fn a_udp_flow_idle_past_the_timeout_is_balanced_afresh() {
         Harness::new().run(|lb| {
             lb.add_vip("dns", Proto::Udp, 53, &[(0, 5353, 1)]);

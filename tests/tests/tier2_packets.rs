@@ -1,8 +1,8 @@
 //! Tier 2: packet tables through BPF_PROG_TEST_RUN in the real kernel. Each test is one
 //! scenario: input frame + map state -> expected action, output bytes and counter.
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use lb_common::{flow_hash, xdp_action, Reason};
+use lb_common::{flow_hash, map_names, xdp_action, Reason};
 use lb_userspace::{
     balance::maglev::{self, Member},
     model::{
@@ -96,6 +96,31 @@ hook_tests! {
 }
 
 hook_tests! {
+    fn a_nat_udp_checksum_that_comes_out_zero_is_sent_as_all_ones() {
+        Harness::new().run(|lb| {
+            lb.add_vip("dns", Proto::Udp, 53, &[(1, 5353, 1)]);
+            // A payload word that makes the rewritten datagram's checksum compute to zero,
+            // which UDP over IPv4 must send as 0xffff (zero means "no checksum").
+            let with = |dst: Ipv4Addr, port: u16, v: u16| {
+                let mut f = Frame::udp(CLIENT, 40001, dst, port);
+                f.payload = v.to_be_bytes().to_vec();
+                f.bytes()
+            };
+            let check = |f: &[u8]| u16::from_be_bytes([f[14 + 20 + 6], f[14 + 20 + 7]]);
+            let v = (0..=u16::MAX)
+                .find(|&v| check(&with(backend(1), 5353, v)) == 0)
+                .expect("a payload word exists");
+            let frame = with(VIP, 53, v);
+            assert_ne!(check(&frame), 0, "the datagram as sent carries a checksum");
+            let (action, out) = lb.run(&frame);
+            assert_eq!(action, xdp_action::REDIRECT);
+            assert_eq!(check(&out), 0xffff, "zero is sent as all ones");
+            assert_eq!(parse_and_verify(&out).dst, backend(1));
+        });
+    }
+}
+
+hook_tests! {
     fn non_vip_address_passes_unchanged() {
         Harness::new().run(|lb| {
             lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1)]);
@@ -115,6 +140,18 @@ hook_tests! {
             let (action, _) = lb.run(&syn().bytes());
             assert_eq!(action, xdp_action::DROP);
             assert_eq!(lb.count(Reason::DropNoBackend), 1);
+        });
+    }
+}
+
+hook_tests! {
+    fn a_vip_whose_backends_are_all_drained_takes_no_new_flow() {
+        Harness::new().run(|lb| {
+            lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 0), (1, 8080, 0)]);
+            let (action, _) = lb.run(&syn().bytes());
+            assert_eq!(action, xdp_action::DROP, "no backend takes new flows");
+            assert_eq!(lb.count(Reason::DropNoBackend), 1);
+            assert_eq!(lb.count(Reason::FwdNat), 0);
         });
     }
 }
@@ -277,6 +314,55 @@ hook_tests! {
                 .expect("add");
             let (_, out) = lb.run(&Frame::tcp(CLIENT, 40000, VIP, 80, ACK).bytes());
             assert_eq!(parse_and_verify(&out).dst, backend(0), "tracked flow stays");
+        });
+    }
+}
+
+hook_tests! {
+    fn a_syn_on_a_tracked_tuple_ignores_the_entry_while_its_backend_is_still_there() {
+        Harness::new().run(|lb| {
+            lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1), (1, 8080, 1)]);
+            // A client port whose flow lands on backend 0.
+            let sport = (40000..40100)
+                .find(|&p| {
+                    let (_, out) = lb.run(&Frame::tcp(CLIENT, p, VIP, 80, SYN).bytes());
+                    parse_and_verify(&out).dst == backend(0)
+                })
+                .expect("some port lands on backend 0");
+            let weight = |w| BackendChange {
+                vip: "web".into(),
+                addr: backend(0).into(),
+                port: 8080,
+                weight: Some(w),
+            };
+            // Drained: its record stays (its flows keep going), the ring has backend 1 only.
+            lb.ctl.add_backend(&weight(0)).expect("drain backend 0");
+            let ack = Frame::tcp(CLIENT, sport, VIP, 80, ACK).bytes();
+            assert_eq!(
+                parse_and_verify(&lb.run(&ack).1).dst,
+                backend(0),
+                "the tracked flow keeps its drained backend"
+            );
+            // The same four-tuple opens again (the client reused the port).
+            let (action, out) = lb.run(&Frame::tcp(CLIENT, sport, VIP, 80, SYN).bytes());
+            assert_eq!(action, xdp_action::REDIRECT);
+            assert_eq!(parse_and_verify(&out).dst, backend(1), "balanced afresh");
+            let entry = lb
+                .flow_table(map_names::CONNS)
+                .get(&tcp_key(sport), 0)
+                .expect("entry");
+            let id1 = lb.ctl.vips()[0]
+                .backends
+                .iter()
+                .find(|b| b.addr == IpAddr::from(backend(1)))
+                .expect("backend 1")
+                .id;
+            assert_eq!(entry.backend_id, id1, "the entry names the new backend");
+            assert_eq!(
+                parse_and_verify(&lb.run(&ack).1).dst,
+                backend(1),
+                "and the connection's next packet follows it"
+            );
         });
     }
 }

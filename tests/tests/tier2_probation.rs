@@ -117,9 +117,16 @@ hook_tests! {
             lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1)]);
             let sport = lb.syn_on_probation();
             let (before, tracked) = (lb.count(Reason::FwdProbation), lb.count(Reason::FwdNat));
+            let new_flows = lb.ctl.vips()[0].new_flows;
             assert_eq!(lb.run(&syn(sport)).0, xdp_action::REDIRECT);
             if lb.count(Reason::FwdNat) > tracked {
-                // A new time unit began in between: the SYN was within the limit again.
+                // A new time unit began in between: the SYN was within the limit again, and
+                // balanced as a new flow; a promotion would not count one.
+                assert_eq!(
+                    lb.ctl.vips()[0].new_flows,
+                    new_flows + 1,
+                    "tracked as a new flow, not promoted off probation"
+                );
                 return;
             }
             assert!(

@@ -139,6 +139,44 @@ mod tests {
         }
     }
 
+    /// Weights that do not divide each other: a backend's leftover credit carries over to the
+    /// next round, or weight 2 of 2/3/5 would claim a slot every third round instead of two
+    /// in five.
+    #[test]
+    fn weights_that_do_not_divide_each_other_are_honoured() {
+        let ms = members(3, |i| [2, 3, 5][i as usize - 1]);
+        let s = shares(&build(&ms, 65537));
+        for m in &ms {
+            let want = 65537.0 * f64::from(m.weight) / 10.0;
+            let got = s[&m.id] as f64;
+            assert!((got - want).abs() / want <= 0.01, "{m:?}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn a_set_with_every_backend_drained_gives_an_empty_table() {
+        let table = build(&members(4, |_| 0), 4093);
+        assert!(
+            table.iter().all(|&id| id == BACKEND_NONE),
+            "no drained backend"
+        );
+    }
+
+    /// The table of a fixed set, pinned: a change of the construction would remap most flows
+    /// of every VIP in a rolling upgrade (hosts on the old and the new version disagree), so
+    /// it must be deliberate and show here.
+    #[test]
+    fn the_table_of_a_fixed_set_is_pinned() {
+        let table = build(&members(5, |i| i), 65537);
+        let fnv = table.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, id| {
+            (h ^ u64::from(*id)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        assert_eq!(
+            fnv, 0xe7dc_d25b_a2e7_e521,
+            "fingerprint of the 5-backend table"
+        );
+    }
+
     /// Disruption of one removal or addition, as a multiple of the minimum (1/N of the table).
     /// Classic Maglev trades disruption for balance: measured 1.02x at N=10, 1.56x at N=100
     /// and 6.5x at N=1000 (the paper's fill order reshuffles some surviving slots). The
