@@ -1,4 +1,5 @@
-//! Maps of the bench object (`lb-bench`), which measures `lb_xdp` with BPF_PROG_TEST_RUN.
+//! Maps of the bench object (`lb-bench`), which measures `lb_xdp` and `lb_tc` with
+//! BPF_PROG_TEST_RUN.
 /// Length of every bench frame, in bytes (frames are padded to it).
 pub const FRAME_LEN: usize = 128;
 /// `Array<BenchFrame>` with one element: the frame each iteration starts from.
@@ -7,15 +8,16 @@ pub const FRAME_MAP: &str = "BENCH_FRAME";
 pub const TARGET_MAP: &str = "BENCH_TARGET";
 /// `ProgramArray` with one slot: the tc program under test.
 pub const TC_TARGET_MAP: &str = "BENCH_TC_TARGET";
-/// `PerCpuArray<u32>` with one element: iteration counter for varied source ports.
+/// `PerCpuArray<u32>` with one element: iteration counter for varied source addresses.
 pub const SEQ_MAP: &str = "BENCH_SEQ";
 
 /// The value of `BENCH_FRAME`. 136 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct BenchFrame {
-    /// Byte offset of a 16-bit field (a source port) that gets the iteration counter,
-    /// network byte order, so each iteration is a new flow; 0 = leave the frame as is.
+    /// Byte offset of a 32-bit field (an IPv4 source address) that gets the iteration
+    /// counter, network byte order, so each iteration is a new flow from a new source; 0 =
+    /// leave the frame as is.
     pub vary_off: u32,
     /// Always zero.
     pub _pad: u32,

@@ -77,10 +77,9 @@ pub mod prog_names {
     pub const LB_TC_TOO_BIG: &str = "lb_tc_too_big";
     /// Bench object: restores the original frame, then tail-calls the program under test.
     pub const LB_BENCH: &str = "lb_bench";
-    /// Bench object: `return XDP_PASS`, the floor every figure is compared with.
+    /// Bench object: `return XDP_PASS`; the harness tail-calling it is the floor every figure
+    /// is net of.
     pub const LB_PASS: &str = "lb_pass";
-    /// Bench object: grows the frame by 20 bytes and passes (harness calibration).
-    pub const LB_GROW: &str = "lb_grow";
     /// Bench object: `return XDP_TX`, the raw forwarding ceiling of `bench e2e`.
     pub const LB_TX: &str = "lb_tx";
     /// Decap object: strips DSR encapsulation on backend hosts.

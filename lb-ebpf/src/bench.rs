@@ -1,7 +1,7 @@
 //! The benchmark harness object: `lb_bench` makes every BPF_PROG_TEST_RUN iteration start from
 //! the original frame (the kernel re-runs a program on its own output), then tail-calls the
-//! program under test; `lb_pass` is the `return XDP_PASS` floor, `lb_grow` calibrates the
-//! cost of undoing a grown frame and `lb_tx` is the raw forwarding ceiling (`bench e2e`).
+//! program under test; `lb_pass` is `return XDP_PASS` (the harness tail-calling it is the
+//! floor every figure is net of) and `lb_tx` is the raw forwarding ceiling (`bench e2e`).
 //! `lb_bench_tc` and `lb_pass_tc` are the same harness and floor for the tc programs.
 #![no_std]
 #![no_main]
@@ -55,9 +55,9 @@ pub fn lb_bench(ctx: XdpContext) -> u32 {
         if bpf_xdp_store_bytes(ctx.ctx, 0, bytes, FRAME_LEN as u32) != 0 {
             return xdp_action::XDP_ABORTED;
         }
-        if let Some((off, mut port)) = next_port(&*frame) {
-            let p = &mut port as *mut u16 as *mut c_void;
-            if bpf_xdp_store_bytes(ctx.ctx, off, p, 2) != 0 {
+        if let Some((off, mut stamp)) = next_stamp(&*frame) {
+            let p = &mut stamp as *mut u32 as *mut c_void;
+            if bpf_xdp_store_bytes(ctx.ctx, off, p, 4) != 0 {
                 return xdp_action::XDP_ABORTED;
             }
         }
@@ -66,9 +66,10 @@ pub fn lb_bench(ctx: XdpContext) -> u32 {
     xdp_action::XDP_ABORTED
 }
 
-/// The next source port of a varied frame, network byte order, if the frame varies.
+/// The next iteration number to stamp into a varied frame (a new source address each
+/// iteration), network byte order, if the frame varies.
 #[inline(always)]
-fn next_port(frame: &BenchFrame) -> Option<(u32, u16)> {
+fn next_stamp(frame: &BenchFrame) -> Option<(u32, u32)> {
     if frame.vary_off == 0 {
         return None;
     }
@@ -78,7 +79,7 @@ fn next_port(frame: &BenchFrame) -> Option<(u32, u16)> {
         *seq = (*seq).wrapping_add(1);
         *seq
     };
-    Some((frame.vary_off, (seq as u16).to_be()))
+    Some((frame.vary_off, seq.to_be()))
 }
 
 /// [`lb_bench`] for tc programs: restores the buffer (shrinking what the program grew),
@@ -102,9 +103,9 @@ pub fn lb_bench_tc(ctx: TcContext) -> i32 {
         if bpf_skb_store_bytes(skb, 0, bytes, FRAME_LEN as u32, 0) != 0 {
             return TC_ACT_SHOT as i32;
         }
-        if let Some((off, port)) = next_port(frame) {
-            let p = &port as *const u16 as *const c_void;
-            if bpf_skb_store_bytes(skb, off, p, 2, 0) != 0 {
+        if let Some((off, stamp)) = next_stamp(frame) {
+            let p = &stamp as *const u32 as *const c_void;
+            if bpf_skb_store_bytes(skb, off, p, 4, 0) != 0 {
                 return TC_ACT_SHOT as i32;
             }
         }
@@ -119,18 +120,7 @@ pub fn lb_pass_tc(_ctx: TcContext) -> i32 {
     TC_ACT_OK as i32
 }
 
-/// Grows the frame by an IPv4 header's length and passes: calibrates what the harness spends
-/// shrinking a frame that the program under test grew (one `bpf_xdp_adjust_head` each way).
-#[xdp]
-pub fn lb_grow(ctx: XdpContext) -> u32 {
-    // SAFETY: `ctx.ctx` is this program's context; the helper checks the headroom.
-    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -20) } != 0 {
-        return xdp_action::XDP_ABORTED;
-    }
-    xdp_action::XDP_PASS
-}
-
-/// `return XDP_PASS`: the floor.
+/// `return XDP_PASS`: what the harness tail-calls for the floor.
 #[xdp]
 pub fn lb_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS

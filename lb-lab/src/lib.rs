@@ -10,7 +10,7 @@ pub use bridge::*;
 pub use probes::*;
 pub use topology::*;
 
-/// The benchmark harness object (`lb_bench`, `lb_pass`, `lb_grow`, `lb_tx`), built with the
+/// The benchmark harness object (`lb_bench`, `lb_pass`, `lb_tx`, and their tc twins `lb_bench_tc`, `lb_pass_tc`), built with the
 /// product's programs by `lb-userspace`'s build script.
 pub static BENCH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-bench.o"));

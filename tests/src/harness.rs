@@ -299,6 +299,19 @@ impl Balancer {
         self.install(vip_config(name, v6, Proto::Tcp, Mode::Dsr, port, &backends));
     }
 
+    /// Adds a DSR UDP VIP on `VIP` with backends `index` on the VIP's port.
+    pub fn add_dsr_udp_vip(&mut self, name: &str, port: u16, backends: &[u8]) {
+        let backends: Vec<(u8, u16, u32)> = backends.iter().map(|&i| (i, port, 1)).collect();
+        self.install(vip_config(
+            name,
+            false,
+            Proto::Udp,
+            Mode::Dsr,
+            port,
+            &backends,
+        ));
+    }
+
     /// Adds a TCP NAT VIP on `VIP` whose weights follow `policy`, updated every 100 ms (by
     /// `ctl.update_weights()`: the harness has no timer).
     pub fn add_vip_with_policy(

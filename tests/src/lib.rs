@@ -1,6 +1,8 @@
 //! Helpers for the test tiers: packet building, independent checksum checks, a per-test
-//! network namespace with a loaded balancer, and locating the built binaries.
+//! network namespace with a loaded balancer, filling flow tables, and locating the built
+//! binaries.
 pub mod chaos;
+pub mod flows;
 pub mod harness;
 pub mod lab;
 pub mod packet;

@@ -6,12 +6,11 @@
 use std::os::fd::{AsFd, AsRawFd};
 
 use aya::maps::{HashMap, IterableMap, MapData};
-use lb_common::{
-    addr_words, map_names, xdp_action, ConnEntry, FlowKey, Reason, FAMILY_V4, PROTO_TCP,
-};
+use lb_common::{map_names, xdp_action, ConnEntry, FlowKey, Reason};
 use lb_userspace::model::wire::BackendChange;
 use tests::hook_tests;
 use tests::{
+    flows::{flow_key, insert_all, pin_to, possible_cpus},
     harness::{backend, tcp_key, Harness, CLIENT, VIP},
     packet::{parse_and_verify, Frame, ACK, SYN},
 };
@@ -20,88 +19,6 @@ use tests::{
 const MAX_FLOWS: u32 = 2_097_152;
 /// Entries of `LB_CONNS`.
 const ENTRIES: u32 = 2 * MAX_FLOWS;
-/// Entries written per `BPF_MAP_UPDATE_BATCH`.
-const BATCH: usize = 65_536;
-
-/// The key of filled flow `i`: client 10.64.0.0/10 + i / 64512, port 1024 + i % 64512, to
-/// VIP:80.
-fn filled_key(i: u32) -> FlowKey {
-    let host = 0x0a40_0000 + i / 64_512;
-    let port = 1024 + (i % 64_512) as u16;
-    FlowKey {
-        src: addr_words(std::net::Ipv4Addr::from(host).into()),
-        dst: addr_words(VIP.into()),
-        sport: port.to_be(),
-        dport: 80u16.to_be(),
-        proto: PROTO_TCP,
-        family: FAMILY_V4,
-        _pad: [0; 2],
-    }
-}
-
-/// Writes `keys` with `value` into the map behind `fd` with `BPF_MAP_UPDATE_BATCH`.
-fn update_batch(fd: i32, keys: &[FlowKey], value: &ConnEntry) {
-    #[repr(C)]
-    struct BatchAttr {
-        in_batch: u64,
-        out_batch: u64,
-        keys: u64,
-        values: u64,
-        count: u32,
-        map_fd: u32,
-        elem_flags: u64,
-        flags: u64,
-    }
-    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-    let values = vec![*value; keys.len()];
-    let mut attr = BatchAttr {
-        in_batch: 0,
-        out_batch: 0,
-        keys: keys.as_ptr() as u64,
-        values: values.as_ptr() as u64,
-        count: keys.len() as u32,
-        map_fd: fd as u32,
-        elem_flags: 0,
-        flags: 0,
-    };
-    // SAFETY: `attr` is the kernel's batch layout; `keys` and `values` hold `count` elements
-    // of the map's key and value types and outlive the call, which only reads them.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_UPDATE_BATCH,
-            &mut attr as *mut BatchAttr,
-            std::mem::size_of::<BatchAttr>(),
-        )
-    };
-    assert!(
-        ret == 0,
-        "BPF_MAP_UPDATE_BATCH: {} after {} entries",
-        std::io::Error::last_os_error(),
-        attr.count
-    );
-}
-
-/// CPUs the kernel may bring up (`/sys/devices/system/cpu/possible`, e.g. `0-1`): the LRU
-/// lists split the table among them.
-fn possible_cpus() -> usize {
-    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible").expect("possible");
-    text.trim()
-        .split(',')
-        .map(|r| match r.split_once('-') {
-            Some((a, b)) => b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1,
-            None => 1,
-        })
-        .sum()
-}
-
-/// Pins the calling thread to `cpu`: `LB_CONNS` keeps an LRU list per CPU, and an insert
-/// takes room from the inserting CPU's share.
-fn pin_to(cpu: usize) {
-    let mut set = nix::sched::CpuSet::new();
-    set.set(cpu).expect("cpu index");
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).expect("pin thread");
-}
 
 hook_tests! {
     fn a_table_of_four_million_entries_still_finds_established_flows() {
@@ -133,12 +50,10 @@ hook_tests! {
             // Room for the entries the harness's own packets made on each CPU.
             let per_cpu = share - 16;
             for cpu in 0..possible {
-                pin_to(cpu);
+                pin_to(cpu).expect("pin to a CPU");
                 let first = cpu as u32 * per_cpu;
-                let keys: Vec<FlowKey> = (first..first + per_cpu).map(filled_key).collect();
-                for chunk in keys.chunks(BATCH) {
-                    update_batch(fd, chunk, &template);
-                }
+                let keys: Vec<FlowKey> = (first..first + per_cpu).map(|i| flow_key(i, VIP)).collect();
+                insert_all(fd, &keys, &template);
             }
             nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus)
                 .expect("restore affinity");
@@ -153,7 +68,7 @@ hook_tests! {
             // A sample across the whole table, both CPUs' shares.
             let sample: Vec<u32> = (0..1000u32).map(|k| k * (filled / 1000) + k % 7).collect();
             for i in &sample {
-                let key = filled_key(*i);
+                let key = flow_key(*i, VIP);
                 let src = std::net::Ipv4Addr::from(u32::from_be(key.src[0]));
                 let ack = Frame::tcp(src, u16::from_be(key.sport), VIP, 80, ACK).bytes();
                 let (action, out) = lb.run(&ack);

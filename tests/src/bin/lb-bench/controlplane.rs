@@ -1,0 +1,247 @@
+//! Control-plane timings: the Maglev build, API changes and health detection in a namespace
+//! lab, and autoscaling in a pool lab.
+use std::time::Duration;
+
+use anyhow::Result;
+use lb_userspace::balance::maglev::{self, Member};
+use serde_json::json;
+use tests::median;
+
+use crate::{max, min, RUNS};
+
+/// Maglev table build time (M = 65537) for growing backend counts: median, min, max of 9.
+pub fn maglev_build_times() -> serde_json::Value {
+    println!("\nMaglev table build, M = 65537, 9 builds each (target: < 5 ms at 1,000 backends)\n");
+    println!(
+        "{:>9} {:>10} {:>10} {:>10}",
+        "backends", "median ms", "min ms", "max ms"
+    );
+    let mut rows = Vec::new();
+    for n in [10u32, 100, 1000, 4096] {
+        let members: Vec<Member> = (1..=n)
+            .map(|i| Member {
+                id: i,
+                addr: std::net::SocketAddr::from((
+                    [10, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+                    8080,
+                )),
+                weight: 1,
+            })
+            .collect();
+        let times: Vec<f64> = (0..RUNS)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                std::hint::black_box(maglev::build(&members, 65537));
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        println!(
+            "{n:>9} {:>10.2} {:>10.2} {:>10.2}",
+            median(&times),
+            min(&times),
+            max(&times)
+        );
+        rows.push(
+            json!({"backends": n, "median_ms": median(&times), "min_ms": min(&times),
+            "max_ms": max(&times)}),
+        );
+    }
+    serde_json::Value::Array(rows)
+}
+
+/// Control-plane timings in a namespace lab: API round trip of a ring change (changes are
+/// applied before the API answers, so this bounds "API change to data path"), and how long
+/// health checks take to take a killed server out of the ring.
+pub fn lab_timings() -> Result<serde_json::Value> {
+    use lb_lab::{backend_addr, wait_until, BACKEND_PORT};
+    let mut lab = tests::lab::RunningLab::start(3);
+    let mut api = Vec::new();
+    for i in 0..50u32 {
+        let weight = 1 + i % 3;
+        let body = json!({"vip": "web", "addr": backend_addr(2), "port": BACKEND_PORT,
+            "weight": weight});
+        let start = std::time::Instant::now();
+        lb_userspace::face::client::call(&lab.socket, "POST", "/v1/backends", Some(&body))?;
+        api.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let (at10, at4000) = (change_latency(&lab, 10)?, change_latency(&lab, 4000)?);
+    let bulk = apply_latency(&lab, 1000)?;
+    let state = |lab: &tests::lab::RunningLab| -> String {
+        let list: serde_json::Value =
+            serde_json::from_str(&lab.lbctl(&["backend", "list", "--vip", "web", "--json"]))
+                .unwrap_or_default();
+        list[0]["backends"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["addr"] == backend_addr(1).to_string()))
+            .and_then(|b| b["state"].as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
+    let mut detect = Vec::new();
+    for _ in 0..10 {
+        lab.topo.kill_server(1)?;
+        let start = std::time::Instant::now();
+        wait_until(Duration::from_secs(5), || state(&lab) == "down")?;
+        detect.push(start.elapsed().as_secs_f64() * 1e3);
+        lab.topo.start_server(1, &tests::bin("lb-backend"))?;
+        wait_until(Duration::from_secs(5), || state(&lab) == "active")?;
+    }
+    let p90 = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        s[(s.len() * 9) / 10 - 1]
+    };
+    println!(
+        "\nControl plane, namespace lab (web: tcp check, inter 200 ms, fastinter 100 ms, fall 2)\n"
+    );
+    println!(
+        "{:<44} {:>9} {:>9} {:>9}",
+        "measure", "median", "p90", "max"
+    );
+    println!(
+        "{:<44} {:>7.2}ms {:>7.2}ms {:>7.2}ms",
+        "API ring change, applied on return (50)",
+        median(&api),
+        p90(&api),
+        max(&api)
+    );
+    for (what, v) in [
+        ("backend add, VIP of 10 backends (20)", &at10),
+        ("backend add, VIP of 4,000 backends (20)", &at4000),
+        ("apply -f of 1,000 backends, one call (5)", &bulk),
+    ] {
+        println!(
+            "{what:<44} {:>7.2}ms {:>7.2}ms {:>7.2}ms",
+            median(v),
+            p90(v),
+            max(v)
+        );
+    }
+    println!(
+        "{:<44} {:>7.0}ms {:>7.0}ms {:>7.0}ms",
+        "killed server out of the ring (10)",
+        median(&detect),
+        p90(&detect),
+        max(&detect)
+    );
+    Ok(json!({
+        "api_change_ms": {"median": median(&api), "p90": p90(&api), "max": max(&api)},
+        "backend_add_ms_at_10": {"median": median(&at10), "p90": p90(&at10), "max": max(&at10)},
+        "backend_add_ms_at_4000": {"median": median(&at4000), "p90": p90(&at4000), "max": max(&at4000)},
+        "apply_1000_backends_ms": {"median": median(&bulk), "p90": p90(&bulk), "max": max(&bulk)},
+        "health_detection_ms": {"median": median(&detect), "p90": p90(&detect), "max": max(&detect),
+            "samples": detect},
+    }))
+}
+
+/// A VIP `name` with `n` backends (10.220.0.0/16, port 8080), as config text.
+fn vip_text(name: &str, addr: &str, n: u32) -> String {
+    let mut text =
+        format!("[[vip]]\nname = {name:?}\naddr = {addr:?}\nport = 80\nproto = \"tcp\"\n");
+    for i in 0..n {
+        text += &format!(
+            "[[vip.backend]]\naddr = \"10.220.{}.{}\"\nport = 8080\n",
+            i / 250,
+            i % 250 + 1
+        );
+    }
+    text
+}
+
+/// API round trips of 20 backend adds (each then removed, untimed) to a VIP of `n` backends.
+fn change_latency(lab: &tests::lab::RunningLab, n: u32) -> Result<Vec<f64>> {
+    use lb_userspace::face::client::call;
+    let name = format!("scale{n}");
+    let body = json!({"config": vip_text(&name, "10.200.0.60", n)});
+    call(&lab.socket, "POST", "/v1/apply", Some(&body))?;
+    let mut took = Vec::new();
+    for i in 0..20u32 {
+        let change = json!({"vip": name, "addr": format!("10.221.0.{}", i + 1), "port": 8080});
+        let start = std::time::Instant::now();
+        call(&lab.socket, "POST", "/v1/backends", Some(&change))?;
+        took.push(start.elapsed().as_secs_f64() * 1e3);
+        call(&lab.socket, "DELETE", "/v1/backends", Some(&change))?;
+    }
+    call(
+        &lab.socket,
+        "DELETE",
+        "/v1/vips",
+        Some(&json!({"name": name})),
+    )?;
+    Ok(took)
+}
+
+/// Round trips of `POST /v1/apply` adding a VIP of `n` backends in one call (5 rounds, each
+/// then removed).
+fn apply_latency(lab: &tests::lab::RunningLab, n: u32) -> Result<Vec<f64>> {
+    use lb_userspace::face::client::call;
+    let body = json!({"config": vip_text("bulk", "10.200.0.61", n)});
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        let start = std::time::Instant::now();
+        call(&lab.socket, "POST", "/v1/apply", Some(&body))?;
+        took.push(start.elapsed().as_secs_f64() * 1e3);
+        call(
+            &lab.socket,
+            "DELETE",
+            "/v1/vips",
+            Some(&json!({"name": "bulk"})),
+        )?;
+    }
+    Ok(took)
+}
+
+/// Autoscaling timings in a pool lab, over several load steps from idle to 200 requests/s
+/// (2 ms of CPU each against 0.2-core VMs at a 50% target): how long until the first
+/// scale-out decision, until that VM serves, and each new VM's create-to-serving time.
+pub fn pool_timings() -> Result<serde_json::Value> {
+    use lb_lab::{Load, PoolLab, VIP, VIP_PORT};
+    use tests::lab::PoolRunning;
+    let (mut decide, mut serve, mut boot) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let lab = PoolRunning::start(&PoolLab {
+            cooldowns_s: (1, 3600),
+            ..PoolLab::default()
+        });
+        lab.wait_for(Duration::from_secs(10), "2 VMs serving", |p| {
+            PoolRunning::active(p).len() == 2
+        });
+        // Let the agents' CPU windows settle after the VMs' start.
+        std::thread::sleep(Duration::from_secs(2));
+        let load = Load::start(&lab.topo.client, (VIP, VIP_PORT).into(), 200, 16)?;
+        let start = std::time::Instant::now();
+        lab.wait_for(Duration::from_secs(20), "a scale-out", |p| {
+            p.decisions.contains_key("scale_out")
+        });
+        decide.push(start.elapsed().as_secs_f64() * 1e3);
+        let p = lab.wait_for(Duration::from_secs(20), "a third VM serving", |p| {
+            PoolRunning::active(p).len() >= 3
+        });
+        serve.push(start.elapsed().as_secs_f64() * 1e3);
+        boot.extend(
+            p.vms
+                .iter()
+                .filter_map(|v| v.serving_after_ms)
+                .map(|ms| ms as f64),
+        );
+        drop(load);
+    }
+    println!(
+        "\nAutoscaling, pool lab (agent check inter 300 ms, fastinter 100 ms, rise 2; load step \
+         idle -> 200 req/s, 5 steps)\n"
+    );
+    println!("{:<44} {:>9} {:>9}", "measure", "median", "max");
+    for (name, v) in [
+        ("load step to scale-out decision", &decide),
+        ("load step to the new VM serving", &serve),
+        ("VM create to serving (every VM)", &boot),
+    ] {
+        println!("{name:<44} {:>7.0}ms {:>7.0}ms", median(v), max(v));
+    }
+    let stat = |v: &[f64]| json!({"median": median(v), "max": max(v), "samples": v});
+    Ok(json!({
+        "step_to_decision_ms": stat(&decide),
+        "step_to_serving_ms": stat(&serve),
+        "create_to_serving_ms": stat(&boot),
+    }))
+}
