@@ -19,7 +19,9 @@ use lb_userspace::sys::{link, Context};
 use lb_userspace::{
     controller::Controller,
     dataplane::{self, object::LoadOptions, Dataplane},
-    model::config::{BackendConfig, Hook, Mode, Policy, Proto, VipConfig, WeightsConfig},
+    model::config::{
+        BackendConfig, Hook, Mode, Policy, Proto, TableKind, VipConfig, WeightsConfig,
+    },
 };
 use rtnetlink::{LinkUnspec, LinkVeth};
 
@@ -288,6 +290,19 @@ impl Balancer {
         self.install(vip_config(name, false, proto, Mode::Nat, port, backends));
     }
 
+    /// Adds a TCP NAT VIP `VIP:port` whose table is `table` (Maglev or consistent).
+    pub fn add_vip_table(
+        &mut self,
+        name: &str,
+        port: u16,
+        backends: &[(u8, u16, u32)],
+        table: TableKind,
+    ) {
+        let mut cfg = vip_config(name, false, Proto::Tcp, Mode::Nat, port, backends);
+        cfg.table = table;
+        self.install(cfg);
+    }
+
     /// Adds an IPv6 VIP `[VIP6]:port/proto` with IPv6 backends `(index, port, weight)`.
     pub fn add_vip6(&mut self, name: &str, proto: Proto, port: u16, backends: &[(u8, u16, u32)]) {
         self.install(vip_config(name, true, proto, Mode::Nat, port, backends));
@@ -481,6 +496,7 @@ fn vip_config(
         proto,
         mode,
         ring_size: 65537,
+        table: TableKind::Maglev,
         health: None,
         weights: WeightsConfig::default(),
         pool: None,

@@ -4,16 +4,20 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use lb_common::{flow_hash, map_names, xdp_action, Reason};
 use lb_userspace::{
-    balance::maglev::{self, Member},
+    balance::{
+        self,
+        maglev::{self, Member},
+    },
     model::{
-        config::{BackendConfig, Proto},
+        config::{BackendConfig, Proto, TableKind},
         wire::BackendChange,
     },
 };
 use tests::hook_tests;
 use tests::{
     harness::{
-        backend, tcp_key, Harness, BACKEND_MAC, CLIENT, CLIENT_MAC, SEED, T0_MAC, T1_MAC, VIP,
+        backend, tcp_key, Balancer, Harness, BACKEND_MAC, CLIENT, CLIENT_MAC, SEED, T0_MAC, T1_MAC,
+        VIP,
     },
     packet::{parse_and_verify, Frame, ACK, SYN},
 };
@@ -231,39 +235,49 @@ hook_tests! {
     }
 }
 
+/// Sends 64 SYNs to a three-backend VIP with a `kind` table and checks each goes to the
+/// backend of its flow hash's slot in that table, built here from the VIP's ring weights.
+fn flows_follow_the_table(lb: &mut Balancer, kind: TableKind) {
+    let backends = [(0u8, 8080u16, 1u32), (1, 8080, 1), (2, 8080, 1)];
+    lb.add_vip_table("web", 80, &backends, kind);
+    let vip = lb.ctl.vips().remove(0);
+    let members: Vec<Member> = vip
+        .backends
+        .iter()
+        .map(|b| Member {
+            id: b.id,
+            addr: SocketAddr::new(b.addr, b.port),
+            weight: b.ring_weight,
+        })
+        .collect();
+    let table = balance::table(kind, &members, vip.ring_size);
+    let mut seen = std::collections::HashSet::new();
+    for sport in 40000..40064u16 {
+        let key = tcp_key(sport);
+        let id = table[(flow_hash(SEED, &key) % vip.ring_size) as usize];
+        let want = vip
+            .backends
+            .iter()
+            .find(|b| b.id == id)
+            .expect("id in table");
+        let (action, out) = lb.run(&Frame::tcp(CLIENT, sport, VIP, 80, SYN).bytes());
+        assert_eq!(action, xdp_action::REDIRECT);
+        let p = parse_and_verify(&out);
+        assert_eq!(std::net::IpAddr::from(p.dst), want.addr, "sport {sport}");
+        seen.insert(p.dst);
+    }
+    assert_eq!(seen.len(), 3, "64 flows spread over all three backends");
+}
+
 hook_tests! {
     fn backend_is_the_maglev_slot_of_the_flow_hash() {
-        Harness::new().run(|lb| {
-            let backends = [(0u8, 8080u16, 1u32), (1, 8080, 1), (2, 8080, 1)];
-            lb.add_vip("web", Proto::Tcp, 80, &backends);
-            let vip = lb.ctl.vips().remove(0);
-            let members: Vec<Member> = vip
-                .backends
-                .iter()
-                .map(|b| Member {
-                    id: b.id,
-                    addr: SocketAddr::new(b.addr, b.port),
-                    weight: b.weight,
-                })
-                .collect();
-            let table = maglev::build(&members, vip.ring_size);
-            let mut seen = std::collections::HashSet::new();
-            for sport in 40000..40064u16 {
-                let key = tcp_key(sport);
-                let id = table[(flow_hash(SEED, &key) % vip.ring_size) as usize];
-                let want = vip
-                    .backends
-                    .iter()
-                    .find(|b| b.id == id)
-                    .expect("id in table");
-                let (action, out) = lb.run(&Frame::tcp(CLIENT, sport, VIP, 80, SYN).bytes());
-                assert_eq!(action, xdp_action::REDIRECT);
-                let p = parse_and_verify(&out);
-                assert_eq!(std::net::IpAddr::from(p.dst), want.addr, "sport {sport}");
-                seen.insert(p.dst);
-            }
-            assert_eq!(seen.len(), 3, "64 flows spread over all three backends");
-        });
+        Harness::new().run(|lb| flows_follow_the_table(lb, TableKind::Maglev));
+    }
+}
+
+hook_tests! {
+    fn backend_is_the_consistent_table_slot_of_the_flow_hash() {
+        Harness::new().run(|lb| flows_follow_the_table(lb, TableKind::Consistent));
     }
 }
 

@@ -586,8 +586,21 @@ fn a_vip_added_live_serves_and_stops_serving_when_removed() {
         "10.200.0.30",
         "--port",
         "8080",
+        "--table",
+        "consistent",
+        "--ring-size",
+        "262139",
     ]);
     assert!(out.contains("added VIP api"), "{out}");
+    let listed = lab.lbctl(&["vip", "list"]);
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("api "))
+        .unwrap_or_default();
+    assert!(
+        row.contains("262139") && row.contains("consistent"),
+        "{listed}"
+    );
     let backend = format!("{}:{BACKEND_PORT}", backend_addr(0));
     lab.lbctl(&["backend", "add", "--vip", "api", &backend]);
     let (tally, failed) = burst_to(&lab, api, 10);

@@ -1,28 +1,35 @@
-//! What a change of a VIP's backend set would do to its Maglev table, before it is made: the
-//! share of the table (so of new flows) that would move, overall and per backend.
+//! What a change of a VIP's backend set would do to its table, before it is made: the share of
+//! the table (so of new flows) that would move, overall and per backend.
 use std::{collections::BTreeMap, net::SocketAddr};
 
-use super::maglev::{self, Member};
+use super::{maglev::Member, weights::SCALE};
 use crate::model::{
-    config::BackendConfig,
+    config::{BackendConfig, TableKind},
     wire::{BackendPlan, Plan},
 };
 
-/// Builds the table of a backend set, labelling members by their index in `all`.
-fn table(set: &[BackendConfig], all: &[SocketAddr], size: u32) -> Vec<u32> {
+/// Builds the `kind` table of a backend set at its configured weights (as ring weights),
+/// labelling members by their index in `all`.
+fn table(kind: TableKind, set: &[BackendConfig], all: &[SocketAddr], size: u32) -> Vec<u32> {
     let members: Vec<Member> = set
         .iter()
         .map(|b| Member {
             id: all.iter().position(|a| *a == b.socket_addr()).unwrap_or(0) as u32 + 1,
             addr: b.socket_addr(),
-            weight: b.weight,
+            weight: b.weight.saturating_mul(SCALE as u32),
         })
         .collect();
-    maglev::build(&members, size)
+    super::table(kind, &members, size)
 }
 
-/// Compares the tables of `before` and `after` (the same VIP, `size` slots).
-pub fn plan(vip: &str, before: &[BackendConfig], after: &[BackendConfig], size: u32) -> Plan {
+/// Compares the `kind` tables of `before` and `after` (the same VIP, `size` slots).
+pub fn plan(
+    vip: &str,
+    kind: TableKind,
+    before: &[BackendConfig],
+    after: &[BackendConfig],
+    size: u32,
+) -> Plan {
     let mut all: Vec<SocketAddr> = before
         .iter()
         .chain(after)
@@ -30,8 +37,8 @@ pub fn plan(vip: &str, before: &[BackendConfig], after: &[BackendConfig], size: 
         .collect();
     all.sort();
     all.dedup();
-    let old = table(before, &all, size);
-    let new = table(after, &all, size);
+    let old = table(kind, before, &all, size);
+    let new = table(kind, after, &all, size);
     let n = f64::from(size);
     let mut stats: BTreeMap<u32, [u32; 4]> = BTreeMap::new();
     for (o, w) in old.iter().zip(&new) {
@@ -59,7 +66,7 @@ pub fn plan(vip: &str, before: &[BackendConfig], after: &[BackendConfig], size: 
     Plan {
         vip: vip.to_string(),
         ring_size: size,
-        moved_share: maglev::moved_share(&old, &new),
+        moved_share: super::maglev::moved_share(&old, &new),
         backends,
         applied: false,
     }
@@ -83,13 +90,15 @@ mod tests {
     fn moved_share_equals_the_table_difference() {
         let before = set(10, |_| 1);
         let after = set(11, |_| 1);
-        let p = plan("web", &before, &after, 4093);
+        let p = plan("web", TableKind::Maglev, &before, &after, 4093);
         let old = table(
+            TableKind::Maglev,
             &before,
             &after.iter().map(|b| b.socket_addr()).collect::<Vec<_>>(),
             4093,
         );
         let new = table(
+            TableKind::Maglev,
             &after,
             &after.iter().map(|b| b.socket_addr()).collect::<Vec<_>>(),
             4093,
@@ -112,7 +121,7 @@ mod tests {
     fn draining_moves_exactly_the_drained_backends_share() {
         let before = set(4, |_| 1);
         let after = set(4, |i| u32::from(i != 4));
-        let p = plan("web", &before, &after, 4093);
+        let p = plan("web", TableKind::Maglev, &before, &after, 4093);
         let drained = &p.backends[3];
         assert_eq!(drained.share_after, 0.0);
         assert_eq!(drained.moves_away, drained.share_before);
@@ -122,7 +131,7 @@ mod tests {
     #[test]
     fn no_change_moves_nothing() {
         let before = set(5, u32::from);
-        let p = plan("web", &before, &before, 1021);
+        let p = plan("web", TableKind::Maglev, &before, &before, 1021);
         assert_eq!(p.moved_share, 0.0);
         assert!(p
             .backends

@@ -117,10 +117,12 @@ fn plan_vips(running: &[VipConfig], wanted: &[VipConfig]) -> Vec<VipApply> {
                 backends: (r.backends.len(), 0),
             }),
             Some(w) if w != r => {
-                let same_table =
-                    vip_key(w) == vip_key(r) && w.mode == r.mode && w.ring_size == r.ring_size;
+                let same_table = vip_key(w) == vip_key(r)
+                    && w.mode == r.mode
+                    && w.ring_size == r.ring_size
+                    && w.table == r.table;
                 let moved_share = if same_table {
-                    plan::plan(&r.name, &r.backends, &w.backends, r.ring_size).moved_share
+                    plan::plan(&r.name, r.table, &r.backends, &w.backends, r.ring_size).moved_share
                 } else {
                     1.0
                 };

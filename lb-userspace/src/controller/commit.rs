@@ -8,7 +8,7 @@ use lb_common::{addr_words, filter, Backend, BACKEND_NONE, MAX_BACKENDS, RING_BU
 
 use super::{ids::RingSpace, Controller, Vip};
 use crate::{
-    balance::maglev::{self, Member},
+    balance::{self, maglev::Member},
     model::{
         config::{BackendConfig, Mode},
         Error, Result,
@@ -124,7 +124,7 @@ impl Controller {
         let weights = self.ring_weights(idx);
         self.vips[idx].cfg.backends = old;
         let vip = &self.vips[idx];
-        let table = maglev::build(&members, vip.cfg.ring_size);
+        let table = balance::table(vip.cfg.table, &members, vip.cfg.ring_size);
         let live = table.iter().any(|&id| id != BACKEND_NONE);
         // Buffers of the ring size: the VIP's own, or a new pair (a new VIP, or a new size:
         // the live buffer stays untouched until the swap).

@@ -453,7 +453,7 @@ impl Controller {
         let target = SocketAddr::new(req.addr, req.port);
         let after = self.proposed_set(idx, req.op, target, req.weight)?;
         let vip = &self.vips[idx].cfg;
-        let mut p = plan::plan(&vip.name, &vip.backends, &after, vip.ring_size);
+        let mut p = plan::plan(&vip.name, vip.table, &vip.backends, &after, vip.ring_size);
         if req.apply {
             self.apply_set(idx, after)?;
             p.applied = true;

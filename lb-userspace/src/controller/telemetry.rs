@@ -10,7 +10,7 @@ use std::{
 use super::{Controller, Vip};
 use crate::{
     balance::{
-        maglev,
+        self,
         weights::{self, Telemetry},
     },
     model::{
@@ -166,7 +166,7 @@ impl Controller {
     pub(super) fn moved_share(&self, idx: usize) -> f64 {
         let members = self.members(idx);
         let vip = &self.vips[idx];
-        let table = maglev::build(&members, vip.cfg.ring_size);
+        let table = balance::table(vip.cfg.table, &members, vip.cfg.ring_size);
         let moved = table.iter().zip(&vip.table).filter(|(a, b)| a != b).count();
         moved as f64 / table.len().max(1) as f64
     }

@@ -24,6 +24,7 @@ impl Controller {
             proto: vip.cfg.proto,
             mode: vip.cfg.mode,
             ring_size: vip.cfg.ring_size,
+            table: vip.cfg.table,
             packets: vt.packets,
             bytes: vt.bytes,
             new_flows: vt.new_flows,

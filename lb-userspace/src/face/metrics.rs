@@ -390,6 +390,7 @@ mod tests {
             proto: Proto::Tcp,
             mode: Mode::Nat,
             ring_size: 4093,
+            table: Default::default(),
             packets: 7,
             bytes: 700,
             new_flows: 3,

@@ -175,18 +175,19 @@ pub fn backend(vip: &str, b: &BackendView, health: &[BackendHealth]) -> String {
 /// `lbctl vip list`.
 pub fn vips(vips: &[VipView]) -> String {
     let mut out = format!(
-        "{:<16} {:<24} {:<5} {:<5} {:>6} {:>8}\n",
-        "NAME", "ADDRESS", "PROTO", "MODE", "RING", "BACKENDS"
+        "{:<16} {:<24} {:<5} {:<5} {:>8} {:<10} {:>8}\n",
+        "NAME", "ADDRESS", "PROTO", "MODE", "RING", "TABLE", "BACKENDS"
     );
     for vip in vips {
         let _ = writeln!(
             out,
-            "{:<16} {:<24} {:<5} {:<5} {:>6} {:>8}",
+            "{:<16} {:<24} {:<5} {:<5} {:>8} {:<10} {:>8}",
             vip.name,
             SocketAddr::new(vip.addr, vip.port),
             format!("{:?}", vip.proto).to_lowercase(),
             format!("{:?}", vip.mode).to_lowercase(),
             vip.ring_size,
+            format!("{:?}", vip.table).to_lowercase(),
             vip.backends.len()
         );
     }

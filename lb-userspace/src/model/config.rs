@@ -262,10 +262,15 @@ pub struct VipConfig {
     /// `nat` (default) or `dsr`.
     #[serde(default)]
     pub mode: Mode,
-    /// Maglev table size, one of `lb_common::RING_SIZES` (default 65537; Maglev wants well
-    /// over 100 slots a backend).
+    /// Table size, one of `lb_common::RING_SIZES` (default 65537; Maglev wants well over 100
+    /// slots a backend, the consistent table a thousand or more for its balance).
     #[serde(default = "default_ring_size")]
     pub ring_size: u32,
+    /// How flows map to backends: `maglev` (default; exact balance, a change moves somewhat
+    /// more than its share) or `consistent` (a change moves exactly its share, balance within
+    /// about √(backends / ring_size)).
+    #[serde(default, skip_serializing_if = "TableKind::is_maglev")]
+    pub table: TableKind,
     /// Health checking of the backends (none: always considered up).
     #[serde(default)]
     pub health: Option<HealthConfig>,
@@ -279,6 +284,24 @@ pub struct VipConfig {
     /// Backends serving the VIP.
     #[serde(default, rename = "backend")]
     pub backends: Vec<BackendConfig>,
+}
+
+/// How a VIP's table maps flows to backends (see [`VipConfig::table`]).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TableKind {
+    /// Weighted Maglev: exact shares.
+    #[default]
+    Maglev,
+    /// Rendezvous over Maglev's permutations: minimal disruption.
+    Consistent,
+}
+
+impl TableKind {
+    /// The default (left out of saved state).
+    pub fn is_maglev(&self) -> bool {
+        *self == TableKind::Maglev
+    }
 }
 
 /// How a health check probes a backend.

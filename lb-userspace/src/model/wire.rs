@@ -8,7 +8,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{Hook, Mode, Proto};
+use super::config::{Hook, Mode, Proto, TableKind};
 
 /// Where a backend stands in its VIP's ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -110,8 +110,11 @@ pub struct VipView {
     pub proto: Proto,
     /// Forwarding mode.
     pub mode: Mode,
-    /// Maglev table size.
+    /// Table size, slots.
     pub ring_size: u32,
+    /// Table kind.
+    #[serde(default)]
+    pub table: TableKind,
     /// Packets to the VIP.
     pub packets: u64,
     /// Bytes to the VIP.

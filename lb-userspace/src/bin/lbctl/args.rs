@@ -248,6 +248,12 @@ pub enum VipCmd {
         /// nat or dsr.
         #[arg(long, default_value = "nat", value_parser = ["nat", "dsr"])]
         mode: String,
+        /// Table size in slots: 1021, 4093, 16381, 65537, 262139, 1048573 or 4194301.
+        #[arg(long, default_value_t = 65537)]
+        ring_size: u32,
+        /// maglev (exact shares) or consistent (a change moves exactly its share).
+        #[arg(long, default_value = "maglev", value_parser = ["maglev", "consistent"])]
+        table: String,
         #[command(flatten)]
         check: CheckArgs,
     },

@@ -128,10 +128,12 @@ fn run(cli: Cli) -> Result<()> {
             port,
             proto,
             mode,
+            ring_size,
+            table,
             check,
         }) => {
-            let mut body =
-                json!({"name": name, "addr": addr, "port": port, "proto": proto, "mode": mode});
+            let mut body = json!({"name": name, "addr": addr, "port": port, "proto": proto,
+                "mode": mode, "ring_size": ring_size, "table": table});
             if let Some(h) = health(&check)? {
                 body["health"] = serde_json::to_value(h)?;
             }

@@ -49,6 +49,68 @@ pub fn maglev_build_times() -> serde_json::Value {
     serde_json::Value::Array(rows)
 }
 
+/// At 1,000 backends, for each table kind and size: build time (median of 3), the share a
+/// removal moves (as a multiple of the minimum, 1/N) and balance (max and min share over
+/// the mean).
+pub fn table_tradeoffs() -> serde_json::Value {
+    use lb_userspace::{balance, model::config::TableKind};
+    println!("\nTables at 1,000 backends: disruption of removing one, and balance\n");
+    println!(
+        "{:<11} {:>9} {:>9} {:>12} {:>9} {:>9} {:>11}",
+        "table", "slots", "build ms", "moved x 1/N", "max/mean", "min/mean", "memory MiB"
+    );
+    let members: Vec<Member> = (1..=1000u32)
+        .map(|i| Member {
+            id: i,
+            addr: std::net::SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 8080)),
+            weight: 100,
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for (kind, size) in [
+        (TableKind::Maglev, 65_537u32),
+        (TableKind::Maglev, 1_048_573),
+        (TableKind::Maglev, 4_194_301),
+        (TableKind::Consistent, 1_048_573),
+        (TableKind::Consistent, 4_194_301),
+    ] {
+        let mut times = Vec::new();
+        let mut table = Vec::new();
+        for _ in 0..3 {
+            let start = std::time::Instant::now();
+            table = balance::table(kind, &members, size);
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        let moved = [0usize, 499, 999]
+            .iter()
+            .map(|&k| {
+                let mut rest = members.clone();
+                rest.remove(k);
+                maglev::moved_share(&table, &balance::table(kind, &rest, size)) * 1000.0
+            })
+            .fold(0.0, f64::max);
+        let mut count = std::collections::HashMap::new();
+        for id in &table {
+            *count.entry(*id).or_insert(0u64) += 1;
+        }
+        let mean = f64::from(size) / 1000.0;
+        let hi = count.values().copied().max().unwrap_or(0) as f64 / mean;
+        let lo = count.values().copied().min().unwrap_or(0) as f64 / mean;
+        // Two buffers of 4-byte slots.
+        let mib = 8.0 * f64::from(size) / f64::from(1 << 20);
+        let name = format!("{kind:?}").to_lowercase();
+        println!(
+            "{name:<11} {size:>9} {:>9.1} {moved:>12.2} {hi:>9.3} {lo:>9.3} {mib:>11.1}",
+            median(&times)
+        );
+        rows.push(
+            json!({"table": name, "slots": size, "build_ms": median(&times),
+            "moved_x_min": moved, "max_over_mean": hi, "min_over_mean": lo, "memory_mib": mib}),
+        );
+    }
+    serde_json::Value::Array(rows)
+}
+
 /// Control-plane timings in a namespace lab: API round trip of a ring change (changes are
 /// applied before the API answers, so this bounds "API change to data path"), and how long
 /// health checks take to take a killed server out of the ring.

@@ -33,10 +33,11 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let maglev = controlplane::maglev_build_times();
+    let tables = controlplane::table_tradeoffs();
     let lab = controlplane::lab_timings()?;
     let pools = controlplane::pool_timings()?;
     let path = json_path.with_file_name("controlplane.json");
-    let doc = json!({"maglev_build": maglev, "lab": lab, "pools": pools});
+    let doc = json!({"maglev_build": maglev, "tables": tables, "lab": lab, "pools": pools});
     std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
     println!("JSON: {}", path.display());
     Ok(())
