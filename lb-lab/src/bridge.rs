@@ -27,8 +27,11 @@ use crate::{
 
 /// The balancer's address on the bridge.
 pub const ARM_LB: Ipv4Addr = Ipv4Addr::new(10, 210, 0, 1);
-/// The client's address on the bridge.
-pub const ARM_CLIENT: Ipv4Addr = Ipv4Addr::new(10, 210, 0, 2);
+/// The client's address on the bridge (the first of [`ARM_CLIENTS`]).
+pub const ARM_CLIENT: Ipv4Addr = Ipv4Addr::new(10, 210, 0, 100);
+/// Addresses the client may send from (10.210.0.96/27): NAT backends route them via the
+/// balancer.
+pub const ARM_CLIENTS: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 210, 0, 96), 27);
 /// The VIP of the one-armed lab (off the bridge's subnet, routed to the balancer).
 pub const ARM_VIP: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 10);
 
@@ -81,23 +84,34 @@ impl OneArmed {
                 b.add_addr("lo", ARM_VIP.into(), 32)?;
             } else {
                 // Replies to the client go back through the balancer, which rewrites them.
+                let (net, len) = ARM_CLIENTS;
                 b.netlink(move |h| async move {
-                    link::route_via(&h, ARM_CLIENT.into(), 32, ARM_LB.into()).await
+                    link::route_via(&h, net.into(), len, ARM_LB.into()).await
                 })?;
             }
         }
         lab.lb.sysctl("net.ipv4.ip_forward=1")?;
         if attach == AttachMode::Xdp {
-            lab.switch
-                .enter(|| ethtool::set("plb", Offload::Gro, true))??;
-            for ns in std::iter::once(&lab.client).chain(&lab.backends) {
-                ns.enter(|| ethtool::set("eth0", Offload::TxChecksum, false))??;
-            }
+            lab.set_xdp_peers(true)?;
         }
         lab.client.check_routes(&[ARM_VIP.into()], "eth0")?;
         let targets: Vec<IpAddr> = (0..n).map(|i| arm_backend(i).into()).collect();
         lab.lb.check_routes(&targets, "eth0")?;
         Ok(lab)
+    }
+
+    /// Sets the hosts up for XDP on the balancer's veth (`on`), or back to the veth defaults
+    /// (GRO off, TX checksum offload on): the
+    /// balancer's bridge port gets GRO (frames XDP redirects into a veth need it, or an XDP
+    /// program, on the peer) and the senders TX checksum offload off (XDP cannot finish a
+    /// partial checksum).
+    pub fn set_xdp_peers(&self, on: bool) -> Result<()> {
+        self.switch
+            .enter(|| ethtool::set("plb", Offload::Gro, on))??;
+        for ns in std::iter::once(&self.client).chain(&self.backends) {
+            ns.enter(|| ethtool::set("eth0", Offload::TxChecksum, !on))??;
+        }
+        Ok(())
     }
 
     /// Plugs `ns` into the bridge: `eth0` there with `addr`/24, the bridge's `port` in the

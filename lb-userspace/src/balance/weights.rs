@@ -68,6 +68,24 @@ pub fn targets(policy: Policy, backends: &[Telemetry]) -> Vec<f64> {
     }
 }
 
+/// Weight of a new measurement in a backend's smoothed target (an exponential moving average
+/// over telemetry rounds): noise shrinks to 0.42 of its spread, a real shift is half seen in
+/// two rounds.
+pub const SMOOTHING: f64 = 0.3;
+
+/// Folds a backend's `measured` target into its `smoothed` one (none: its first round) and
+/// returns the new smoothed target and what its `factor` should move toward: the smoothed
+/// target, or the factor itself while the two are within `dead_band` of it (noise).
+pub fn settle(smoothed: Option<f64>, measured: f64, factor: f64, dead_band: f64) -> (f64, f64) {
+    let s = smoothed.map_or(measured, |s| s + SMOOTHING * (measured - s));
+    let aim = if (s - factor).abs() <= dead_band * factor {
+        factor
+    } else {
+        s
+    };
+    (s, aim)
+}
+
 /// One update of a factor toward its target: `damping` of the gap, at most `max_step`.
 pub fn step(current: f64, target: f64, cfg: &WeightsConfig) -> f64 {
     let delta = ((target - current) * cfg.damping).clamp(-cfg.max_step, cfg.max_step);
@@ -173,6 +191,52 @@ mod tests {
             f = step(f, 2.0, &cfg);
         }
         assert!((f - 2.0).abs() < 1e-6, "converges: {f}");
+    }
+
+    /// Four backends whose measured targets wander ±20% around 1 (a steady load read through
+    /// agents' one-second CPU windows) for 60 rounds of 1 s: at most one rebuild per 10 s
+    /// (without the dead band, 18); then one backend's target doubles (a real shift) and its
+    /// factor covers 40% of the way within 5 rounds.
+    #[test]
+    fn noise_at_steady_load_stays_in_the_dead_band_and_a_shift_does_not() {
+        let cfg = WeightsConfig::default();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut noise = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % 4001) as f64 / 10_000.0 - 0.2
+        };
+        let mut factor = [1.0f64; 4];
+        let mut smoothed = [None::<f64>; 4];
+        let ring = |f: &[f64; 4]| f.map(|f| ring_weight(1, 100, f, 1.0)).to_vec();
+        let mut live = ring(&factor);
+        let mut round = |shift: f64, factor: &mut [f64; 4], live: &mut Vec<u32>| {
+            for i in 0..4 {
+                let measured = if i == 0 { shift } else { 1.0 } + noise();
+                let (s, aim) = settle(smoothed[i], measured, factor[i], cfg.dead_band);
+                smoothed[i] = Some(s);
+                factor[i] = step(factor[i], aim, &cfg);
+            }
+            let next = ring(factor);
+            let rebuilt = worth_rebuild(live, &next, cfg.min_change);
+            if rebuilt {
+                *live = next;
+            }
+            rebuilt
+        };
+        let rebuilds = (0..60)
+            .filter(|_| round(1.0, &mut factor, &mut live))
+            .count();
+        assert!(rebuilds <= 6, "{rebuilds} rebuilds in 60 s of steady load");
+        for _ in 0..5 {
+            round(2.0, &mut factor, &mut live);
+        }
+        assert!(
+            factor[0] >= 1.5,
+            "a doubled target is half met in 5 s: {}",
+            factor[0]
+        );
     }
 
     #[test]

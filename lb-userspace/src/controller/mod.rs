@@ -73,6 +73,8 @@ pub struct Controller {
     agent: HashMap<(String, SocketAddr), AgentReport>,
     /// Telemetry weight factors (1 = the configured weight), by (VIP name, backend).
     factor: HashMap<(String, SocketAddr), f64>,
+    /// The smoothed measured targets those factors follow, by (VIP name, backend).
+    smoothed: HashMap<(String, SocketAddr), f64>,
     /// When each backend last came up (joined, or passed its health checks), for slow-start.
     up_since: HashMap<(String, SocketAddr), Instant>,
     /// Which join of the backend to its VIP this is (see `HealthTarget::generation`);
@@ -114,6 +116,7 @@ impl Controller {
             down: Default::default(),
             agent: HashMap::new(),
             factor: HashMap::new(),
+            smoothed: HashMap::new(),
             up_since: HashMap::new(),
             generation: HashMap::new(),
             joins: 0,
@@ -435,6 +438,7 @@ impl Controller {
         self.down.retain(|(v, a)| keep(v, a));
         self.agent.retain(|(v, a), _| keep(v, a));
         self.factor.retain(|(v, a), _| keep(v, a));
+        self.smoothed.retain(|(v, a), _| keep(v, a));
         self.up_since.retain(|(v, a), _| keep(v, a));
         self.generation.retain(|(v, a), _| keep(v, a));
     }

@@ -109,21 +109,20 @@ impl Controller {
                     }
                 })
                 .collect();
-            let targets = weights::targets(w.policy, &telemetry);
-            let before: Vec<f64> = vip
-                .cfg
-                .backends
-                .iter()
-                .zip(&targets)
-                .map(|(b, t)| {
-                    // A backend new to telemetry starts at its target: slow-start, not the
-                    // damping, eases it in.
-                    *self
-                        .factor
-                        .get(&(name.clone(), b.socket_addr()))
-                        .unwrap_or(t)
-                })
-                .collect();
+            let measured = weights::targets(w.policy, &telemetry);
+            let mut targets = Vec::with_capacity(measured.len());
+            let mut before = Vec::with_capacity(measured.len());
+            for (b, m) in vip.cfg.backends.iter().zip(&measured) {
+                let key = (name.clone(), b.socket_addr());
+                // A backend new to telemetry starts at its target: slow-start, not the
+                // damping, eases it in.
+                let factor = *self.factor.get(&key).unwrap_or(m);
+                let (smoothed, aim) =
+                    weights::settle(self.smoothed.get(&key).copied(), *m, factor, w.dead_band);
+                self.smoothed.insert(key, smoothed);
+                targets.push(aim);
+                before.push(factor);
+            }
             let cfg = w.clone();
             let mut scale = 1.0;
             for _ in 0..6 {

@@ -418,6 +418,11 @@ pub struct WeightsConfig {
     /// The ring is rebuilt only when some backend's weight moves by at least this share.
     #[serde(default = "default_min_change")]
     pub min_change: f64,
+    /// A backend's measured target (smoothed over rounds) must differ from its current factor
+    /// by more than this share before the factor moves: measurement noise at steady load
+    /// leaves the ring alone.
+    #[serde(default = "default_dead_band")]
+    pub dead_band: f64,
     /// Largest share of the table one telemetry rebuild may move (steps are shortened).
     #[serde(default = "default_max_moved")]
     pub max_moved: f64,
@@ -434,12 +439,16 @@ impl Default for WeightsConfig {
             damping: default_damping(),
             max_step: default_max_step(),
             min_change: default_min_change(),
+            dead_band: default_dead_band(),
             max_moved: default_max_moved(),
             slow_start_s: 0,
         }
     }
 }
 
+fn default_dead_band() -> f64 {
+    0.2
+}
 fn default_weights_interval() -> u64 {
     1000
 }

@@ -106,6 +106,7 @@ impl WeightsConfig {
             ("damping", self.damping, 0.01..=1.0),
             ("max_step", self.max_step, 0.01..=4.0),
             ("min_change", self.min_change, 0.0..=1.0),
+            ("dead_band", self.dead_band, 0.0..=1.0),
             ("max_moved", self.max_moved, 0.01..=1.0),
         ] {
             if !range.contains(&v) {
