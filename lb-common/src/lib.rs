@@ -14,6 +14,7 @@ mod hash;
 mod names;
 mod proto;
 mod reason;
+mod trace;
 
 pub use abi::*;
 pub use encode::{addr_words, family, words_addr};
@@ -21,6 +22,7 @@ pub use hash::*;
 pub use names::*;
 pub use proto::*;
 pub use reason::*;
+pub use trace::*;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -40,4 +42,8 @@ mod pod {
     unsafe impl aya::Pod for super::NextHop {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::TrafficStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TraceCtl {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TraceRecord {}
 }

@@ -41,8 +41,15 @@ pub mod map_names {
     /// its next hop up again on its next packet.
     pub const NH_EPOCH: &str = "LB_NH_EPOCH";
 
+    /// `Array<TraceCtl>`, one element: what `lbctl trace` samples (off when zero).
+    pub const TRACE_CTL: &str = "LB_TRACE_CTL";
+    /// `RingBuf` of `TraceRecord`s: sampled decisions, read by lbd while someone traces.
+    pub const TRACE: &str = "LB_TRACE";
+    /// `PerCpuArray<TraceScratch>`, one element: a record being staged.
+    pub const TRACE_SCRATCH: &str = "LB_TRACE_SCRATCH";
+
     /// Every map the object must define.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 17] = [
         VIPS,
         VIP_ADDRS,
         BACKENDS,
@@ -57,6 +64,9 @@ pub mod map_names {
         BACKEND_STATS,
         PROGS,
         TC_PROGS,
+        TRACE_CTL,
+        TRACE,
+        TRACE_SCRATCH,
     ];
 }
 

@@ -13,7 +13,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
     EbpfContext,
 };
-use lb_common::{xdp_action as action, Reason};
+use lb_common::{xdp_action as action, Reason, TRACE_SNAP};
 use lb_ebpf::packet::{self, Frame};
 
 use crate::{
@@ -66,6 +66,11 @@ pub trait Hook: EbpfContext + Frame {
     /// The hook's return code for `reason` (sending an answer back out of the receiving
     /// interface where the reason says so).
     fn verdict(&self, reason: Reason) -> i32;
+    /// Copies the packet's first `len` bytes (1 to `TRACE_SNAP`) to `dst`, which has room
+    /// for them; false if the packet is shorter.
+    fn copy_out(&self, dst: *mut u8, len: usize) -> bool;
+    /// 0 for XDP, 1 for tc (as `TraceRecord::hook` says).
+    fn hook_id(&self) -> u8;
 }
 
 impl Hook for XdpContext {
@@ -158,6 +163,20 @@ impl Hook for XdpContext {
     #[inline(always)]
     fn verdict(&self, reason: Reason) -> i32 {
         reason.action() as i32
+    }
+
+    #[inline(always)]
+    fn copy_out(&self, dst: *mut u8, len: usize) -> bool {
+        if len == 0 || len > TRACE_SNAP {
+            return false;
+        }
+        // SAFETY: the helper checks `len` against the frame; the caller vouches for `dst`.
+        unsafe { generated::bpf_xdp_load_bytes(self.ctx, 0, dst.cast(), len as u32) == 0 }
+    }
+
+    #[inline(always)]
+    fn hook_id(&self) -> u8 {
+        0
     }
 }
 
@@ -308,5 +327,19 @@ impl Hook for TcContext {
             _ => TC_ACT_SHOT,
         };
         code as i32
+    }
+
+    #[inline(always)]
+    fn copy_out(&self, dst: *mut u8, len: usize) -> bool {
+        if len == 0 || len > TRACE_SNAP {
+            return false;
+        }
+        // SAFETY: the helper checks `len` against the buffer; the caller vouches for `dst`.
+        unsafe { generated::bpf_skb_load_bytes(skb(self).cast(), 0, dst.cast(), len as u32) == 0 }
+    }
+
+    #[inline(always)]
+    fn hook_id(&self) -> u8 {
+        1
     }
 }

@@ -12,6 +12,7 @@ mod maps;
 mod parse;
 mod pipeline;
 mod stats;
+mod trace;
 
 use aya_ebpf::{
     helpers::generated::bpf_skb_pull_data,
@@ -26,12 +27,17 @@ use lb_ebpf::packet;
 /// quoting an IPv6 header and ports) stays inside.
 const TC_HEAD: u32 = 128;
 
-/// Runs `stage` on a packet at hook `C` and turns its reason, counted, into the hook's action.
+/// Runs `stage` on a packet at hook `C` and turns its reason, counted (and sampled while
+/// someone traces), into the hook's action.
 #[inline(always)]
 fn run<C: Hook>(ctx: &C, stage: fn(&C) -> Result<Reason, Reason>) -> i32 {
+    let traced = trace::begin(ctx);
     let reason = match stage(ctx) {
         Ok(r) | Err(r) => r,
     };
+    if traced {
+        trace::end(ctx, reason);
+    }
     ctx.verdict(stats::count(reason))
 }
 

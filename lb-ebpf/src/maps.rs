@@ -1,12 +1,13 @@
-//! The maps of the balancer (shared by its XDP and tc programs); layouts, units and byte order are documented in `lb-common`.
+//! The maps of the balancer (shared by its XDP and tc programs); layouts, units and byte
+//! order are documented in `lb-common`.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use lb_common::{
-    filter, Backend, ConnEntry, FlowKey, FlowRate, NextHop, TrafficStats, VipKey, VipMeta,
-    CONNS_MAP_FLAGS, MAX_BACKENDS, MAX_CONNS, MAX_PROBATION, MAX_TX_PORTS, MAX_VIPS, NUM_REASONS,
-    RINGS_MAP_FLAGS, RING_SLOTS,
+    filter, Backend, ConnEntry, FlowKey, FlowRate, NextHop, TraceCtl, TraceScratch, TrafficStats,
+    VipKey, VipMeta, CONNS_MAP_FLAGS, MAX_BACKENDS, MAX_CONNS, MAX_PROBATION, MAX_TX_PORTS,
+    MAX_VIPS, NUM_REASONS, RINGS_MAP_FLAGS, RING_SLOTS, TRACE_RING_BYTES,
 };
 
 /// VIP:port/proto -> VIP metadata and live ring, and the ping entry (port 0) of every VIP
@@ -93,3 +94,16 @@ pub const PROG_TOO_BIG: u32 = 1;
 /// The egress MTU (bytes) `lb_xdp` hands `lb_too_big` across the tail call, per CPU.
 #[map]
 pub static LB_TOO_BIG_MTU: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// What `lbctl trace` samples; all zero (off) unless someone traces. Not pinned: each loaded
+/// program has its own, owned by the lbd that loaded it.
+#[map]
+pub static LB_TRACE_CTL: Array<TraceCtl> = Array::with_max_entries(1, 0);
+
+/// Sampled decisions, for lbd to read while someone traces.
+#[map]
+pub static LB_TRACE: RingBuf = RingBuf::with_byte_size(TRACE_RING_BYTES, 0);
+
+/// The record being staged on each CPU.
+#[map]
+pub static LB_TRACE_SCRATCH: PerCpuArray<TraceScratch> = PerCpuArray::with_max_entries(1, 0);

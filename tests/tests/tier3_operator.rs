@@ -577,3 +577,65 @@ fn apply_of_a_thousand_backends_is_one_ring_rebuild_and_plan_lists_only_what_mov
     assert!(lines < 1000, "{lines} lines: plan lists every backend");
     assert!(plan.contains("--all lists them"), "{plan}");
 }
+
+#[test]
+fn trace_shows_the_packets_of_a_request_through_the_vip_and_writes_them_as_pcap() {
+    let lab = RunningLab::start(2);
+    wait_until(Duration::from_secs(5), || {
+        lab.web_state(0) == "active" && lab.web_state(1) == "active"
+    })
+    .expect("web's backends pass their checks");
+    let pcap = std::env::temp_dir().join(format!("{}.pcap", lab.instance));
+    let _pcap = lb_lab::TempFile::adopt(pcap.clone());
+    let socket = lab.socket.clone();
+    let path = pcap.display().to_string();
+    let tracer = std::thread::spawn(move || {
+        let args = [
+            "trace",
+            "--vip",
+            "web",
+            "--count",
+            "6",
+            "--seconds",
+            "10",
+            "--pcap",
+            &path,
+        ];
+        lbctl_try(&socket, &args)
+    });
+    // Requests until the trace has its six packets (bounded by the trace's own 10 s).
+    let start = Instant::now();
+    while !tracer.is_finished() && start.elapsed() < Duration::from_secs(12) {
+        let _ = lab.topo.as_client(|| lb_lab::http_get(vip(), "/"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, out, err) = tracer.join().expect("tracer thread");
+    assert!(ok, "lbctl trace failed: {err}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("[web]")).collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    let from_client = format!("{}:", lb_lab::CLIENT);
+    let to_vip = format!("> {VIP}:{VIP_PORT} tcp");
+    let syn = lines
+        .iter()
+        .find(|l| l.contains(&from_client) && l.contains(&to_vip) && l.contains(" S "))
+        .unwrap_or_else(|| panic!("a SYN from the client to the VIP: {out}"));
+    assert!(syn.contains("fwd_nat -> "), "{syn}");
+    let backend_port = format!(":{BACKEND_PORT} [web]");
+    assert!(syn.contains(&backend_port), "sent to a backend: {syn}");
+    assert!(out.contains("6 packets sampled"), "{out}");
+    let bytes = std::fs::read(&pcap).expect("pcap file");
+    assert_eq!(&bytes[..4], &0xa1b2_c3d4u32.to_le_bytes(), "pcap magic");
+    assert_eq!(
+        u32::from_le_bytes(bytes[20..24].try_into().unwrap()),
+        1,
+        "Ethernet"
+    );
+    // Six records, each a 16-byte header and its bytes; the first is an IPv4 frame.
+    let mut at = 24;
+    for _ in 0..6 {
+        let incl = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        assert_eq!(&bytes[at + 16 + 12..at + 16 + 14], &[0x08, 0x00]);
+        at += 16 + incl;
+    }
+    assert_eq!(at, bytes.len(), "six records and nothing else");
+}

@@ -2,12 +2,14 @@
 //! channel where there is an answer) from the API, the workers and the tickers.
 use std::net::SocketAddr;
 
+use aya::maps::{MapData, RingBuf};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Controller;
 use crate::model::{
     config::VipConfig,
     msg::{AgentReport, HealthBoard, HealthTarget},
+    trace::TraceQuery,
     wire::{
         ApplyReport, BackendChange, BackendHealth, ChangeResult, ConnList, ConnQuery, Plan,
         PlanRequest, StatsView, StatusView, VipView,
@@ -80,6 +82,10 @@ pub enum Command {
     Attach(String, oneshot::Sender<Result<()>>),
     /// Detach the balancer from an interface (a VM being deleted).
     Detach(String, oneshot::Sender<Result<()>>),
+    /// Start sampling decisions (`lbctl trace`); the answer is the ring buffer to read.
+    TraceStart(TraceQuery, oneshot::Sender<Result<RingBuf<MapData>>>),
+    /// Stop sampling, giving the ring buffer back.
+    TraceStop(RingBuf<MapData>),
 }
 
 /// What a call to a controller that has stopped gets.
@@ -181,6 +187,14 @@ pub fn spawn(mut ctl: Controller) -> (Handle, tokio::task::JoinHandle<Controller
                 }
                 Command::Detach(iface, reply) => {
                     let _ = reply.send(ctl.detach_vm(&iface));
+                }
+                Command::TraceStart(query, reply) => {
+                    let _ = reply.send(ctl.start_trace(&query));
+                }
+                Command::TraceStop(ring) => {
+                    if let Err(e) = ctl.stop_trace(ring) {
+                        tracing::warn!("stopping a trace: {e:#}");
+                    }
                 }
                 Command::RefreshNextHops => {
                     if let Err(e) = ctl.dp.bump_nh_epoch() {

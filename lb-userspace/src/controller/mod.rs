@@ -9,6 +9,7 @@ mod ids;
 mod mailbox;
 mod persist;
 mod telemetry;
+mod trace;
 mod views;
 
 use std::{

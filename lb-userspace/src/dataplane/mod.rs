@@ -6,6 +6,7 @@ pub mod attach;
 mod conns;
 mod mmap;
 pub mod object;
+mod trace;
 
 use std::{
     path::{Path, PathBuf},
@@ -13,13 +14,13 @@ use std::{
 };
 
 use aya::{
-    maps::{Array, DevMapHash, HashMap, Map, MapData, PerCpuArray, ProgramArray},
+    maps::{Array, DevMapHash, HashMap, Map, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{Program, ProgramFd, SchedClassifier, Xdp},
     Ebpf,
 };
 use lb_common::{
-    filter, map_names, prog_names, Backend, ConnEntry, FlowKey, NextHop, Reason, TrafficStats,
-    VipKey, VipMeta, NUM_REASONS, RING_BUF_BIT, RING_MAX,
+    filter, map_names, prog_names, Backend, ConnEntry, FlowKey, NextHop, Reason, TraceCtl,
+    TrafficStats, VipKey, VipMeta, NUM_REASONS, RING_BUF_BIT, RING_MAX,
 };
 
 use self::{
@@ -73,6 +74,10 @@ pub struct Dataplane {
     filter: MmapArray,
     /// When each ring buffer (by its first slot) stopped being live.
     retired: std::collections::HashMap<u32, Instant>,
+    /// What `lbctl trace` samples (`LB_TRACE_CTL`).
+    trace_ctl: Array<MapData, TraceCtl>,
+    /// The ring buffer sampled decisions go to, while no trace has it out.
+    trace_ring: Option<RingBuf<MapData>>,
     /// Records the programs write with aya-log (rare events), forwarded to `log`.
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
@@ -180,6 +185,8 @@ impl Dataplane {
             nh_epoch: take(&mut ebpf, map_names::NH_EPOCH)?,
             stats: take(&mut ebpf, map_names::STATS)?,
             tx_ports: take(&mut ebpf, map_names::TX_PORTS)?,
+            trace_ctl: take(&mut ebpf, map_names::TRACE_CTL)?,
+            trace_ring: Some(take(&mut ebpf, map_names::TRACE)?),
             rings,
             ring_slots: opts.ring_slots,
             filter,

@@ -385,3 +385,38 @@ pub fn pools(pools: &[PoolView], events: usize) -> String {
     }
     out
 }
+
+/// `lbctl trace`: one line a packet: time, hook, interface, endpoints and flags as it
+/// arrived, the reason counted, where it went, its VIP.
+pub fn trace(list: &crate::model::trace::TraceList) -> String {
+    let mut out = String::new();
+    let shown = |a: Option<SocketAddr>| a.map_or("-".to_string(), |a| a.to_string());
+    for r in &list.records {
+        let to = r.sent_to.map(|t| format!(" -> {t}")).unwrap_or_default();
+        let vip = r
+            .vip
+            .as_deref()
+            .map(|v| format!(" [{v}]"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:>10.6} {:<3} {:<8} {} > {} {} {:<3} {:>5}  {}{to}{vip}",
+            r.at_ns as f64 / 1e9,
+            r.hook.name(),
+            r.iface,
+            shown(r.src),
+            shown(r.dst),
+            r.proto,
+            r.flags,
+            r.len,
+            r.reason,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} packets sampled in {:.1} s",
+        list.records.len(),
+        list.seconds
+    );
+    out
+}

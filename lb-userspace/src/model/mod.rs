@@ -6,6 +6,7 @@ pub mod diff;
 pub mod error;
 pub mod msg;
 pub mod state;
+pub mod trace;
 mod validate;
 pub mod wire;
 

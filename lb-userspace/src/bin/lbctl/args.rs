@@ -99,6 +99,36 @@ pub enum Cmd {
     /// The flows the data path tracks, as `ipvsadm -Lnc` lists them.
     #[command(subcommand)]
     Conn(ConnCmd),
+    /// A live sample of the data path's decisions: each packet as it arrived, the reason
+    /// counted for it, where it went; bounded by a count and a time, filtered, optionally
+    /// written as pcap. Sampling is off (one array read per packet) when nobody traces.
+    #[command(after_help = "Examples:
+  lbctl trace --vip web --count 20
+  lbctl trace --addr 10.0.0.7 --seconds 10 --pcap /tmp/web.pcap
+  lbctl trace --every 100 --count 1000 --json")]
+    Trace {
+        /// Only packets to or from this VIP's address and port.
+        #[arg(long)]
+        vip: Option<String>,
+        /// Only packets from or to this address.
+        #[arg(long)]
+        addr: Option<std::net::IpAddr>,
+        /// Only packets from or to this port.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: Option<u16>,
+        /// Stop after this many packets (at most 10,000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        count: u32,
+        /// Stop after this many seconds (at most 20).
+        #[arg(long, default_value_t = 5.0, value_parser = parse_trace_seconds)]
+        seconds: f64,
+        /// Sample one packet in this many of those the filters let through.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        every: u32,
+        /// Also write what was sampled to FILE, as pcap (Ethernet, the first 128 bytes).
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
+    },
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -357,5 +387,15 @@ fn parse_interval(s: &str) -> Result<f64, String> {
         _ => Err(format!(
             "{s:?} is not 0.1-3600 seconds (example: --interval 2)"
         )),
+    }
+}
+
+/// Seconds a trace may run: more than 0, at most 20.
+fn parse_trace_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if v > 0.0 && v <= 20.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in (0, 20] seconds"))
     }
 }

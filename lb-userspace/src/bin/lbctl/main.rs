@@ -7,10 +7,11 @@ use anyhow::{bail, Context, Result};
 use args::{BackendCmd, CheckArgs, Cli, Cmd, ConnCmd, PlanCmd, VipCmd, VmCmd};
 use clap::{CommandFactory, Parser};
 use lb_userspace::{
-    face::{api, client, render},
+    face::{api, client, render, trace},
     model::{
         config::{CheckKind, HealthConfig},
         diff::Change,
+        trace::TraceList,
         wire::{
             ApplyReport, BackendHealth, ChangeResult, ConnList, Plan, PoolView, StatsView,
             StatusView, VipView,
@@ -97,6 +98,32 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             show(json, get(&query)?, |l: &ConnList| render::conns(l))?;
+        }
+        Cmd::Trace {
+            vip,
+            addr,
+            port,
+            count,
+            seconds,
+            every,
+            pcap,
+        } => {
+            let body = json!({"vip": vip, "addr": addr, "port": port, "count": count,
+                "seconds": seconds, "every": every});
+            let v = call("POST", "/v1/trace", Some(&body))?;
+            let list: TraceList = serde_json::from_value(v.clone())?;
+            if let Some(path) = &pcap {
+                std::fs::write(path, trace::pcap(&list))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            show(json, v, |l: &TraceList| render::trace(l))?;
+            if let Some(path) = &pcap {
+                eprintln!(
+                    "{} packets written to {}",
+                    list.records.len(),
+                    path.display()
+                );
+            }
         }
         Cmd::Vm(VmCmd::List { pool }) => {
             let pools = named(

@@ -16,7 +16,9 @@ use crate::{
     model::{
         config::{Config, HealthConfig, VipConfig},
         diff::{diff, Change},
-        shown, validate_vips,
+        shown,
+        trace::{TraceList, TraceQuery},
+        validate_vips,
         wire::{
             ApplyReport, ApplyRequest, BackendChange, BackendHealth, ChangeResult, ConnList,
             ConnQuery, Plan, PlanRequest, PoolView, StatsView, StatusView, VipName, VipView,
@@ -62,6 +64,7 @@ pub(super) fn router(ctx: ApiContext) -> Router {
         .route("/v1/reload", post(reload_config))
         .route("/v1/diff", get(config_diff))
         .route("/v1/conns", get(conns))
+        .route("/v1/trace", post(trace))
         .route("/v1/health", get(health))
         .route("/v1/vms", get(list_vms).post(create_vm).delete(delete_vm))
         .fallback(not_found)
@@ -88,6 +91,12 @@ async fn config_diff(State(c): Ctx) -> Answer<Vec<Change>> {
 
 async fn conns(State(c): Ctx, Query(q): Query<ConnQuery>) -> Answer<ConnList> {
     Ok(Json(c.handle.call(|tx| Command::Conns(q, tx)).await??))
+}
+
+async fn trace(State(c): Ctx, Extension(peer): Extension<Peer>, body: Bytes) -> Answer<TraceList> {
+    let q: TraceQuery = parse_body(&body, MAX_BODY)?;
+    audit(peer, "trace", &format!("{q:?}"), None);
+    Ok(Json(crate::face::trace::collect(&c.handle, q).await?))
 }
 
 async fn health(State(c): Ctx) -> Answer<Vec<BackendHealth>> {
