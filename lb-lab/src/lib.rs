@@ -1,7 +1,8 @@
 //! The embedded lab behind `cargo xtask run`, the tests and the benches: namespace guards,
-//! the lab topology and its configs, a one-armed topology on a bridge, client probes, and the
-//! benchmark harness object. Test scaffolding, not product: its errors are `anyhow`.
+//! the lab topology and its configs, a one-armed topology on a bridge, the engines of VM and
+//! container pools, client probes, and the benchmark harness object. Test scaffolding, not product: its errors are `anyhow`.
 pub mod bridge;
+pub mod engines;
 pub mod netns;
 pub mod probes;
 pub mod topology;

@@ -331,9 +331,55 @@ impl Topology {
     }
 }
 
-/// Settings of a pool lab: one NAT VIP (`web` on [`VIP`]:80) served by a `netns` pool.
+/// What a pool lab's VMs are.
+#[derive(Clone, Debug, Default)]
+pub enum PoolEngine {
+    /// Network namespaces (lbd's embedded default).
+    #[default]
+    Netns,
+    /// libvirt domains booting `kernel` and `initrd` (software emulation: TCG).
+    Libvirt {
+        /// Guest kernel.
+        kernel: PathBuf,
+        /// Guest initramfs.
+        initrd: PathBuf,
+    },
+    /// Containers of `image` on the Docker-API engine at `socket`.
+    Docker {
+        /// The engine's API socket.
+        socket: PathBuf,
+        /// The image.
+        image: String,
+    },
+}
+
+impl PoolEngine {
+    /// The `provider` line and the engine's table of `[vip.pool]`.
+    fn toml(&self) -> String {
+        match self {
+            PoolEngine::Netns => "provider = \"netns\"\n".into(),
+            PoolEngine::Libvirt { kernel, initrd } => format!(
+                "provider = \"libvirt\"\n[vip.pool.libvirt]\ndomain_type = \"qemu\"\n\
+                 kernel = {:?}\ninitrd = {:?}\nshutdown_s = 2\n",
+                kernel.display().to_string(),
+                initrd.display().to_string()
+            ),
+            PoolEngine::Docker { socket, image } => format!(
+                "provider = \"docker\"\n[vip.pool.docker]\nsocket = {:?}\nimage = {image:?}\n\
+                 shutdown_s = 2\n",
+                socket.display().to_string()
+            ),
+        }
+    }
+}
+
+/// Settings of a pool lab: one NAT VIP (`web` on [`VIP`]:80) served by a pool.
 #[derive(Clone, Debug)]
 pub struct PoolLab {
+    /// What the VMs are.
+    pub engine: PoolEngine,
+    /// Memory per VM, MiB.
+    pub memory_mb: u64,
     /// `min`, `max` VMs.
     pub min: u32,
     /// Most VMs.
@@ -355,6 +401,8 @@ pub struct PoolLab {
 impl Default for PoolLab {
     fn default() -> Self {
         PoolLab {
+            engine: PoolEngine::Netns,
+            memory_mb: 128,
             min: 2,
             max: 6,
             target: 0.5,
@@ -385,9 +433,9 @@ impl PoolLab {
              [vip.health]\nkind = \"agent\"\nagent_port = {AGENT_PORT}\ninter_ms = 300\n\
              fastinter_ms = 100\ndowninter_ms = 300\ntimeout_ms = 300\nrise = 2\nfall = 3\n\
              [vip.weights]\npolicy = {:?}\nslow_start_s = {}\n\
-             [vip.pool]\nprovider = \"netns\"\nmin = {}\nmax = {}\ntarget_utilisation = {}\n\
+             [vip.pool]\nmin = {}\nmax = {}\ntarget_utilisation = {}\n\
              scale_out_cooldown_s = {}\nscale_in_cooldown_s = {}\ncpu_limit = {}\nwork_us = {}\n\
-             port = {BACKEND_PORT}\nnetwork = \"{POOL_NETWORK}\"\n",
+             memory_mb = {}\nport = {BACKEND_PORT}\nnetwork = \"{POOL_NETWORK}\"\n{}",
             ifaces.join(", "),
             socket.display().to_string(),
             state_file(socket).display().to_string(),
@@ -401,6 +449,8 @@ impl PoolLab {
             self.cooldowns_s.1,
             self.cpu_limit,
             self.work_us,
+            self.memory_mb,
+            self.engine.toml(),
         )
     }
 }

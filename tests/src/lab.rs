@@ -148,10 +148,15 @@ pub struct PoolRunning {
 impl PoolRunning {
     /// Starts lbd over a pool configured by `lab`.
     pub fn start(lab: &lb_lab::PoolLab) -> Self {
+        Self::start_with(lab, |text| text)
+    }
+
+    /// The same, with the config text passed through `edit` first (more VIPs, say).
+    pub fn start_with(lab: &lb_lab::PoolLab, edit: impl FnOnce(String) -> String) -> Self {
         crate::require_root();
         let mut topo = Topology::build(0).expect("build namespaces");
         let (instance, socket, config, state, lbd) =
-            launch(&mut topo, "tp", |t, i, s| lab.config_toml(t, i, s));
+            launch(&mut topo, "tp", |t, i, s| edit(lab.config_toml(t, i, s)));
         PoolRunning {
             _vms: lb_userspace::workers::vm::netns::PurgeGuard::new(
                 &instance,
@@ -168,13 +173,21 @@ impl PoolRunning {
         }
     }
 
-    /// The pool as lbd shows it now.
+    /// The pool as lbd shows it now (the lab's `web`).
     pub fn pool(&self) -> lb_userspace::model::wire::PoolView {
+        self.pool_named("web")
+    }
+
+    /// Pool `name` as lbd shows it now.
+    pub fn pool_named(&self, name: &str) -> lb_userspace::model::wire::PoolView {
         let v = lb_userspace::face::client::call(&self.socket, "GET", "/v1/vms", None)
             .expect("GET /v1/vms");
-        let mut pools: Vec<lb_userspace::model::wire::PoolView> =
+        let pools: Vec<lb_userspace::model::wire::PoolView> =
             serde_json::from_value(v).expect("pool JSON");
-        pools.pop().expect("one pool")
+        pools
+            .into_iter()
+            .find(|p| p.vip == name)
+            .unwrap_or_else(|| panic!("no pool {name}"))
     }
 
     /// Waits up to `limit` for `ready(pool)`; panics with the last view if it never holds.

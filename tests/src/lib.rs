@@ -27,6 +27,20 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A file `cargo xtask test` built for the engines' guests (`target/guest/<name>`): the
+/// guest kernel, an initramfs.
+pub fn guest_file(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/guest")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo xtask test` (it builds the guests)",
+        path.display()
+    );
+    path
+}
+
 /// Median of the samples (the upper one of an even count; 0 when there are none), for the
 /// bench binaries' tables.
 pub fn median(v: &[f64]) -> f64 {

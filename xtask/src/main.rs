@@ -4,6 +4,7 @@ mod build;
 mod chaos;
 mod cmd;
 mod deb;
+mod guest;
 mod run;
 mod setup;
 mod test;

@@ -6,7 +6,10 @@ use anyhow::{bail, Result};
 
 use crate::cmd;
 
-/// Debian packages: LLVM 22 for bpf-linker, and the tools the lab and tests drive.
+/// Debian packages: LLVM 22 for bpf-linker, libvirt's C library (the libvirt VM provider links
+/// it), and the tools and engines the lab and tests drive: QEMU and libvirtd for VM pools,
+/// podman (with runc: crun cannot use this kind of machine's cgroups) for container pools,
+/// busybox for the guests.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -15,7 +18,22 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "procps",
     "nftables",
+    "libvirt-dev",
+    "libvirt-daemon",
+    "libvirt-clients",
+    "libvirt-daemon-driver-qemu",
+    "qemu-system-x86",
+    "qemu-utils",
+    "busybox-static",
+    "podman",
+    "runc",
 ];
+
+/// libvirtd's QEMU driver settings for a host without the `libvirt-qemu` user's usual setup
+/// (the minimal packages have neither it nor a qemu.conf, and libvirtd then refuses the
+/// driver): QEMU runs as root, no security driver, no ownership changes.
+const QEMU_CONF: &str = "# Written by cargo xtask (xlb): QEMU as root, no security driver.\n\
+user = \"root\"\ngroup = \"root\"\ndynamic_ownership = 0\nsecurity_driver = \"none\"\n";
 /// The bpf-linker release we build against Debian's LLVM 22 (rustc's LLVM major).
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -24,6 +42,7 @@ pub fn ensure() -> Result<()> {
     let start = Instant::now();
     println!("[setup] checking the toolchain (installs only what is missing)");
     apt_packages()?;
+    libvirt_host()?;
     nightly()?;
     stable_components()?;
     bpf_linker()?;
@@ -61,6 +80,56 @@ pub fn ensure_packages(packages: &[&str]) -> Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+/// The `libvirt-qemu` user and group and `/etc/libvirt/qemu.conf` libvirtd needs here, and the
+/// directories it logs and keeps state in.
+fn libvirt_host() -> Result<()> {
+    let exists = |db: &str, name: &str| {
+        Command::new("getent")
+            .args([db, name])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let conf = std::path::Path::new("/etc/libvirt/qemu.conf");
+    let ready = exists("group", "libvirt-qemu")
+        && exists("passwd", "libvirt-qemu")
+        && std::fs::read_to_string(conf).is_ok_and(|c| c == QEMU_CONF);
+    if ready {
+        println!("[setup] libvirt host settings: present");
+        return Ok(());
+    }
+    if !cmd::is_root() {
+        bail!("libvirt host settings missing; run as root to write them");
+    }
+    println!(
+        "[setup] libvirt host settings: the libvirt-qemu user, {}",
+        conf.display()
+    );
+    if !exists("group", "libvirt-qemu") {
+        cmd::run(Command::new("groupadd").args(["-r", "libvirt-qemu"]))?;
+    }
+    if !exists("passwd", "libvirt-qemu") {
+        cmd::run(Command::new("useradd").args([
+            "-r",
+            "-g",
+            "libvirt-qemu",
+            "-d",
+            "/var/lib/libvirt",
+            "-s",
+            "/usr/sbin/nologin",
+            "libvirt-qemu",
+        ]))?;
+    }
+    for dir in [
+        "/etc/libvirt",
+        "/var/log/libvirt/qemu",
+        "/var/lib/libvirt/qemu",
+    ] {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(conf, QEMU_CONF)?;
+    Ok(())
 }
 
 fn nightly() -> Result<()> {

@@ -3,7 +3,7 @@
 //! need root.
 use anyhow::Result;
 
-use crate::{cmd, deb, setup};
+use crate::{cmd, deb, guest, setup};
 
 /// Installs what is missing, builds the binaries the namespace tests start, runs the tests.
 pub fn run(args: &[String]) -> Result<()> {
@@ -13,6 +13,8 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     lint()?;
     cmd::run(cmd::cargo().args(["build", "-p", "lb-userspace", "-p", "lb-lab", "--bins"]))?;
+    // The libvirt and docker pool tests boot these.
+    guest::ensure("debug")?;
     // The packaging test installs this package into a scratch root.
     deb::run(true)?;
     cmd::run(

@@ -251,6 +251,7 @@ impl Page {
         let mut vms = Vec::new();
         let mut utilisation = Vec::new();
         let mut decisions = Vec::new();
+        let mut errors = Vec::new();
         let mut serving = Vec::new();
         for p in &self.pools {
             let mut by_state = std::collections::BTreeMap::<&str, u64>::new();
@@ -270,6 +271,9 @@ impl Page {
             for (kind, n) in &p.decisions {
                 decisions.push((labels(&[("vip", &p.vip), ("kind", kind)]), Num::Count(*n)));
             }
+            for (kind, n) in &p.errors {
+                errors.push((labels(&[("vip", &p.vip), ("kind", kind)]), Num::Count(*n)));
+            }
         }
         vec![
             Family::Gauge("lb_pool_vms", "VMs of a pool by state.", vms),
@@ -282,6 +286,12 @@ impl Page {
                 "lb_pool_decisions",
                 "VMs created or drained, by reason.",
                 decisions,
+            ),
+            Family::Counter(
+                "lb_pool_provider_errors",
+                "Failures of a pool's VM provider, by kind (engine_unreachable, image_missing, \
+                 quota_refused, engine, system, ...).",
+                errors,
             ),
             Family::Gauge(
                 "lb_vm_serving_seconds",

@@ -376,6 +376,19 @@ pub fn pools(pools: &[PoolView], events: usize) -> String {
                 v.serving_after_ms
                     .map_or("-".to_string(), |ms| format!("{ms}ms"))
             );
+            if let Some(host) = &v.host {
+                let _ = writeln!(out, "  {:<10} on {host}", "");
+            }
+        }
+        if let Some(e) = &p.last_error {
+            let secs = (now_ms().saturating_sub(e.at_ms)) as f64 / 1000.0;
+            let counts: Vec<String> = p.errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let _ = writeln!(
+                out,
+                "  provider errors: {} (last {secs:.1}s ago: {})",
+                counts.join(", "),
+                e.what
+            );
         }
         let skip = p.events.len().saturating_sub(events);
         for e in &p.events[skip..] {

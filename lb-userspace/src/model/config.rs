@@ -475,13 +475,31 @@ pub enum ProviderKind {
     Netns,
     /// Addresses the operator manages (`addrs`); lbd only checks, weights and picks them.
     Static,
+    /// QEMU/KVM domains through libvirt (`[vip.pool.libvirt]`), a tap each into lbd's
+    /// namespace.
+    Libvirt,
+    /// Containers through the Docker Engine API (`[vip.pool.docker]`; podman serves it
+    /// too), a veth each into lbd's namespace.
+    Docker,
+}
+
+impl ProviderKind {
+    /// `netns`, `static`, `libvirt` or `docker`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Netns => "netns",
+            ProviderKind::Static => "static",
+            ProviderKind::Libvirt => "libvirt",
+            ProviderKind::Docker => "docker",
+        }
+    }
 }
 
 /// `[vip.pool]`: a VIP's backend VMs, created, scaled and deleted by lbd.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
-    /// `netns` (default) or `static`.
+    /// `netns` (default), `static`, `libvirt` or `docker`.
     #[serde(default)]
     pub provider: ProviderKind,
     /// Fewest VMs.
@@ -505,21 +523,28 @@ pub struct PoolConfig {
     /// Port the VMs serve on (default: the VIP port in dsr mode, else 8080).
     #[serde(default)]
     pub port: Option<u16>,
-    /// `netns`: CPU limit of each VM, in cores.
+    /// `netns`, `libvirt`, `docker`: CPU limit of each VM, in cores.
     #[serde(default = "default_cpu_limit")]
     pub cpu_limit: f64,
-    /// `netns`: memory limit of each VM, in MiB.
+    /// `netns`, `libvirt`, `docker`: memory limit of each VM, in MiB.
     #[serde(default = "default_memory_mb")]
     pub memory_mb: u64,
-    /// `netns`: IPv4 network the VMs' links are cut from (a /30 each).
+    /// `netns`, `libvirt`, `docker`: IPv4 network the VMs' links are cut from (a /30 each).
     #[serde(default = "default_network")]
     pub network: String,
-    /// `netns`: CPU microseconds each HTTP request costs the VM's server (load for labs).
+    /// `netns`, `libvirt`, `docker`: CPU microseconds each HTTP request costs the VM's
+    /// server (load for labs).
     #[serde(default)]
     pub work_us: u64,
     /// `static`: the addresses the pool picks from.
     #[serde(default)]
     pub addrs: Vec<IpAddr>,
+    /// `libvirt`: the hypervisors and the guest image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub libvirt: Option<super::provider::LibvirtConfig>,
+    /// `docker`: the engine and the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<super::provider::DockerConfig>,
 }
 
 fn default_pool_min() -> u32 {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod diff;
 pub mod error;
 pub mod msg;
+pub mod provider;
 pub mod state;
 pub mod trace;
 mod validate;

@@ -49,12 +49,42 @@ impl PoolConfig {
                 "must equal the VIP port in dsr mode",
             ));
         }
+        let engine = |present: bool, table: &str| {
+            if present == (self.provider.name() == table) {
+                Ok(())
+            } else if present {
+                Err(err(
+                    format!("{at}.{table}"),
+                    format!("set, but the provider is {}", self.provider.name()),
+                ))
+            } else {
+                Err(err(
+                    format!("{at}.{table}"),
+                    format!("missing: a {table} pool needs [vip.pool.{table}]"),
+                ))
+            }
+        };
+        let engine_kind = matches!(self.provider, ProviderKind::Libvirt | ProviderKind::Docker);
+        if engine_kind && vip.mode == Mode::Dsr {
+            return Err(err(
+                format!("{at}.provider"),
+                "dsr pools run lb-decap beside each VM's server: use the netns provider",
+            ));
+        }
+        engine(self.libvirt.is_some(), "libvirt")?;
+        engine(self.docker.is_some(), "docker")?;
+        if let Some(l) = &self.libvirt {
+            l.validate(&format!("{at}.libvirt"))?;
+        }
+        if let Some(d) = &self.docker {
+            d.validate(&format!("{at}.docker"))?;
+        }
         match self.provider {
-            ProviderKind::Netns => {
+            ProviderKind::Netns | ProviderKind::Libvirt | ProviderKind::Docker => {
                 if !vip.addr.is_ipv4() {
                     return Err(err(
                         format!("{at}.provider"),
-                        "netns VMs are IPv4: use an IPv4 VIP",
+                        format!("{} VMs are IPv4: use an IPv4 VIP", self.provider.name()),
                     ));
                 }
                 if !(0.01..=64.0).contains(&self.cpu_limit) {

@@ -359,6 +359,9 @@ pub struct VmView {
     /// Milliseconds from create to serving (joined the ring), once it has; none for a VM
     /// adopted from an earlier lbd.
     pub serving_after_ms: Option<u64>,
+    /// The hypervisor or engine it runs on (a libvirt URI), where the provider has several.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 /// A scaling decision or lifecycle event.
@@ -392,6 +395,13 @@ pub struct PoolView {
     /// VMs created or drained so far, by reason: `scale_out`, `scale_in`, `min` (below
     /// min), `replace` (server died), `requested` (lbctl).
     pub decisions: BTreeMap<String, u64>,
+    /// The provider's failures so far, by kind: `engine_unreachable`, `image_missing`,
+    /// `quota_refused`, `engine`, `system`, `no_capacity`, `bad_record`.
+    #[serde(default)]
+    pub errors: BTreeMap<String, u64>,
+    /// The last of them, with when.
+    #[serde(default)]
+    pub last_error: Option<Event>,
 }
 
 /// What applying a desired state does to one VIP.

@@ -117,6 +117,52 @@ pub async fn route_via(h: &Handle, dst: IpAddr, len: u8, gateway: IpAddr) -> Res
         .with_context(|| format!("adding the route to {dst}/{len} via {gateway}"))
 }
 
+/// Moves interface `name` from namespace `from` (a name or a `/proc/<pid>/ns/net` path) into
+/// the calling thread's namespace, unless it is here already.
+pub async fn move_here(from: &str, name: &str) -> Result<()> {
+    if index(name).is_ok() {
+        return Ok(());
+    }
+    let here = File::open("/proc/thread-self/ns/net").context("opening this namespace")?;
+    let name = name.to_string();
+    netlink(Some(from.to_string()), move |h| async move {
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(index(&name)?)
+                    .setns_by_fd(here.as_raw_fd())
+                    .build(),
+            )
+            .execute()
+            .await
+            .with_context(|| format!("moving {name} into lbd's namespace"))
+    })
+    .await
+}
+
+/// Gives interface `name` of the calling thread's namespace `addr/len` and sets it up.
+pub async fn configure_here(name: &str, addr: IpAddr, len: u8) -> Result<()> {
+    let idx = index(name)?;
+    let name = name.to_string();
+    // The netlink thread is made by this one, in its namespace.
+    netlink(None, move |h| async move {
+        add_address(&h, idx, &name, addr, len).await?;
+        set_up(&h, idx, &name).await
+    })
+    .await
+}
+
+/// Deletes interface `index` of the calling thread's namespace (a veth takes its peer along).
+pub async fn delete(index: u32) -> Result<()> {
+    netlink(None, move |h| async move {
+        h.link()
+            .del(index)
+            .execute()
+            .await
+            .with_context(|| format!("deleting interface {index}"))
+    })
+    .await
+}
+
 /// Creates bridge `name`, up, in the handle's namespace; returns its index.
 pub async fn bridge(h: &Handle, name: &str) -> Result<u32> {
     h.link()

@@ -19,9 +19,26 @@ use super::error::{fail, Context, Result};
 /// Where named network namespaces are bind-mounted (as `ip netns` keeps them).
 const NETNS_DIR: &str = "/run/netns";
 
-/// The bind mount of namespace `name`.
+/// The bind mount of namespace `name`; a name that is an absolute path is that file (a
+/// process's namespace: `/proc/<pid>/ns/net`).
 pub fn netns_path(name: &str) -> PathBuf {
+    if name.starts_with('/') {
+        return PathBuf::from(name);
+    }
     Path::new(NETNS_DIR).join(name)
+}
+
+/// The namespace a process is in (`/proc/<pid>/ns/net`), as a name the functions here take.
+pub fn of_process(pid: u32) -> String {
+    format!("/proc/{pid}/ns/net")
+}
+
+/// Whether the namespace `name` is the one the calling thread is in.
+pub fn is_current(name: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let inode = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    let here = inode(Path::new("/proc/thread-self/ns/net"));
+    here.is_some() && here == inode(&netns_path(name))
 }
 
 /// Creates the named network namespace `name`, as `ip netns add` does: `/run/netns` is made

@@ -31,6 +31,8 @@ use crate::{
 const TICK: Duration = Duration::from_millis(500);
 /// Decisions kept per pool.
 const EVENTS_KEPT: usize = 64;
+/// How long a pool waits after its provider failed to make a VM before it tries again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Operator requests to a pool manager.
 pub enum PoolCommand {
@@ -78,6 +80,10 @@ pub struct Manager {
     decisions: BTreeMap<String, u64>,
     last_out: Option<Instant>,
     last_change: Option<Instant>,
+    /// The provider's failures by kind, the last one, and when making VMs may be tried again.
+    errors: BTreeMap<String, u64>,
+    last_error: Option<Event>,
+    retry_at: Option<Instant>,
 }
 
 impl Manager {
@@ -98,6 +104,9 @@ impl Manager {
             decisions: BTreeMap::new(),
             last_out: None,
             last_change: None,
+            errors: BTreeMap::new(),
+            last_error: None,
+            retry_at: None,
         })
     }
 
@@ -208,15 +217,44 @@ impl Manager {
         }
     }
 
+    /// Notes a failure of the provider: counted by kind, logged, shown, and no VM is made
+    /// for [`RETRY_AFTER`] (a missing image or an engine that is down is not retried at every
+    /// look). Other pools are not concerned.
+    fn failed(&mut self, e: &super::vm::VmError) {
+        *self.errors.entry(e.kind().to_string()).or_default() += 1;
+        let what = format!("provider failed ({}): {e}", e.kind());
+        self.event(what.clone());
+        tracing::warn!("pool {}: {what}", self.vip.name);
+        self.last_error = Some(Event {
+            at_ms: now_ms(),
+            what,
+        });
+        self.retry_at = Some(Instant::now() + RETRY_AFTER);
+    }
+
+    /// Whether a failure of the provider holds VM making back now.
+    fn backing_off(&self) -> bool {
+        self.retry_at.is_some_and(|t| Instant::now() < t)
+    }
+
     /// Creates, starts and attaches one VM and adds it to the VIP (it joins the ring after
     /// `rise` good checks); on failure nothing of it is left.
     async fn create(&mut self, cpu_limit: Option<f64>, why: &str) -> Result<String> {
         let slot = (0..)
             .find(|s| !self.vms.iter().any(|m| m.vm.slot == *s))
             .unwrap_or(0);
-        let mut vm = self.provider.create(&self.spec(slot, cpu_limit)).await?;
+        let mut vm = match self.provider.create(&self.spec(slot, cpu_limit)).await {
+            Ok(vm) => vm,
+            Err(e) => {
+                self.failed(&e);
+                return Err(e.into());
+            }
+        };
         let joined = async {
-            self.provider.start(&mut vm).await?;
+            if let Err(e) = self.provider.start(&mut vm).await {
+                self.failed(&e);
+                return Err(e.into());
+            }
             if let Some(iface) = vm.meta.get("iface") {
                 self.handle
                     .call(|tx| Command::Attach(iface.clone(), tx))
@@ -330,6 +368,7 @@ impl Manager {
                     Joined::After(d) => Some(d.as_millis() as u64),
                     _ => None,
                 },
+                host: m.vm.meta.get("uri").cloned(),
             });
             i += 1;
         }
@@ -347,6 +386,8 @@ impl Manager {
             vms: vms.to_vec(),
             events: self.events.iter().cloned().collect(),
             decisions: self.decisions.clone(),
+            errors: self.errors.clone(),
+            last_error: self.last_error.clone(),
         };
         self.pools.publish(&self.vip.name, view);
     }

@@ -1,4 +1,5 @@
-//! The pool's scaling decision, at most one per look: below `min`, create; mean agent CPU
+//! The pool's scaling decision, at most one per look (none that makes a VM for a while after
+//! the provider failed to): below `min`, create; mean agent CPU
 //! above target (after the scale-out cooldown, nothing joining), grow to bring it to the
 //! target; below target × (1 − hysteresis) even without one VM (after the scale-in cooldown),
 //! drain the least-loaded VM.
@@ -29,7 +30,9 @@ impl Manager {
         self.publish(views, utilisation);
         let n = live.len() as u32;
         let since = |t: Option<Instant>| t.map_or(Duration::MAX, |t| t.elapsed());
-        if n < self.cfg.min {
+        // After a failure of the provider, no VM is made for a while (drains still go on).
+        let may_create = !self.backing_off();
+        if n < self.cfg.min && may_create {
             let why = format!("{n} VMs, below min {}", self.cfg.min);
             self.create(None, &why).await?;
             self.decided("min");
@@ -41,6 +44,7 @@ impl Manager {
         };
         let target = self.cfg.target_utilisation;
         if u > target
+            && may_create
             && n < self.cfg.max
             && !joining
             && since(self.last_out) >= Duration::from_secs(self.cfg.scale_out_cooldown_s)

@@ -1,13 +1,17 @@
 //! Layer 4 worker parts, backend VMs: the [`VmProvider`] trait the pool manager drives, the VM
 //! record it keeps, and the providers: `netns` (a namespace, a veth, cgroup limits and
-//! `lb-backend` inside) and `static` (addresses someone else runs).
+//! `lb-backend` inside), `libvirt` (QEMU/KVM domains), `docker` (containers through the Docker
+//! Engine API) and `static` (addresses someone else runs).
+pub mod docker;
 pub mod fixed;
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
 pub mod netns;
 
 use std::{
     collections::BTreeMap,
     future::Future,
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::PathBuf,
 };
 
@@ -88,6 +92,18 @@ pub enum VmError {
     /// The VM's record cannot be used (missing field, bad file).
     #[error("bad VM record {0}")]
     BadRecord(String),
+    /// The engine (libvirtd, the Docker Engine API) cannot be reached.
+    #[error("engine unreachable: {0}")]
+    EngineUnreachable(String),
+    /// What the VM boots or runs (kernel, initramfs, disk, container image) is not there.
+    #[error("image missing: {0}")]
+    ImageMissing(String),
+    /// The engine refused a limit or a resource (CPU, memory).
+    #[error("quota refused: {0}")]
+    QuotaRefused(String),
+    /// The engine failed otherwise.
+    #[error("engine error: {0}")]
+    Engine(String),
 }
 
 impl VmError {
@@ -100,14 +116,52 @@ impl VmError {
     }
 }
 
+impl VmError {
+    /// Its kind, as metrics and `lbctl vm list` count it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VmError::NoCapacity(_) => "no_capacity",
+            VmError::System { .. } => "system",
+            VmError::BadRecord(_) => "bad_record",
+            VmError::EngineUnreachable(_) => "engine_unreachable",
+            VmError::ImageMissing(_) => "image_missing",
+            VmError::QuotaRefused(_) => "quota_refused",
+            VmError::Engine(_) => "engine",
+        }
+    }
+}
+
 impl From<VmError> for Error {
     fn from(e: VmError) -> Self {
         let kind = match e {
-            VmError::NoCapacity(_) => ErrorKind::Conflict,
-            VmError::System { .. } | VmError::BadRecord(_) => ErrorKind::Internal,
+            VmError::NoCapacity(_) | VmError::QuotaRefused(_) => ErrorKind::Conflict,
+            VmError::EngineUnreachable(_) => ErrorKind::Busy,
+            VmError::ImageMissing(_) => ErrorKind::NotFound,
+            VmError::System { .. } | VmError::BadRecord(_) | VmError::Engine(_) => {
+                ErrorKind::Internal
+            }
         };
         Error::new(kind, "vm", e.to_string())
     }
+}
+
+/// The (balancer side, VM side) addresses of `slot`'s /30 in `network`.
+pub fn link_addrs(network: (Ipv4Addr, u8), slot: u32) -> Result<(Ipv4Addr, Ipv4Addr), VmError> {
+    let room = 1u32 << (30 - u32::from(network.1));
+    if slot >= room {
+        return Err(VmError::NoCapacity(format!(
+            "slot {slot}: the network has room for {room} VMs"
+        )));
+    }
+    let base = u32::from(network.0) + 4 * slot;
+    Ok((Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2)))
+}
+
+/// The name of a VM's link on lbd's side: `<prefix><hash of instance/pool><slot>`, short
+/// enough for an interface name.
+pub fn link_name(prefix: &str, instance: &str, pool: &str, slot: u32) -> String {
+    let hash = crate::sys::link::short_hash(&format!("{instance}/{pool}")) & 0xff_ffff;
+    format!("{prefix}{hash:06x}{slot}")
 }
 
 /// Makes, starts, watches and removes backend VMs. Ready for a hypervisor provider: `create`
@@ -134,6 +188,11 @@ pub enum Provider {
     Netns(netns::NetnsProvider),
     /// Operator-managed addresses.
     Static(fixed::StaticProvider),
+    /// libvirt domains.
+    #[cfg(feature = "libvirt")]
+    Libvirt(libvirt::LibvirtProvider),
+    /// Containers of a Docker-API engine.
+    Docker(docker::DockerProvider),
 }
 
 macro_rules! each {
@@ -141,6 +200,9 @@ macro_rules! each {
         match $self {
             Provider::Netns($p) => $e,
             Provider::Static($p) => $e,
+            #[cfg(feature = "libvirt")]
+            Provider::Libvirt($p) => $e,
+            Provider::Docker($p) => $e,
         }
     };
 }
@@ -198,14 +260,35 @@ pub fn provider_for(vip: &VipConfig, host: &Host) -> Result<Provider, Error> {
         .pool
         .as_ref()
         .ok_or_else(|| Error::invalid("pool", format!("vip {:?} has no pool", vip.name)))?;
+    let network = || {
+        pool.network()
+            .map_err(|p| Error::invalid("pool.network", p))
+    };
+    let dsr = (vip.mode == Mode::Dsr).then_some(vip.addr);
     Ok(match pool.provider {
         ProviderKind::Static => Provider::Static(fixed::StaticProvider::new(pool.addrs.clone())),
-        ProviderKind::Netns => {
-            let network = pool
-                .network()
-                .map_err(|p| Error::invalid("pool.network", p))?;
-            let dsr = (vip.mode == Mode::Dsr).then_some(vip.addr);
-            Provider::Netns(netns::NetnsProvider::new(host, network, dsr))
+        ProviderKind::Netns => Provider::Netns(netns::NetnsProvider::new(host, network()?, dsr)),
+        #[cfg(feature = "libvirt")]
+        ProviderKind::Libvirt => {
+            let cfg = pool
+                .libvirt
+                .clone()
+                .ok_or_else(|| Error::invalid("pool.libvirt", "missing"))?;
+            Provider::Libvirt(libvirt::LibvirtProvider::new(host, cfg, network()?))
+        }
+        #[cfg(not(feature = "libvirt"))]
+        ProviderKind::Libvirt => {
+            return Err(Error::invalid(
+                "pool.provider",
+                "this lbd was built without the libvirt provider (feature `libvirt`)",
+            ))
+        }
+        ProviderKind::Docker => {
+            let cfg = pool
+                .docker
+                .clone()
+                .ok_or_else(|| Error::invalid("pool.docker", "missing"))?;
+            Provider::Docker(docker::DockerProvider::new(host, cfg, network()?))
         }
     })
 }

@@ -10,14 +10,16 @@ use std::{
     process::Stdio,
 };
 
-use super::{now_ms, records_dir, Host, Vm, VmError, VmProvider, VmSpec, VmStatus};
+use super::{
+    link_addrs, link_name, now_ms, records_dir, Host, Vm, VmError, VmProvider, VmSpec, VmStatus,
+};
 use crate::{
     model::config::AttachMode,
     sys::{
         cgroup::Cgroup,
         error::{fail, Context, Result},
         ethtool::{self, Offload},
-        link::{self, short_hash, End},
+        link::{self, End},
         netns::{add_netns, command_in, del_netns, enter, netns_path},
     },
 };
@@ -51,18 +53,6 @@ impl NetnsProvider {
             dsr_vip,
             xdp: host.attach == AttachMode::Xdp,
         }
-    }
-
-    /// (balancer side, VM side) addresses of `slot`.
-    fn addrs(&self, slot: u32) -> Result<(Ipv4Addr, Ipv4Addr), VmError> {
-        let room = 1u32 << (30 - u32::from(self.network.1));
-        if slot >= room {
-            return Err(VmError::NoCapacity(format!(
-                "slot {slot}: the network has room for {room} VMs"
-            )));
-        }
-        let base = u32::from(self.network.0) + 4 * slot;
-        Ok((Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2)))
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
@@ -164,12 +154,8 @@ impl VmProvider for NetnsProvider {
     async fn create(&self, spec: &VmSpec) -> Result<Vm, VmError> {
         let name = format!("{}-{}", spec.pool, spec.slot);
         let ns = format!("{}{name}", ns_prefix(&self.instance));
-        let iface = format!(
-            "xv{:06x}{}",
-            short_hash(&format!("{}/{}", self.instance, spec.pool)) & 0xff_ffff,
-            spec.slot
-        );
-        let (host, addr) = self.addrs(spec.slot)?;
+        let iface = link_name("xv", &self.instance, &spec.pool, spec.slot);
+        let (host, addr) = link_addrs(self.network, spec.slot)?;
         let vm = Vm {
             name: name.clone(),
             pool: spec.pool.clone(),
