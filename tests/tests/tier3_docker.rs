@@ -3,12 +3,7 @@
 //! from the engine after lbd is killed, replaced when removed under lbd, scaled out under load
 //! and back in by draining with no failed request; a missing image or an unreachable engine is
 //! a clear error that leaves other pools alone.
-use std::{
-    collections::BTreeSet,
-    net::SocketAddr,
-    sync::{atomic::Ordering, Arc},
-    time::Duration,
-};
+use std::{collections::BTreeSet, net::SocketAddr, rc::Rc, sync::atomic::Ordering, time::Duration};
 
 use lb_lab::{engines::Podman, http_get, Load, PoolEngine, PoolLab, VIP, VIP_PORT};
 use tests::lab::{PoolRunning, RunningLab};
@@ -19,7 +14,7 @@ fn vip() -> SocketAddr {
 
 /// Removes the instance's containers when dropped; made before the lab, so it acts after lbd
 /// has stopped.
-struct Containers(Arc<Podman>, String);
+struct Containers(Rc<Podman>, String);
 
 impl Drop for Containers {
     fn drop(&mut self) {
@@ -58,7 +53,7 @@ fn engine(podman: &Podman, image: &str) -> PoolEngine {
 
 #[test]
 fn a_docker_pool_serves_survives_lbd_replaces_and_scales_with_no_failed_request() {
-    let podman = Arc::new(Podman::start().expect("podman's API service"));
+    let podman = Rc::new(Podman::start().expect("podman's API service"));
     let mut purge = Containers(podman.clone(), String::new());
     let mut lab = PoolRunning::start(&PoolLab {
         engine: engine(&podman, "xlb-backend:debug"),
@@ -146,7 +141,7 @@ fn a_docker_pool_serves_survives_lbd_replaces_and_scales_with_no_failed_request(
 
 #[test]
 fn a_missing_image_or_an_unreachable_engine_fails_its_pool_alone() {
-    let podman = Arc::new(Podman::start().expect("podman's API service"));
+    let podman = Rc::new(Podman::start().expect("podman's API service"));
     let mut purge = Containers(podman.clone(), String::new());
     let pool = |name: &str, addr: &str, net: &str, docker: String| {
         format!(
