@@ -1,9 +1,10 @@
-//! `cargo xtask run`: the namespace lab, or lbd on a real interface.
+//! `cargo xtask run`: the namespace lab (its VMs namespaces, or with `--provider libvirt|docker`
+//! QEMU guests or containers), or lbd on a real interface.
 use std::process::Command;
 
 use anyhow::{bail, Result};
 
-use crate::{build, cmd, setup};
+use crate::{build, cmd, guest, setup};
 
 /// Builds, then runs lb-lab (no arguments) or lbd (`--iface`/`--config` given).
 pub fn run(args: &[String]) -> Result<()> {
@@ -17,5 +18,9 @@ pub fn run(args: &[String]) -> Result<()> {
         .iter()
         .any(|a| a.starts_with("--iface") || a.starts_with("--config"));
     let program = if real { "lbd" } else { "lb-lab" };
+    if args.iter().any(|a| a.starts_with("--provider")) {
+        // libvirt guests and the docker image, from the release binaries.
+        guest::ensure("release")?;
+    }
     cmd::run(Command::new(bin.join(program)).args(args))
 }

@@ -50,6 +50,10 @@ struct Args {
     /// `--burst`: TCP connections to open to each VIP.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     connections: u32,
+    /// What the pool's VMs are: netns (namespaces), libvirt (QEMU guests under software
+    /// emulation: a smaller ramp, 2-3 VMs) or docker (containers through podman's API).
+    #[arg(long, default_value = "netns", value_parser = ["netns", "libvirt", "docker"])]
+    provider: String,
 }
 
 fn main() -> ExitCode {
@@ -142,11 +146,73 @@ fn offered(t: f64, total: f64, peak: u64) -> u64 {
     r.round() as u64
 }
 
+/// The engine of `--provider`, started for the lab (with what removes its VMs afterwards),
+/// and the pool settings that suit it.
+enum Engine {
+    Netns,
+    /// libvirtd (its guard stops it).
+    Libvirt {
+        _daemons: lab::engines::Libvirt,
+    },
+    Docker(lab::engines::Podman),
+}
+
+impl Engine {
+    fn start(provider: &str) -> Result<(Engine, PoolLab)> {
+        let guest = sibling("lbd")?
+            .parent()
+            .and_then(Path::parent)
+            .map(|target| target.join("guest"))
+            .ok_or_else(|| anyhow!("no target directory"))?;
+        Ok(match provider {
+            "libvirt" => {
+                step("starting virtlogd and libvirtd");
+                let engine = lab::engines::Libvirt::start()?;
+                let pool = PoolLab {
+                    engine: lab::PoolEngine::Libvirt {
+                        kernel: guest.join("vmlinuz"),
+                        initrd: guest.join("initramfs-release.cpio"),
+                    },
+                    memory_mb: 256,
+                    max: 3,
+                    cpu_limit: 0.5,
+                    work_us: 1000,
+                    ..PoolLab::default()
+                };
+                (Engine::Libvirt { _daemons: engine }, pool)
+            }
+            "docker" => {
+                step("starting podman's Docker-compatible API service");
+                let engine = lab::engines::Podman::start()?;
+                let pool = PoolLab {
+                    engine: lab::PoolEngine::Docker {
+                        socket: engine.socket.clone(),
+                        image: "xlb-backend:release".into(),
+                    },
+                    ..PoolLab::default()
+                };
+                (Engine::Docker(engine), pool)
+            }
+            _ => (Engine::Netns, PoolLab::default()),
+        })
+    }
+
+    /// Removes whatever VMs of `instance` are left (after lbd stopped).
+    fn purge(&self, instance: &str) {
+        match self {
+            Engine::Netns => {}
+            Engine::Libvirt { .. } => lab::engines::purge_domains(instance),
+            Engine::Docker(podman) => podman.purge(instance),
+        }
+    }
+}
+
 fn pool_lab(args: &Args, stop: &AtomicBool) -> Result<()> {
-    let lab = PoolLab::default();
+    let (engine, lab) = Engine::start(&args.provider)?;
     step(&format!(
-        "creating namespaces: a client and the balancer; lbd creates {}..{} backend VMs itself",
-        lab.min, lab.max
+        "creating namespaces: a client and the balancer; lbd creates {}..{} backend VMs itself \
+         ({})",
+        lab.min, lab.max, args.provider
     ));
     let instance = unique_name("lab");
     let socket = std::env::temp_dir().join(format!("{instance}.sock"));
@@ -160,9 +226,10 @@ fn pool_lab(args: &Args, stop: &AtomicBool) -> Result<()> {
     )?;
     let _state = TempFile::adopt(lab::state_file(&socket));
     step(&format!(
-        "starting lbd in {}: VIP {VIP}:{VIP_PORT}, netns pool (cpu limit {} cores per VM, \
+        "starting lbd in {}: VIP {VIP}:{VIP_PORT}, {} pool (cpu limit {} cores per VM, \
          target {:.0}% cpu), weights from agent load, slow-start {} s",
         topo.lb.name(),
+        args.provider,
         lab.cpu_limit,
         lab.target * 100.0,
         lab.slow_start_s
@@ -176,13 +243,19 @@ fn pool_lab(args: &Args, stop: &AtomicBool) -> Result<()> {
     let vip = SocketAddr::from((VIP, VIP_PORT));
     let load = Load::start(&topo.client, vip, 0, 16)?;
     let total = args.duration as f64;
+    // Emulated guests serve far less: the ramp peaks lower.
+    let peak = if args.provider == "libvirt" {
+        args.peak.min(40)
+    } else {
+        args.peak
+    };
     let started = Instant::now();
     let mut frame = 0u64;
     let mut last_ok = 0;
     let mut peak_vms = 0;
     while started.elapsed().as_secs_f64() < total && !stop.load(Ordering::SeqCst) {
         let t = started.elapsed().as_secs_f64();
-        let rate = offered(t, total, args.peak);
+        let rate = offered(t, total, peak);
         load.rate.store(rate, Ordering::Relaxed);
         std::thread::sleep(Duration::from_secs(1));
         let pools: Vec<PoolView> = client::call(&socket, "GET", "/v1/vms", None)
@@ -216,6 +289,7 @@ fn pool_lab(args: &Args, stop: &AtomicBool) -> Result<()> {
     }
     step("cleaning up (lbd stops and deletes its VMs, namespaces are deleted)");
     drop(topo);
+    engine.purge(&instance);
     println!(
         "peak pool size {peak_vms} VMs; {} requests answered, {} failed",
         load_ok, load_failed
