@@ -240,6 +240,23 @@ fn pool_lab(args: &Args, stop: &AtomicBool) -> Result<()> {
         std::env::set_var("RUST_LOG", "warn");
     }
     topo.start_lbd(&sibling("lbd")?, config.path(), &socket)?;
+    step(&format!(
+        "waiting for the pool's first {} VMs to serve (at most {} s)",
+        lab.min,
+        SERVING_WAIT.as_secs()
+    ));
+    let waited = Instant::now();
+    while serving(&socket) < lab.min as usize {
+        if waited.elapsed() > SERVING_WAIT || stop.load(Ordering::SeqCst) {
+            anyhow::bail!(
+                "the pool did not serve within {} s: see `lbctl --socket {} vm list`",
+                SERVING_WAIT.as_secs(),
+                socket.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("    serving after {:.1} s", waited.elapsed().as_secs_f64());
     let vip = SocketAddr::from((VIP, VIP_PORT));
     let load = Load::start(&topo.client, vip, 0, 16)?;
     let total = args.duration as f64;
@@ -295,6 +312,23 @@ fn pool_lab(args: &Args, stop: &AtomicBool) -> Result<()> {
         load_ok, load_failed
     );
     Ok(())
+}
+
+/// How long the lab waits for the pool's first VMs (emulated guests boot in ~6 s each).
+const SERVING_WAIT: Duration = Duration::from_secs(90);
+
+/// How many of the first pool's VMs have joined the ring.
+fn serving(socket: &std::path::Path) -> usize {
+    let pools: Vec<PoolView> = client::call(socket, "GET", "/v1/vms", None)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    pools.first().map_or(0, |p| {
+        p.vms
+            .iter()
+            .filter(|vm| vm.serving_after_ms.is_some())
+            .count()
+    })
 }
 
 fn burst_lab(args: &Args, stop: &AtomicBool) -> Result<()> {
