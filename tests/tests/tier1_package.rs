@@ -114,3 +114,44 @@ fn the_package_installs_into_a_scratch_root_with_everything_an_operator_needs() 
         .arg(&example));
     assert!(checked.contains("OK (1 VIPs, 1 backends)"), "{checked}");
 }
+
+#[test]
+fn the_package_depends_on_the_package_of_every_library_its_binaries_link() {
+    let deb = package();
+    let depends = ok(Command::new("dpkg-deb")
+        .arg("--field")
+        .arg(&deb)
+        .arg("Depends"));
+    let named: Vec<&str> = depends
+        .trim()
+        .split(", ")
+        .map(|d| d.split(' ').next().unwrap_or(d))
+        .collect();
+    let root = std::env::temp_dir().join(format!("xlb-deb-libs-{}", std::process::id()));
+    let _guard = lb_lab::TempDir(root.clone());
+    ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+    let mut linked = 0;
+    for bin in ["lbd", "lbctl", "lb-decap", "lb-backend"] {
+        let dynamic = ok(Command::new("readelf")
+            .arg("-d")
+            .arg(root.join("usr/bin").join(bin)));
+        for lib in dynamic
+            .lines()
+            .filter(|l| l.contains("(NEEDED)"))
+            .filter_map(|l| l.split('[').nth(1)?.strip_suffix(']'))
+        {
+            let owner = ok(Command::new("dpkg").args(["-S", &format!("*/{lib}")]));
+            let package = owner.split(':').next().expect("package: path");
+            assert!(
+                named.contains(&package),
+                "{bin} links {lib} from {package}, not in Depends: {depends}"
+            );
+            linked += 1;
+        }
+    }
+    assert!(linked >= 4, "the binaries link libc at least: {linked}");
+    assert!(
+        depends.contains("libc6 (>= 2.36)"),
+        "glibc keeps its floor: {depends}"
+    );
+}

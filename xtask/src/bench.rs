@@ -5,12 +5,17 @@ use std::process::Command;
 
 use anyhow::{bail, Result};
 
-use crate::{build, cmd, setup};
+use crate::{build, cmd, guest, setup};
 
 /// Builds and runs the data-path benchmark; JSON goes to target/bench/dataplane.json.
 pub fn run() -> Result<()> {
     setup::ensure()?;
-    // The control-plane part runs the namespace lab: it needs lbd, lbctl and the VM binaries.
+    // The control-plane part runs the namespace lab (lbd, lbctl and the VM binaries) and
+    // boots each provider's VMs (the guest kernel, initramfs and container image).
+    if cmd::is_root() {
+        build::release()?;
+        guest::ensure("release")?;
+    }
     run_bin("the benchmark", &["lb-bench"], "dataplane.json", &[])
 }
 

@@ -86,6 +86,40 @@ fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
+/// The Debian packages holding the shared libraries the binaries link (lbd links libvirt's
+/// C library when built with the `libvirt` feature): `readelf -d` names them, `dpkg -S` finds
+/// their packages. glibc keeps the floor the binaries were built against.
+fn depends(bins: &Path) -> Result<Vec<String>> {
+    let mut packages = std::collections::BTreeSet::new();
+    for b in BINARIES {
+        let dynamic = cmd::output(Command::new("readelf").arg("-d").arg(bins.join(b)))
+            .with_context(|| format!("readelf -d {b}"))?;
+        for lib in dynamic
+            .lines()
+            .filter(|l| l.contains("(NEEDED)"))
+            .filter_map(|l| l.split('[').nth(1)?.strip_suffix(']'))
+        {
+            let owner = cmd::output(Command::new("dpkg").args(["-S", &format!("*/{lib}")]))
+                .with_context(|| format!("which package holds {lib}"))?;
+            let package = owner
+                .lines()
+                .find_map(|l| l.split(':').next())
+                .with_context(|| format!("no package holds {lib}"))?;
+            packages.insert(package.to_string());
+        }
+    }
+    Ok(packages
+        .into_iter()
+        .map(|p| {
+            if p == "libc6" {
+                "libc6 (>= 2.36)".into()
+            } else {
+                p
+            }
+        })
+        .collect())
+}
+
 /// Stages and builds the package from the binaries in `bins` (uncompressed for `debug`
 /// binaries, which are large and only tested).
 fn package(bins: &Path, debug: bool) -> Result<PathBuf> {
@@ -136,12 +170,13 @@ fn package(bins: &Path, debug: bool) -> Result<PathBuf> {
     let size_kib = du(&stage)? / 1024;
     let control = format!(
         "Package: {PACKAGE}\nVersion: {}\nArchitecture: amd64\nMaintainer: xlb developers <xlb@localhost>\n\
-         Installed-Size: {size_kib}\nDepends: libc6 (>= 2.36)\nSection: net\nPriority: optional\n\
+         Installed-Size: {size_kib}\nDepends: {}\nSection: net\nPriority: optional\n\
          Description: XDP L4 load balancer for cloud backends\n \
          lbd balances TCP and UDP flows to a virtual IP across backend VMs with an XDP\n \
          program (weighted Maglev, NAT or direct server return), health-checks, drains and\n \
          autoscales its backends; lbctl changes everything live.\n",
-        env!("CARGO_PKG_VERSION")
+        env!("CARGO_PKG_VERSION"),
+        depends(bins)?.join(", ")
     );
     put(&stage, "DEBIAN/control", control.as_bytes(), 0o644)?;
     let deb = path();

@@ -307,3 +307,92 @@ pub fn pool_timings() -> Result<serde_json::Value> {
         "create_to_serving_ms": stat(&boot),
     }))
 }
+
+/// Create-to-serving time per VM provider (create, boot, health checks passed, joined the
+/// ring), 3 pools of 2 VMs each: `netns` (a namespace and our server), `docker` (a container
+/// through podman's Docker API) and `libvirt` (a QEMU guest under software emulation, TCG:
+/// this machine's KVM cannot boot stock guests, so the figure says nothing about KVM).
+pub fn provider_boot_times() -> Result<serde_json::Value> {
+    use lb_lab::{
+        engines::{purge_domains, Libvirt, Podman},
+        PoolEngine, PoolLab,
+    };
+    use tests::lab::PoolRunning;
+    let guest = |name: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/guest")
+            .join(name);
+        anyhow::ensure!(path.exists(), "{} is missing", path.display());
+        Ok(path)
+    };
+    let _libvirt = Libvirt::start()?;
+    let podman = Podman::start()?;
+    let engines = [
+        ("netns", PoolEngine::Netns),
+        (
+            "docker",
+            PoolEngine::Docker {
+                socket: podman.socket.clone(),
+                image: "xlb-backend:release".into(),
+            },
+        ),
+        (
+            "libvirt (TCG, not KVM)",
+            PoolEngine::Libvirt {
+                kernel: guest("vmlinuz")?,
+                initrd: guest("initramfs-release.cpio")?,
+            },
+        ),
+    ];
+    println!("\nVM create to serving, per provider (3 pools of 2 VMs started at once)\n");
+    println!(
+        "{:<24} {:>9} {:>9} {:>8}",
+        "provider", "median", "max", "samples"
+    );
+    let mut out = serde_json::Map::new();
+    for (name, engine) in engines {
+        let mut boot = Vec::new();
+        for _ in 0..3 {
+            let lab = PoolRunning::start(&PoolLab {
+                engine: engine.clone(),
+                memory_mb: 256,
+                min: 2,
+                max: 2,
+                policy: "static",
+                slow_start_s: 0,
+                cooldowns_s: (3600, 3600),
+                cpu_limit: 1.0,
+                work_us: 0,
+                ..PoolLab::default()
+            });
+            let instance = lab.instance.clone();
+            let p = lab.wait_for(Duration::from_secs(120), "2 VMs serving", |p| {
+                p.vms
+                    .iter()
+                    .filter(|v| v.serving_after_ms.is_some())
+                    .count()
+                    == 2
+            });
+            boot.extend(
+                p.vms
+                    .iter()
+                    .filter_map(|v| v.serving_after_ms)
+                    .map(|ms| ms as f64),
+            );
+            drop(lab);
+            purge_domains(&instance);
+            podman.purge(&instance);
+        }
+        println!(
+            "{name:<24} {:>7.0}ms {:>7.0}ms {:>8}",
+            median(&boot),
+            max(&boot),
+            boot.len()
+        );
+        out.insert(
+            name.into(),
+            json!({"median_ms": median(&boot), "max_ms": max(&boot), "samples": boot}),
+        );
+    }
+    Ok(serde_json::Value::Object(out))
+}

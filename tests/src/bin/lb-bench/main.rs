@@ -36,8 +36,15 @@ fn main() -> Result<()> {
     let tables = controlplane::table_tradeoffs();
     let lab = controlplane::lab_timings()?;
     let pools = controlplane::pool_timings()?;
+    let providers = controlplane::provider_boot_times()?;
     let path = json_path.with_file_name("controlplane.json");
-    let doc = json!({"maglev_build": maglev, "tables": tables, "lab": lab, "pools": pools});
+    let doc = json!({
+        "maglev_build": maglev,
+        "tables": tables,
+        "lab": lab,
+        "pools": pools,
+        "providers": providers,
+    });
     std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
     println!("JSON: {}", path.display());
     Ok(())
