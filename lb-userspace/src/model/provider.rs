@@ -50,7 +50,7 @@ pub struct DockerConfig {
     #[serde(default = "default_socket")]
     pub socket: PathBuf,
     /// The image the containers run (its entrypoint is `lb-backend`; `cargo xtask` builds
-    /// one locally, `xlb-backend:dev`).
+    /// one locally, `xlb-backend:release` and `xlb-backend:debug`).
     pub image: String,
     /// Seconds a container gets to stop before it is killed.
     #[serde(default = "default_shutdown")]
