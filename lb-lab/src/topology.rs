@@ -419,6 +419,23 @@ impl Default for PoolLab {
 pub const POOL_NETWORK: &str = "10.201.0.0/24";
 
 impl PoolLab {
+    /// Two VMs of `engine` that stay two (no autoscaling, static weights, no slow-start, no
+    /// synthetic work, a core and 256 MiB each: room for a guest kernel).
+    pub fn fixed(engine: PoolEngine) -> Self {
+        PoolLab {
+            engine,
+            memory_mb: 256,
+            min: 2,
+            max: 2,
+            policy: "static",
+            slow_start_s: 0,
+            cooldowns_s: (3600, 3600),
+            cpu_limit: 1.0,
+            work_us: 0,
+            ..PoolLab::default()
+        }
+    }
+
     /// The lbd config of the pool lab for the balancer interfaces of `topo`.
     pub fn config_toml(&self, topo: &Topology, instance: &str, socket: &Path) -> String {
         let ifaces: Vec<String> = topo

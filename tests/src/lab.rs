@@ -1,5 +1,5 @@
 //! A running lab for Tier 3 tests: namespaces, backend servers and `lbd`, torn down on drop.
-use std::{path::PathBuf, process::Command};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 use lb_userspace::model::config::AttachMode;
 
@@ -190,10 +190,26 @@ impl PoolRunning {
             .unwrap_or_else(|| panic!("no pool {name}"))
     }
 
+    /// Waits up to 10 s until pool `name` counts a provider error of `kind`; its view then.
+    pub fn wait_for_error(&self, name: &str, kind: &str) -> lb_userspace::model::wire::PoolView {
+        let start = std::time::Instant::now();
+        loop {
+            let p = self.pool_named(name);
+            if p.errors.get(kind).copied().unwrap_or(0) >= 1 {
+                return p;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{name}: no {kind} error: {p:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Waits up to `limit` for `ready(pool)`; panics with the last view if it never holds.
     pub fn wait_for(
         &self,
-        limit: std::time::Duration,
+        limit: Duration,
         what: &str,
         mut ready: impl FnMut(&lb_userspace::model::wire::PoolView) -> bool,
     ) -> lb_userspace::model::wire::PoolView {
@@ -208,7 +224,7 @@ impl PoolRunning {
                 "{what}: not within {limit:?}; pool now:\n{}",
                 lb_userspace::face::render::pools(&[p], 20)
             );
-            std::thread::sleep(std::time::Duration::from_millis(250));
+            std::thread::sleep(Duration::from_millis(250));
         }
     }
 

@@ -169,27 +169,13 @@ fn a_missing_image_or_an_unreachable_engine_fails_its_pool_alone() {
     lab.wait_for(Duration::from_secs(10), "the netns pool serving", |p| {
         PoolRunning::active(p).len() == 2
     });
-    let failing = |name: &str, kind: &str| {
-        let start = std::time::Instant::now();
-        loop {
-            let p = lab.pool_named(name);
-            if p.errors.get(kind).copied().unwrap_or(0) >= 1 {
-                return p;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "{name}: no {kind} error: {p:?}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    let missing = failing("noimage", "image_missing");
+    let missing = lab.wait_for_error("noimage", "image_missing");
     let last = missing.last_error.expect("the last error").what;
     assert!(
         last.contains("xlb-no-such-image:1"),
         "names the image: {last}"
     );
-    let unreachable = failing("nosocket", "engine_unreachable");
+    let unreachable = lab.wait_for_error("nosocket", "engine_unreachable");
     assert!(unreachable.vms.is_empty());
     let web = lab.pool_named("web");
     assert!(web.errors.is_empty(), "{:?}", web.errors);

@@ -3,12 +3,7 @@
 //! initramfs `cargo xtask` builds (`lb-backend` inside), serve through the VIP, are adopted
 //! from libvirt after lbd is killed, replaced when destroyed, drained and undefined; a missing
 //! image or an unreachable hypervisor is a clear error that leaves other pools alone.
-use std::{
-    collections::BTreeSet,
-    net::SocketAddr,
-    sync::atomic::Ordering,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, net::SocketAddr, sync::atomic::Ordering, time::Duration};
 
 use lb_lab::{
     engines::{domains, purge_domains, Libvirt},
@@ -64,21 +59,10 @@ fn check_taps(lab: &PoolRunning, p: &PoolView) {
 fn a_libvirt_pool_boots_serves_survives_lbd_and_replaces_and_drains_its_vms() {
     let _engine = Libvirt::start().expect("libvirtd");
     let mut purge = Domains(String::new());
-    let mut lab = PoolRunning::start(&PoolLab {
-        engine: PoolEngine::Libvirt {
-            kernel: tests::guest_file("vmlinuz"),
-            initrd: tests::guest_file("initramfs-debug.cpio"),
-        },
-        memory_mb: 256,
-        min: 2,
-        max: 2,
-        policy: "static",
-        slow_start_s: 0,
-        cooldowns_s: (3600, 3600),
-        cpu_limit: 1.0,
-        work_us: 0,
-        ..PoolLab::default()
-    });
+    let mut lab = PoolRunning::start(&PoolLab::fixed(PoolEngine::Libvirt {
+        kernel: tests::guest_file("vmlinuz"),
+        initrd: tests::guest_file("initramfs-debug.cpio"),
+    }));
     purge.0 = lab.instance.clone();
     // Boot: two TCG guests at once on this machine's two cores.
     let p = lab.wait_for(Duration::from_secs(90), "2 VMs serving", |p| {
@@ -191,27 +175,13 @@ fn a_missing_image_or_an_unreachable_hypervisor_fails_its_pool_alone() {
         PoolRunning::active(p).len() == 2
     });
     assert_eq!(web.vip, "web");
-    let failing = |name: &str, kind: &str| {
-        let start = Instant::now();
-        loop {
-            let p = lab.pool_named(name);
-            if p.errors.get(kind).copied().unwrap_or(0) >= 1 {
-                return p;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "{name}: no {kind} error: {p:?}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    let img = failing("vmimg", "image_missing");
+    let img = lab.wait_for_error("vmimg", "image_missing");
     let last = img.last_error.expect("the last error").what;
     assert!(
         last.contains("/nonexistent/vmlinuz"),
         "names the file: {last}"
     );
-    let uri = failing("vmuri", "engine_unreachable");
+    let uri = lab.wait_for_error("vmuri", "engine_unreachable");
     assert!(uri.vms.is_empty());
     let shown = lab.lbctl(&["vm", "list", "--pool", "vmuri"]);
     assert!(shown.contains("engine_unreachable"), "{shown}");

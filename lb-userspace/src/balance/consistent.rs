@@ -162,26 +162,11 @@ fn fill(members: &[Member], size: u32, direct_below: Option<u64>) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::maglev::moved_share;
-    use std::{collections::HashMap, net::SocketAddr};
-
-    fn members(n: u32, weight: impl Fn(u32) -> u32) -> Vec<Member> {
-        (1..=n)
-            .map(|i| Member {
-                id: i,
-                addr: SocketAddr::from(([10, (i >> 8) as u8, i as u8, 2], 8080)),
-                weight: weight(i),
-            })
-            .collect()
-    }
-
-    fn shares(table: &[u32]) -> HashMap<u32, usize> {
-        let mut s = HashMap::new();
-        for id in table {
-            *s.entry(*id).or_default() += 1;
-        }
-        s
-    }
+    use crate::balance::maglev::{
+        moved_share,
+        tests::{members, shares},
+    };
+    use std::net::SocketAddr;
 
     /// Rounds and direct settling are two ways to the same table: filled by rounds alone,
     /// settled directly alone, or both, every slot goes to the first walker to reach it.

@@ -93,11 +93,12 @@ pub fn moved_share(old: &[u32], new: &[u32]) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn members(n: u32, weight: impl Fn(u32) -> u32) -> Vec<Member> {
+    /// Members `1..=n` with addresses of their own and `weight(id)`.
+    pub(crate) fn members(n: u32, weight: impl Fn(u32) -> u32) -> Vec<Member> {
         (1..=n)
             .map(|i| Member {
                 id: i,
@@ -107,7 +108,8 @@ mod tests {
             .collect()
     }
 
-    fn shares(table: &[u32]) -> HashMap<u32, usize> {
+    /// Slots per backend id.
+    pub(crate) fn shares(table: &[u32]) -> HashMap<u32, usize> {
         let mut s = HashMap::new();
         for id in table {
             *s.entry(*id).or_default() += 1;

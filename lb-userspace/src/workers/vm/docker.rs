@@ -6,7 +6,7 @@
 //! there. CPU and memory limits go to the engine; labels carry lbd's record, so a restarted lbd
 //! adopts its containers from the engine itself.
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     net::{IpAddr, Ipv4Addr},
 };
 
@@ -18,7 +18,7 @@ use bollard::{
     Docker, API_DEFAULT_VERSION,
 };
 
-use super::{link_addrs, link_name, now_ms, Host, Vm, VmError, VmProvider, VmSpec, VmStatus};
+use super::{link_addrs, link_name, Host, Vm, VmError, VmProvider, VmSpec, VmStatus};
 use crate::{
     model::provider::DockerConfig,
     sys::{
@@ -176,25 +176,13 @@ impl VmProvider for DockerProvider {
         let (host, addr) = link_addrs(self.network, spec.slot)?;
         let name = format!("{}-{}", spec.pool, spec.slot);
         let container = format!("xlb-{}-{}", self.instance, name);
-        let vm = Vm {
-            name: name.clone(),
-            pool: spec.pool.clone(),
-            slot: spec.slot,
-            addr: addr.into(),
-            port: spec.port,
-            cpu_limit: spec.cpu_limit,
-            created_ms: now_ms(),
-            meta: BTreeMap::from([
-                ("container".to_string(), container.clone()),
-                (
-                    "iface".to_string(),
-                    link_name("xd", &self.instance, &spec.pool, spec.slot),
-                ),
-                ("host_addr".to_string(), host.to_string()),
-                ("agent_port".to_string(), spec.agent_port.to_string()),
-                ("work_us".to_string(), spec.work_us.to_string()),
-            ]),
-        };
+        let vm = Vm::new(
+            spec,
+            addr,
+            host,
+            link_name("xd", &self.instance, &spec.pool, spec.slot),
+            [("container", container.clone())],
+        );
         let mut labels: HashMap<String, String> = vm
             .meta
             .iter()

@@ -14,9 +14,7 @@ use std::{
 
 use virt::{connect::Connect, domain::Domain, sys};
 
-use super::{
-    link_addrs, link_name, now_ms, records_dir, Host, Vm, VmError, VmProvider, VmSpec, VmStatus,
-};
+use super::{link_addrs, link_name, records_dir, Host, Vm, VmError, VmProvider, VmSpec, VmStatus};
 use crate::{
     model::provider::LibvirtConfig,
     sys::{link, netns},
@@ -370,28 +368,18 @@ impl VmProvider for LibvirtProvider {
             }
             None => String::new(),
         };
-        let vm = Vm {
-            name: name.clone(),
-            pool: spec.pool.clone(),
-            slot: spec.slot,
-            addr: addr.into(),
-            port: spec.port,
-            cpu_limit: spec.cpu_limit,
-            created_ms: now_ms(),
-            meta: BTreeMap::from([
-                ("domain".to_string(), domain.clone()),
-                ("uri".to_string(), uri.clone()),
-                (
-                    "iface".to_string(),
-                    link_name("xl", &self.instance, &spec.pool, spec.slot),
-                ),
-                ("host_addr".to_string(), host.to_string()),
-                ("agent_port".to_string(), spec.agent_port.to_string()),
-                ("work_us".to_string(), spec.work_us.to_string()),
-                ("udp".to_string(), spec.udp.to_string()),
-                ("overlay".to_string(), overlay.clone()),
-            ]),
-        };
+        let vm = Vm::new(
+            spec,
+            addr,
+            host,
+            link_name("xl", &self.instance, &spec.pool, spec.slot),
+            [
+                ("domain", domain.clone()),
+                ("uri", uri.clone()),
+                ("udp", spec.udp.to_string()),
+                ("overlay", overlay.clone()),
+            ],
+        );
         let xml = self.domain_xml(&vm, spec);
         let defined = blocking(move || {
             let conn = open(&uri)?;

@@ -69,6 +69,35 @@ pub struct Vm {
 }
 
 impl Vm {
+    /// A VM of `spec` at `addr`, named `<pool>-<slot>` and created now, reached over the link
+    /// `iface` whose near end is `host`: those and the agent's settings go in `meta`, beside
+    /// the provider's own `extra` details (keys are persisted: adoption reads them back).
+    pub fn new(
+        spec: &VmSpec,
+        addr: Ipv4Addr,
+        host: Ipv4Addr,
+        iface: String,
+        extra: impl IntoIterator<Item = (&'static str, String)>,
+    ) -> Vm {
+        let mut meta = BTreeMap::from([
+            ("iface".to_string(), iface),
+            ("host_addr".to_string(), host.to_string()),
+            ("agent_port".to_string(), spec.agent_port.to_string()),
+            ("work_us".to_string(), spec.work_us.to_string()),
+        ]);
+        meta.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
+        Vm {
+            name: format!("{}-{}", spec.pool, spec.slot),
+            pool: spec.pool.clone(),
+            slot: spec.slot,
+            addr: addr.into(),
+            port: spec.port,
+            cpu_limit: spec.cpu_limit,
+            created_ms: now_ms(),
+            meta,
+        }
+    }
+
     /// The address and port the VIP sends its flows to.
     pub fn backend(&self) -> SocketAddr {
         SocketAddr::new(self.addr, self.port)

@@ -3,16 +3,13 @@
 //! serving inside (plus `lb-decap` for DSR pools). Servers run in their own session, so they
 //! outlive lbd; records beside the state file let the next lbd adopt them.
 use std::{
-    collections::BTreeMap,
     net::{IpAddr, Ipv4Addr},
     os::{fd::AsRawFd, unix::process::CommandExt},
     path::PathBuf,
     process::Stdio,
 };
 
-use super::{
-    link_addrs, link_name, now_ms, records_dir, Host, Vm, VmError, VmProvider, VmSpec, VmStatus,
-};
+use super::{link_addrs, link_name, records_dir, Host, Vm, VmError, VmProvider, VmSpec, VmStatus};
 use crate::{
     model::config::AttachMode,
     sys::{
@@ -156,24 +153,17 @@ impl VmProvider for NetnsProvider {
         let ns = format!("{}{name}", ns_prefix(&self.instance));
         let iface = link_name("xv", &self.instance, &spec.pool, spec.slot);
         let (host, addr) = link_addrs(self.network, spec.slot)?;
-        let vm = Vm {
-            name: name.clone(),
-            pool: spec.pool.clone(),
-            slot: spec.slot,
-            addr: addr.into(),
-            port: spec.port,
-            cpu_limit: spec.cpu_limit,
-            created_ms: now_ms(),
-            meta: BTreeMap::from([
-                ("netns".to_string(), ns.clone()),
-                ("iface".to_string(), iface.clone()),
-                ("host_addr".to_string(), host.to_string()),
-                ("memory_mb".to_string(), spec.memory_mb.to_string()),
-                ("agent_port".to_string(), spec.agent_port.to_string()),
-                ("work_us".to_string(), spec.work_us.to_string()),
-                ("udp".to_string(), spec.udp.to_string()),
-            ]),
-        };
+        let vm = Vm::new(
+            spec,
+            addr,
+            host,
+            iface.clone(),
+            [
+                ("netns", ns.clone()),
+                ("memory_mb", spec.memory_mb.to_string()),
+                ("udp", spec.udp.to_string()),
+            ],
+        );
         let make = async {
             let name = ns.clone();
             tokio::task::spawn_blocking(move || add_netns(&name))

@@ -361,18 +361,7 @@ pub fn provider_boot_times() -> Result<serde_json::Value> {
         let (guard, engine) = start(name)?;
         let mut boot = Vec::new();
         for _ in 0..3 {
-            let lab = PoolRunning::start(&PoolLab {
-                engine: engine.clone(),
-                memory_mb: 256,
-                min: 2,
-                max: 2,
-                policy: "static",
-                slow_start_s: 0,
-                cooldowns_s: (3600, 3600),
-                cpu_limit: 1.0,
-                work_us: 0,
-                ..PoolLab::default()
-            });
+            let lab = PoolRunning::start(&PoolLab::fixed(engine.clone()));
             let instance = lab.instance.clone();
             let p = lab.wait_for(Duration::from_secs(120), "2 VMs serving", |p| {
                 p.vms
