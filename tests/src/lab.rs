@@ -190,6 +190,28 @@ impl PoolRunning {
             .unwrap_or_else(|| panic!("no pool {name}"))
     }
 
+    /// `n` HTTP requests through the pool's VIP from the client: the backends that answered
+    /// (their `X-Backend` names), and how many failed.
+    pub fn burst(&self, n: usize) -> (std::collections::BTreeSet<String>, usize) {
+        let vip = std::net::SocketAddr::from((lb_lab::VIP, lb_lab::VIP_PORT));
+        self.topo
+            .client
+            .enter(move || {
+                let mut seen = std::collections::BTreeSet::new();
+                let mut failed = 0;
+                for _ in 0..n {
+                    match lb_lab::http_get(vip, "/") {
+                        Ok(name) => {
+                            seen.insert(name);
+                        }
+                        Err(_) => failed += 1,
+                    }
+                }
+                (seen, failed)
+            })
+            .expect("client namespace")
+    }
+
     /// Waits up to 10 s until pool `name` counts a provider error of `kind`; its view then.
     pub fn wait_for_error(&self, name: &str, kind: &str) -> lb_userspace::model::wire::PoolView {
         let start = std::time::Instant::now();

@@ -5,7 +5,7 @@
 //! a clear error that leaves other pools alone.
 use std::{collections::BTreeSet, net::SocketAddr, rc::Rc, sync::atomic::Ordering, time::Duration};
 
-use lb_lab::{engines::Podman, http_get, Load, PoolEngine, PoolLab, VIP, VIP_PORT};
+use lb_lab::{engines::Podman, Load, PoolEngine, PoolLab, VIP, VIP_PORT};
 use tests::lab::{PoolRunning, RunningLab};
 
 fn vip() -> SocketAddr {
@@ -22,26 +22,6 @@ impl Drop for Containers {
             self.0.purge(&self.1);
         }
     }
-}
-
-/// `n` requests through the VIP from the client: the backends that answered, and failures.
-fn burst(lab: &PoolRunning, n: usize) -> (BTreeSet<String>, usize) {
-    lab.topo
-        .client
-        .enter(move || {
-            let mut seen = BTreeSet::new();
-            let mut failed = 0;
-            for _ in 0..n {
-                match http_get(vip(), "/") {
-                    Ok(name) => {
-                        seen.insert(name);
-                    }
-                    Err(_) => failed += 1,
-                }
-            }
-            (seen, failed)
-        })
-        .expect("client namespace")
 }
 
 fn engine(podman: &Podman, image: &str) -> PoolEngine {
@@ -70,7 +50,7 @@ fn a_docker_pool_serves_survives_lbd_replaces_and_scales_with_no_failed_request(
         let ms = v.serving_after_ms.expect("create to serving");
         assert!(ms < 10_000, "{}: {ms} ms", v.name);
     }
-    let (seen, failed) = burst(&lab, 20);
+    let (seen, failed) = lab.burst(20);
     assert_eq!(failed, 0);
     let names: BTreeSet<String> = p.vms.iter().map(|v| v.name.clone()).collect();
     assert_eq!(seen, names, "X-Backend names each container");
@@ -88,7 +68,7 @@ fn a_docker_pool_serves_survives_lbd_replaces_and_scales_with_no_failed_request(
         before,
         "no duplicate, none leaked"
     );
-    assert_eq!(burst(&lab, 10).1, 0);
+    assert_eq!(lab.burst(10).1, 0);
 
     // A container removed under lbd is replaced.
     let victim = format!("xlb-{}-web-1", lab.instance);
@@ -179,7 +159,7 @@ fn a_missing_image_or_an_unreachable_engine_fails_its_pool_alone() {
     assert!(unreachable.vms.is_empty());
     let web = lab.pool_named("web");
     assert!(web.errors.is_empty(), "{:?}", web.errors);
-    assert_eq!(burst(&lab, 10).1, 0, "the netns pool serves on");
+    assert_eq!(lab.burst(10).1, 0, "the netns pool serves on");
     assert!(
         podman.containers(&lab.instance).is_empty(),
         "nothing half-made"

@@ -7,7 +7,7 @@ use std::{collections::BTreeSet, net::SocketAddr, sync::atomic::Ordering, time::
 
 use lb_lab::{
     engines::{domains, purge_domains, Libvirt},
-    http_get, Load, PoolEngine, PoolLab, VIP, VIP_PORT,
+    Load, PoolEngine, PoolLab, VIP, VIP_PORT,
 };
 use lb_userspace::model::wire::PoolView;
 use tests::lab::{PoolRunning, RunningLab};
@@ -24,26 +24,6 @@ impl Drop for Domains {
     fn drop(&mut self) {
         purge_domains(&self.0);
     }
-}
-
-/// `n` requests through the VIP from the client: the backends that answered, and failures.
-fn burst(lab: &PoolRunning, n: usize) -> (BTreeSet<String>, usize) {
-    lab.topo
-        .client
-        .enter(move || {
-            let mut seen = BTreeSet::new();
-            let mut failed = 0;
-            for _ in 0..n {
-                match http_get(vip(), "/") {
-                    Ok(name) => {
-                        seen.insert(name);
-                    }
-                    Err(_) => failed += 1,
-                }
-            }
-            (seen, failed)
-        })
-        .expect("client namespace")
 }
 
 /// Every VM's backend address routes through its own tap in lbd's namespace (not the
@@ -77,7 +57,7 @@ fn a_libvirt_pool_boots_serves_survives_lbd_and_replaces_and_drains_its_vms() {
         p.vms
     );
     assert!(p.vms.iter().all(|v| v.serving_after_ms.is_some()));
-    let (seen, failed) = burst(&lab, 20);
+    let (seen, failed) = lab.burst(20);
     assert_eq!(failed, 0);
     let names: BTreeSet<String> = p.vms.iter().map(|v| v.name.clone()).collect();
     assert_eq!(seen, names, "X-Backend names each VM");
@@ -91,7 +71,7 @@ fn a_libvirt_pool_boots_serves_survives_lbd_and_replaces_and_drains_its_vms() {
     });
     assert_eq!(domains(&lab.instance), before, "no duplicate, none leaked");
     assert!(p.events.iter().any(|e| e.what.starts_with("adopted 2 VMs")));
-    assert_eq!(burst(&lab, 10).1, 0, "serving after the restart");
+    assert_eq!(lab.burst(10).1, 0, "serving after the restart");
 
     // A domain destroyed under lbd is replaced.
     let victim = format!("xlb-{}-web-1", lab.instance);
@@ -197,5 +177,5 @@ fn a_missing_image_or_an_unreachable_hypervisor_fails_its_pool_alone() {
     // The other pool is untouched: serving, no error.
     let web = lab.pool_named("web");
     assert!(web.errors.is_empty(), "{:?}", web.errors);
-    assert_eq!(burst(&lab, 10).1, 0);
+    assert_eq!(lab.burst(10).1, 0);
 }
