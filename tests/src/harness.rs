@@ -290,6 +290,32 @@ impl Balancer {
         self.install(vip_config(name, false, proto, Mode::Nat, port, backends));
     }
 
+    /// Adds a TCP NAT VIP on another address than `VIP`: `addr:port`.
+    pub fn add_vip_at(
+        &mut self,
+        name: &str,
+        addr: Ipv4Addr,
+        port: u16,
+        backends: &[(u8, u16, u32)],
+    ) {
+        let mut cfg = vip_config(name, false, Proto::Tcp, Mode::Nat, port, backends);
+        cfg.addr = addr.into();
+        self.install(cfg);
+    }
+
+    /// The VIP address and port that vip id `id` stands for in the data path now.
+    pub fn vip_of_id(&self, id: u32) -> (IpAddr, u16) {
+        let data = MapData::from_pin(self.pin_dir.join(lb_common::map_names::VIP_ADDRS))
+            .expect("pinned VIP-id array");
+        let ids: aya::maps::Array<MapData, lb_common::VipKey> =
+            aya::maps::Array::try_from(Map::Array(data)).expect("an array");
+        let key = ids.get(&id, 0).expect("vip id in range");
+        (
+            lb_common::words_addr(key.family, &key.addr),
+            u16::from_be(key.port),
+        )
+    }
+
     /// Adds a TCP NAT VIP `VIP:port` whose table is `table` (Maglev or consistent).
     pub fn add_vip_table(
         &mut self,

@@ -685,3 +685,36 @@ hook_tests! {
         });
     }
 }
+
+hook_tests! {
+    fn a_flow_of_a_removed_vip_is_not_forwarded_by_a_vip_that_takes_its_id_on_another_port() {
+        Harness::new().run(|lb| {
+            two_vips_sharing_a_backend_with_a_flow_each(lb);
+            // web2's id goes to VIP:82; port 81 stays a VIP port (on another address), so
+            // the old flow's packets still reach the connection table.
+            lb.add_vip("web3", Proto::Tcp, 82, &[(1, 8080, 1)]);
+            lb.add_vip_at("other", Ipv4Addr::new(10, 200, 0, 11), 81, &[(1, 8080, 1)]);
+            let mut key = tcp_key(40001);
+            key.dport = 81u16.to_be();
+            let entry = lb
+                .flow_table(map_names::CONNS)
+                .get(&key, 0)
+                .expect("web2's flow is still in the table");
+            assert_eq!(
+                lb.vip_of_id(entry.vip_id),
+                (IpAddr::V4(VIP), 82),
+                "the flow's VIP id now stands for web3"
+            );
+            let ack = Frame::tcp(CLIENT, 40001, VIP, 81, ACK).bytes();
+            let (action, out) = lb.run(&ack);
+            assert_eq!(action, xdp_action::PASS, "not sent to web3's backend");
+            assert_eq!(out, ack);
+            assert_eq!(lb.count(Reason::PassNotVip), 1);
+            // A new flow to web3 is forwarded to its backend.
+            let syn82 = Frame::tcp(CLIENT, 40002, VIP, 82, SYN).bytes();
+            let (action, out) = lb.run(&syn82);
+            assert_eq!(action, xdp_action::REDIRECT);
+            assert_eq!(parse_and_verify(&out).dst, backend(1));
+        });
+    }
+}
