@@ -39,10 +39,20 @@ fn check_taps(lab: &PoolRunning, p: &PoolView) {
 fn a_libvirt_pool_boots_serves_survives_lbd_and_replaces_and_drains_its_vms() {
     let _engine = Libvirt::start().expect("libvirtd");
     let mut purge = Domains(String::new());
-    let mut lab = PoolRunning::start(&PoolLab::fixed(PoolEngine::Libvirt {
-        kernel: tests::guest_file("vmlinuz"),
-        initrd: tests::guest_file("initramfs-debug.cpio"),
-    }));
+    // Two hypervisor URIs, the first one unreachable: placement goes to the one that answers.
+    let mut lab = PoolRunning::start_with(
+        &PoolLab::fixed(PoolEngine::Libvirt {
+            kernel: tests::guest_file("vmlinuz"),
+            initrd: tests::guest_file("initramfs-debug.cpio"),
+        }),
+        |text| {
+            text.replacen(
+                "[vip.pool.libvirt]\n",
+                "[vip.pool.libvirt]\nuris = [\"qemu+unix:///system?socket=/nonexistent/xlb-libvirt-sock\", \"qemu:///system\"]\n",
+                1,
+            )
+        },
+    );
     purge.0 = lab.instance.clone();
     // Boot: two TCG guests at once on this machine's two cores.
     let p = lab.wait_for(Duration::from_secs(90), "2 VMs serving", |p| {
@@ -53,7 +63,7 @@ fn a_libvirt_pool_boots_serves_survives_lbd_and_replaces_and_drains_its_vms() {
         p.vms
             .iter()
             .all(|v| v.host.as_deref() == Some("qemu:///system")),
-        "each VM's host is shown: {:?}",
+        "each VM is placed on the hypervisor that answers, and shown there: {:?}",
         p.vms
     );
     assert!(p.vms.iter().all(|v| v.serving_after_ms.is_some()));
