@@ -224,6 +224,29 @@ hook_tests! {
 }
 
 hook_tests! {
+    fn decap_leaves_an_outer_ipv4_header_with_options_untouched() {
+        // lb_xdp never adds options; an IP-in-IP packet that has them is not ours to strip.
+        let frame = Frame::tcp(CLIENT, 40000, VIP, 80, SYN).bytes();
+        let encapsulated = Harness::new().run(|lb| {
+            lb.add_dsr_vip("dsr", false, 80, &[0]);
+            lb.run(&frame).1
+        });
+        let mut with_options = encapsulated[..34].to_vec();
+        with_options.extend_from_slice(&[1, 1, 1, 0]); // NOP, NOP, NOP, end of options
+        with_options.extend_from_slice(&encapsulated[34..]);
+        with_options[14] = 0x46;
+        let total = u16::from_be_bytes([with_options[16], with_options[17]]) + 4;
+        with_options[16..18].copy_from_slice(&total.to_be_bytes());
+        with_options[24..26].copy_from_slice(&[0, 0]);
+        let c = ipv4_header_check(&with_options[14..38]);
+        with_options[24..26].copy_from_slice(&c.to_be_bytes());
+        let (action, out) = run_decap(&decap(), &with_options);
+        assert_eq!(action, xdp_action::PASS);
+        assert_eq!(out, with_options);
+    }
+}
+
+hook_tests! {
     fn decap_passes_plain_traffic_unchanged() {
         let obj = decap();
         for frame in [

@@ -98,6 +98,19 @@ hook_tests! {
 }
 
 hook_tests! {
+    fn echo_request_with_a_non_zero_code_to_a_vip_goes_to_the_stack() {
+        Harness::new().run(|lb| {
+            lb.add_vip("web", Proto::Tcp, 80, &[(0, 8080, 1)]);
+            let frame = icmp(CLIENT.into(), VIP.into(), 8, 1);
+            let (action, out) = lb.run(&frame);
+            assert_eq!(action, xdp_action::PASS);
+            assert_eq!(out, frame);
+            assert_eq!(lb.count(Reason::IcmpEchoReply), 0);
+        });
+    }
+}
+
+hook_tests! {
     fn ipv6_ping_to_a_vip_is_answered_from_the_vip() {
         Harness::new().run(|lb| {
             lb.add_vip6("web6", Proto::Tcp, 80, &[(0, 8080, 1)]);
