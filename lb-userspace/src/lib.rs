@@ -1,6 +1,6 @@
 //! The control plane of the balancer, in layers that import only downward:
 //!
-//! 0. [`sys`]: namespaces, netlink links, offloads, cgroups;
+//! 0. [`sys`]: namespaces, netlink links, offloads, cgroups, BPF map batches;
 //! 1. [`model`] (desired state, validation, wire types, messages, errors) and [`balance`]
 //!    (Maglev, plans, weight policies: pure arithmetic over the model);
 //! 2. [`dataplane`]: the map owner;

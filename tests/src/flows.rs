@@ -3,6 +3,7 @@
 //! `BPF_MAP_DELETE_BATCH`), and pinning to a CPU (an LRU table with a list per CPU gives each
 //! CPU a share, and an insert takes room from the inserting CPU's).
 use lb_common::{addr_words, ConnEntry, FlowKey, FAMILY_V4, PROTO_TCP};
+use lb_userspace::sys::bpf_batch::{batch, BatchAttr, BatchCmd};
 
 /// Keys written per batch syscall.
 pub const BATCH: usize = 65_536;
@@ -23,61 +24,35 @@ pub fn flow_key(i: u32, vip: std::net::Ipv4Addr) -> FlowKey {
     }
 }
 
-/// `union bpf_attr`'s `batch` member (include/uapi/linux/bpf.h).
-#[repr(C)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
 /// Runs batch command `cmd` on the map behind `fd` over `keys` (and `values`, or none).
-fn batch(cmd: libc::c_long, fd: i32, keys: &[FlowKey], values: Option<&[ConnEntry]>) {
+fn run_batch(cmd: BatchCmd, fd: i32, keys: &[FlowKey], values: Option<&[ConnEntry]>) {
     let mut attr = BatchAttr {
-        in_batch: 0,
-        out_batch: 0,
         keys: keys.as_ptr() as u64,
         values: values.map_or(0, |v| v.as_ptr() as u64),
         count: keys.len() as u32,
         map_fd: fd as u32,
-        elem_flags: 0,
-        flags: 0,
+        ..BatchAttr::default()
     };
-    // SAFETY: `attr` is the kernel's batch layout; `keys` (and `values`) hold `count` elements
-    // of the map's key and value types and outlive the call, which only reads them.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            &mut attr as *mut BatchAttr,
-            std::mem::size_of::<BatchAttr>(),
-        )
-    };
-    assert!(
-        ret == 0,
-        "batch command {cmd}: {} after {} entries",
-        std::io::Error::last_os_error(),
-        attr.count
-    );
+    // SAFETY: `keys` (and `values`) hold `count` elements of the map's key and value types
+    // and outlive the call; updates and deletes only read them.
+    let done = unsafe { batch(cmd, &mut attr) };
+    if let Err(e) = done {
+        panic!("batch {cmd:?}: {e} after {} entries", attr.count);
+    }
 }
 
 /// Writes every key of `keys` with `value` into the table behind `fd`, in batches.
 pub fn insert_all(fd: i32, keys: &[FlowKey], value: &ConnEntry) {
     let values = vec![*value; BATCH.min(keys.len())];
     for chunk in keys.chunks(BATCH) {
-        batch(26, fd, chunk, Some(&values[..chunk.len()]));
+        run_batch(BatchCmd::Update, fd, chunk, Some(&values[..chunk.len()]));
     }
 }
 
 /// Deletes every key of `keys` (each present) from the table behind `fd`, in batches.
 pub fn delete_all(fd: i32, keys: &[FlowKey]) {
     for chunk in keys.chunks(BATCH) {
-        batch(27, fd, chunk, None);
+        run_batch(BatchCmd::Delete, fd, chunk, None);
     }
 }
 

@@ -5,10 +5,13 @@ use aya::maps::{HashMap, MapData};
 use lb_common::{ConnEntry, FlowKey, CONN_F_CLOSED, DIR_FORWARD, PROTO_UDP};
 
 use super::Dataplane;
+use crate::sys::{
+    bpf_batch::{batch, BatchAttr, BatchCmd},
+    error::{fail, Context, Result},
+};
 
 /// A flow table: key and entry as the data path keeps them.
 type FlowTable = HashMap<MapData, FlowKey, ConnEntry>;
-use crate::sys::error::{fail, Context, Result};
 
 impl Dataplane {
     /// Flows per backend id that are still active: forward entries of the connection table
@@ -64,19 +67,6 @@ fn each_entry(table: &FlowTable, f: &mut impl FnMut(&FlowKey, &ConnEntry)) {
 /// means the kernel refused batches before any entry was seen.
 fn each_batched(table: &FlowTable, mut f: impl FnMut(&FlowKey, &ConnEntry)) -> Result<()> {
     use std::os::fd::{AsFd, AsRawFd};
-    /// `union bpf_attr`'s `batch` member (include/uapi/linux/bpf.h).
-    #[repr(C)]
-    struct BatchAttr {
-        in_batch: u64,
-        out_batch: u64,
-        keys: u64,
-        values: u64,
-        count: u32,
-        map_fd: u32,
-        elem_flags: u64,
-        flags: u64,
-    }
-    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
     let fd = aya::maps::IterableMap::map(table).fd().as_fd().as_raw_fd();
     let mut keys = vec![FlowKey::default(); CONN_BATCH];
     let mut values = vec![ConnEntry::default(); CONN_BATCH];
@@ -95,29 +85,17 @@ fn each_batched(table: &FlowTable, mut f: impl FnMut(&FlowKey, &ConnEntry)) -> R
             values: values.as_mut_ptr() as u64,
             count: CONN_BATCH as u32,
             map_fd: fd as u32,
-            elem_flags: 0,
-            flags: 0,
+            ..BatchAttr::default()
         };
-        // SAFETY: `attr` is the kernel's batch layout; `keys` and `values` hold `count`
-        // elements of the map's key and value types (sizes asserted in lb-common), and the
-        // tokens outlive the call. The kernel writes only within those buffers.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>(),
-            )
-        };
-        let err = std::io::Error::last_os_error();
-        let done = ret < 0 && err.raw_os_error() == Some(libc::ENOENT);
-        if ret < 0 && !done {
-            if first {
-                return Err(fail("batch lookup of a flow table", err));
-            }
+        // SAFETY: `keys` and `values` hold `count` elements of the map's key and value types
+        // (sizes asserted in lb-common), and the tokens outlive the call.
+        let done = match unsafe { batch(BatchCmd::Lookup, &mut attr) } {
+            Ok(()) => false,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            Err(e) if first => return Err(fail("batch lookup of a flow table", e)),
             // A later failure (the table changed under us): what was read stands.
-            return Ok(());
-        }
+            Err(_) => return Ok(()),
+        };
         let n = (attr.count as usize).min(CONN_BATCH);
         for (k, v) in keys[..n].iter().zip(&values[..n]) {
             f(k, v);
