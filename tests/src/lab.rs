@@ -250,6 +250,29 @@ impl PoolRunning {
         }
     }
 
+    /// Turns `load` down to light traffic and waits (up to 60 s) for the pool to scale in
+    /// to 2 active VMs; asserts that it drained before deleting and that no request failed
+    /// while it scaled (so a broken drain shows as failures).
+    pub fn scale_in_to_two(&self, load: lb_lab::Load) -> lb_userspace::model::wire::PoolView {
+        load.rate.store(10, std::sync::atomic::Ordering::Relaxed);
+        let back = self.wait_for(Duration::from_secs(60), "scale in to 2", |p| {
+            p.vms.len() == 2 && Self::active(p).len() == 2
+        });
+        assert!(
+            back.events
+                .iter()
+                .any(|e| e.what.contains("drained; deleting")),
+            "scale-in drains before deleting: {:?}",
+            back.events
+        );
+        let ok = load.tally.ok.load(std::sync::atomic::Ordering::Relaxed);
+        let failed = load.tally.failed.load(std::sync::atomic::Ordering::Relaxed);
+        drop(load);
+        assert_eq!(failed, 0, "requests failed during scaling ({ok} answered)");
+        assert!(ok > 200, "the load ran: {ok} answered");
+        back
+    }
+
     /// Names of the VMs that are `active`.
     pub fn active(p: &lb_userspace::model::wire::PoolView) -> Vec<String> {
         p.vms

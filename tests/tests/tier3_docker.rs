@@ -3,7 +3,7 @@
 //! from the engine after lbd is killed, replaced when removed under lbd, scaled out under load
 //! and back in by draining with no failed request; a missing image or an unreachable engine is
 //! a clear error that leaves other pools alone.
-use std::{collections::BTreeSet, net::SocketAddr, rc::Rc, sync::atomic::Ordering, time::Duration};
+use std::{collections::BTreeSet, net::SocketAddr, rc::Rc, time::Duration};
 
 use lb_lab::{engines::Podman, Load, PoolEngine, PoolLab, VIP, VIP_PORT};
 use tests::lab::{PoolRunning, RunningLab};
@@ -96,22 +96,7 @@ fn a_docker_pool_serves_survives_lbd_replaces_and_scales_with_no_failed_request(
     lab.wait_for(Duration::from_secs(40), "scale out to 4", |p| {
         PoolRunning::active(p).len() >= 4
     });
-    load.rate.store(10, Ordering::Relaxed);
-    let back = lab.wait_for(Duration::from_secs(60), "scale in to 2", |p| {
-        p.vms.len() == 2 && PoolRunning::active(p).len() == 2
-    });
-    assert!(
-        back.events
-            .iter()
-            .any(|e| e.what.contains("drained; deleting")),
-        "{:?}",
-        back.events
-    );
-    let ok = load.tally.ok.load(Ordering::Relaxed);
-    let failed = load.tally.failed.load(Ordering::Relaxed);
-    drop(load);
-    assert_eq!(failed, 0, "requests failed during scaling ({ok} answered)");
-    assert!(ok > 200, "the load ran: {ok}");
+    lab.scale_in_to_two(load);
     assert_eq!(
         podman.containers(&lab.instance).len(),
         2,
