@@ -156,27 +156,54 @@ fn userspace(out: &Path) -> Result<()> {
     } else {
         println!("[mutants] cargo-mutants {CARGO_MUTANTS}: present");
     }
-    let mut mutants = Command::new("cargo");
-    mutants
-        .current_dir(cmd::root())
-        .args(["mutants", "--package", "lb-userspace", "--no-shuffle"])
-        .args(["--test-package", "lb-userspace,tests"])
-        .arg("--output")
-        .arg(out);
-    for f in USERSPACE_FILES {
-        mutants.args(["--file", f]);
-    }
-    for arg in [
+    // cargo-mutants' own baseline runs the mutated package's tests only, where the Tier 1
+    // targets of `tests` do not exist: the baseline runs here, and times the mutants.
+    let targets = [
         "--lib",
         "--test",
         "tier1_config*",
         "--test",
         "tier1_validation*",
-    ] {
+    ];
+    // The consistent table's 5-second test checks a file not mutated here.
+    let skip = ["--skip", "consistent::"];
+    let packages = ["-p", "lb-userspace", "-p", "tests"];
+    println!("[mutants] baseline: the unmutated tree passes its tests");
+    cmd::run(
+        cmd::cargo()
+            .arg("test")
+            .args(packages)
+            .args(targets)
+            .arg("--no-run"),
+    )?;
+    let start = Instant::now();
+    cmd::run(
+        cmd::cargo()
+            .arg("test")
+            .args(packages)
+            .args(targets)
+            .arg("--")
+            .args(skip),
+    )
+    .context("the unmutated tree fails its tests: no mutant would mean anything")?;
+    let timeout = (start.elapsed().as_secs() * 5).max(30);
+    let mut mutants = Command::new("cargo");
+    mutants
+        .current_dir(cmd::root())
+        .args(["mutants", "--package", "lb-userspace", "--no-shuffle"])
+        .args(["--test-package", "lb-userspace", "--test-package", "tests"])
+        .args(["--baseline", "skip", "--timeout"])
+        .arg(timeout.to_string())
+        .arg("--output")
+        .arg(out);
+    for f in USERSPACE_FILES {
+        mutants.args(["--file", f]);
+    }
+    for arg in targets {
         mutants.arg(format!("--cargo-test-arg={arg}"));
     }
-    // Two builds at once; the consistent table's 5-second test checks a file not mutated here.
-    mutants.args(["--jobs", "2", "--", "--skip", "consistent::"]);
+    // Two builds at once.
+    mutants.args(["--jobs", "2", "--", "--"]).args(skip);
     // cargo-mutants exits non-zero when a mutant survives: the table below says which.
     let _ = cmd::run(&mut mutants);
     let dir = out.join("mutants.out");
