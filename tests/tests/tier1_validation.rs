@@ -295,3 +295,178 @@ fn a_long_name_is_not_echoed_back_whole() {
     );
     assert!(e.contains("(10000 bytes)"), "{e:.300}");
 }
+
+/// Replacements in the base, and the field the error must name (None: accepted by
+/// `validate_runnable`). Each limit is tried at its edge (accepted) and one past it
+/// (refused), and each rule on a value that passes it beside one that breaks it.
+type Limit = (
+    &'static [(&'static str, &'static str)],
+    Option<&'static str>,
+);
+
+const LIMITS: &[Limit] = &[
+    // [lbd]: names at their longest, with every allowed punctuation
+    (
+        &[("instance = \"edge1\"", "instance = \"edge-1_xxxxxxxxxxxxxxxxxxxxxxxxx\"")],
+        None,
+    ),
+    (
+        &[("instance = \"edge1\"", "instance = \"edge-1_xxxxxxxxxxxxxxxxxxxxxxxxxy\"")],
+        Some("lbd.instance"),
+    ),
+    (
+        &[("\"eth2\"]", "\"veth-pool_abcde\"]")],
+        None,
+    ),
+    (
+        &[("\"eth2\"]", "\"veth-pool_abcdef\"]")],
+        Some("lbd.interfaces[1]"),
+    ),
+    (
+        &[("drain_timeout_s = 300", "drain_timeout_s = 300\nread_group = \"lb-ops_ggggggggggggggggggggggggg\"")],
+        None,
+    ),
+    (
+        &[("drain_timeout_s = 300", "drain_timeout_s = 300\nread_group = \"lb-ops_gggggggggggggggggggggggggg\"")],
+        Some("lbd.read_group"),
+    ),
+    (
+        &[("drain_timeout_s = 300", "drain_timeout_s = 300\nread_group = \"\"")],
+        Some("lbd.read_group"),
+    ),
+    (
+        &[("drain_timeout_s = 300", "drain_timeout_s = 300\nread_group = \"lb/ops\"")],
+        Some("lbd.read_group"),
+    ),
+    (&[("drain_timeout_s = 300", "drain_timeout_s = 86400")], None),
+    // the per-interface hook names a listed interface
+    (
+        &[("drain_timeout_s = 300", "drain_timeout_s = 300\n[lbd.attach_per_interface]\neth2 = \"tc\"")],
+        None,
+    ),
+    (
+        &[("drain_timeout_s = 300", "drain_timeout_s = 300\n[lbd.attach_per_interface]\neth3 = \"tc\"")],
+        Some("lbd.attach_per_interface.eth3"),
+    ),
+    // ring memory: the base's rings (4093 and the default 65537) need 139260 slots
+    (&[("drain_timeout_s = 300", "drain_timeout_s = 300\nring_slots = 139260")], None),
+    (
+        &[("drain_timeout_s = 300", "drain_timeout_s = 300\nring_slots = 139258")],
+        Some("lbd.ring_slots"),
+    ),
+    // ... and with small rings, the slots' own range: even, two buffers of 65537 at least
+    (
+        &[
+            ("drain_timeout_s = 300", "drain_timeout_s = 300\nring_slots = 131074"),
+            ("port = 443\n", "port = 443\nring_size = 1021\n"),
+        ],
+        None,
+    ),
+    (
+        &[
+            ("drain_timeout_s = 300", "drain_timeout_s = 300\nring_slots = 131072"),
+            ("port = 443\n", "port = 443\nring_size = 1021\n"),
+        ],
+        Some("lbd.ring_slots"),
+    ),
+    (
+        &[
+            ("drain_timeout_s = 300", "drain_timeout_s = 300\nring_slots = 131075"),
+            ("port = 443\n", "port = 443\nring_size = 1021\n"),
+        ],
+        Some("lbd.ring_slots"),
+    ),
+    (&[("slow_start_s = 10", "slow_start_s = 3600")], None),
+    // pools: min = max, max at its limit and at its network's room
+    (&[("min = 1", "min = 4")], None),
+    (&[("max = 4", "max = 64")], None),
+    (
+        &[("network = \"10.201.0.0/24\"", "network = \"10.201.0.0/28\"")],
+        None,
+    ),
+    // a dsr pool of netns VMs serves on the VIP's port
+    (&[("port = 443\n", "port = 443\nmode = \"dsr\"\n")], None),
+    (
+        &[
+            ("port = 443\n", "port = 443\nmode = \"dsr\"\n"),
+            ("memory_mb = 128", "memory_mb = 128\nport = 8443"),
+        ],
+        Some("vip[1].pool.port"),
+    ),
+    // a docker pool is nat only
+    (
+        &[
+            ("provider = \"netns\"", "provider = \"docker\""),
+            ("network = \"10.201.0.0/24\"", "network = \"10.201.0.0/24\"\n[vip.pool.docker]\nimage = \"xlb-backend\""),
+        ],
+        None,
+    ),
+    (
+        &[
+            ("port = 443\n", "port = 443\nmode = \"dsr\"\n"),
+            ("provider = \"netns\"", "provider = \"docker\""),
+            ("network = \"10.201.0.0/24\"", "network = \"10.201.0.0/24\"\n[vip.pool.docker]\nimage = \"xlb-backend\""),
+        ],
+        Some("vip[1].pool.provider"),
+    ),
+    // a static pool lists max addresses of the VIP's family
+    (
+        &[(
+            "provider = \"netns\"",
+            "provider = \"static\"\naddrs = [\"10.0.0.3\", \"10.0.0.4\", \"10.0.0.5\", \"10.0.0.6\"]",
+        )],
+        None,
+    ),
+    (
+        &[(
+            "provider = \"netns\"",
+            "provider = \"static\"\naddrs = [\"10.0.0.3\", \"10.0.0.4\", \"10.0.0.5\"]",
+        )],
+        Some("vip[1].pool.addrs"),
+    ),
+    (
+        &[(
+            "provider = \"netns\"",
+            "provider = \"static\"\naddrs = [\"10.0.0.3\", \"10.0.0.4\", \"10.0.0.5\", \"2001:db8::6\"]",
+        )],
+        Some("vip[1].pool.addrs"),
+    ),
+];
+
+#[test]
+fn each_limit_holds_at_its_edge_and_not_past_it() {
+    for (edits, refused) in LIMITS {
+        let mut text = BASE.to_string();
+        for (from, to) in *edits {
+            assert_eq!(text.matches(from).count(), 1, "{from:?} is not unique");
+            text = text.replacen(from, to, 1);
+        }
+        let verdict = Config::parse(&text).and_then(|c| c.validate_runnable());
+        match (verdict, refused) {
+            (Ok(()), None) => {}
+            (Ok(()), Some(field)) => panic!("{edits:?} (for {field}) was accepted"),
+            (Err(e), None) => panic!("{edits:?} is at the edge, yet refused: {e}"),
+            (Err(e), Some(field)) => assert!(
+                e.to_string().starts_with(&format!("{field}:")),
+                "{edits:?}: {e} does not name {field}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn at_most_max_vips_vips() {
+    let doc = |n: u32| {
+        let mut text = "[lbd]\ninterfaces = [\"eth1\"]\nring_slots = 1048576\n".to_string();
+        for i in 0..n {
+            text += &format!(
+                "[[vip]]\nname = \"v{i}\"\naddr = \"192.0.2.10\"\nport = {}\nproto = \"udp\"\nring_size = 1021\n",
+                i + 1
+            );
+        }
+        Config::parse(&text)
+    };
+    doc(lb_common::MAX_VIPS).expect("MAX_VIPS VIPs");
+    let e = doc(lb_common::MAX_VIPS + 1).expect_err("one more");
+    assert!(e.to_string().starts_with("vip:"), "{e}");
+}

@@ -208,6 +208,14 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_table_of_another_size_moves_everything() {
+        let t = build(&members(3, |_| 1), 1021);
+        assert_eq!(moved_share(&t, &t), 0.0);
+        assert_eq!(moved_share(&t, &build(&members(3, |_| 1), 4093)), 1.0);
+        assert_eq!(moved_share(&[], &[]), 1.0, "no table before");
+    }
+
+    #[test]
     fn order_does_not_matter_and_zero_weight_is_excluded() {
         let mut ms = members(7, |i| i);
         let a = build(&ms, 4093);

@@ -168,6 +168,25 @@ mod tests {
         assert!(f[1] < 0.5 * f[0], "{f:?}");
         // Without reports nothing moves.
         assert_eq!(targets(Policy::Resource, &[t(0), t(0)]), vec![1.0, 1.0]);
+        // Spare cores 0.5 and 0.25 (mean 0.375); a backend without a report counts as average.
+        let f = targets(Policy::Resource, &[vm(0.5, 1.0), vm(0.75, 1.0), t(0)]);
+        for (got, want) in f.iter().zip([4.0 / 3.0, 2.0 / 3.0, 1.0]) {
+            assert!((got - want).abs() < 1e-9, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn settling_smooths_and_holds_a_factor_inside_its_dead_band() {
+        // 0.3 of the way from the smoothed target to the measurement; outside the band the
+        // factor aims at it.
+        let (s, aim) = settle(Some(1.0), 2.0, 1.0, 0.2);
+        assert!(
+            (s - 1.3).abs() < 1e-9 && (aim - 1.3).abs() < 1e-9,
+            "{s} {aim}"
+        );
+        // The band is relative to the factor: 1.7 is within 20% of 2.0, so 2.0 stays.
+        assert_eq!(settle(None, 1.7, 2.0, 0.2), (1.7, 2.0));
+        assert_eq!(settle(None, 1.5, 2.0, 0.2), (1.5, 1.5));
     }
 
     #[test]
