@@ -377,6 +377,15 @@ const LIMITS: &[Limit] = &[
         Some("lbd.ring_slots"),
     ),
     (&[("slow_start_s = 10", "slow_start_s = 3600")], None),
+    // health: a check may take its whole interval
+    (&[("timeout_ms = 1000", "timeout_ms = 2000")], None),
+    (&[("weight = 2", "weight = 65535")], None),
+    // dsr does not rewrite ports: a backend serves on the VIP's
+    (&[("port = 80\n", "port = 8080\nmode = \"dsr\"\n")], None),
+    (
+        &[("port = 80\n", "port = 80\nmode = \"dsr\"\n")],
+        Some("vip[0].backend[0].port"),
+    ),
     // pools: min = max, max at its limit and at its network's room
     (&[("min = 1", "min = 4")], None),
     (&[("max = 4", "max = 64")], None),
@@ -469,4 +478,39 @@ fn at_most_max_vips_vips() {
     doc(lb_common::MAX_VIPS).expect("MAX_VIPS VIPs");
     let e = doc(lb_common::MAX_VIPS + 1).expect_err("one more");
     assert!(e.to_string().starts_with("vip:"), "{e}");
+}
+
+#[test]
+fn long_names_paths_and_backend_counts_hold_at_their_limits() {
+    let check = |from: &str, to: String| {
+        Config::parse(&BASE.replacen(from, &to, 1)).map_err(|e| e.to_string())
+    };
+    let name = |n: usize| format!("name = \"{}\"", &"w-_.".repeat(17)[..n]);
+    check("name = \"web\"", name(64)).expect("a name of 64");
+    let e = check("name = \"web\"", name(65)).expect_err("a name of 65");
+    assert!(e.starts_with("vip[0].name:"), "{e}");
+    let path = |n: usize| format!("path = \"/{}\"", "p".repeat(n - 1));
+    check("path = \"/\"", path(1024)).expect("a path of 1024 bytes");
+    let e = check("path = \"/\"", path(1025)).expect_err("a path of 1025");
+    assert!(e.starts_with("vip[0].health.path:"), "{e}");
+    // The data path numbers backends 1..MAX_BACKENDS: one fewer than it has ids.
+    let backends = |n: u32| {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "[[vip.backend]]\naddr = \"10.1.{}.{}\"\nport = 8080\n",
+                    i / 250,
+                    i % 250 + 1
+                )
+            })
+            .collect::<String>()
+    };
+    let most = lb_common::MAX_BACKENDS - 1;
+    check(
+        "weight = 2\n",
+        format!("weight = 2\n{}", backends(most - 1)),
+    )
+    .expect("MAX_BACKENDS - 1");
+    let e = check("weight = 2\n", format!("weight = 2\n{}", backends(most))).expect_err("one more");
+    assert!(e.starts_with("vip:"), "{e}");
 }
