@@ -320,6 +320,8 @@ mod tests {
         assert!(parse_agent("down #maintenance").down);
         assert_eq!(parse_agent("ready,50%").percent, 50);
         assert_eq!(parse_agent("garbage"), AgentReport::UP);
+        assert!(!parse_agent("down up").down, "the last state word wins");
+        assert!(parse_agent("up down").down);
     }
 
     #[test]
@@ -331,6 +333,9 @@ mod tests {
         assert_eq!(r.capacity, Some(0.5));
         let bad = parse_agent("cpu=-3% inflight=x capacity=0 cpu=nan");
         assert_eq!(bad, AgentReport::UP, "negative, non-numeric, zero: ignored");
+        for word in ["cpu=-3%", "cpu=inf", "cpu=nan"] {
+            assert_eq!(parse_agent(word).cpu, None, "{word}");
+        }
     }
 
     fn cfg() -> HealthConfig {
