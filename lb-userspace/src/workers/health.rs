@@ -396,4 +396,97 @@ mod tests {
         assert_eq!(s.record(true, &c), Some(true));
         assert_eq!(s.record(true, &c), None, "no flip while steady");
     }
+
+    /// A loopback server for one test: for each connection (at most 4) it reads what the
+    /// client sends, if it is not an agent's, then writes `answer` and closes; `None` holds
+    /// the connection 2 s without a word.
+    async fn server(answer: Option<&'static [u8]>, agent: bool) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for _ in 0..4 {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                if !agent {
+                    let _ = s.read(&mut [0u8; 512]).await;
+                }
+                match answer {
+                    Some(a) => drop(s.write_all(a).await),
+                    None => tokio::time::sleep(Duration::from_secs(2)).await,
+                }
+            }
+        });
+        addr
+    }
+
+    fn of(kind: CheckKind) -> HealthConfig {
+        HealthConfig { kind, ..cfg() }
+    }
+
+    #[tokio::test]
+    async fn a_tcp_check_passes_on_accept_and_names_a_refusal() {
+        let up = server(Some(b""), true).await;
+        assert_eq!(probe(up, &of(CheckKind::Tcp)).await, Ok(AgentReport::UP));
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gone = closed.local_addr().unwrap();
+        drop(closed);
+        assert_eq!(
+            probe(gone, &of(CheckKind::Tcp)).await,
+            Err("refused".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_http_check_wants_the_expected_status() {
+        let http = of(CheckKind::Http);
+        for (answer, want) in [
+            (Some(&b"HTTP/1.0 200 OK\r\n\r\n"[..]), Ok(AgentReport::UP)),
+            (Some(b"HTTP/1.1 503 Busy\r\n\r\n"), Err("status 503")),
+            (Some(b""), Err("closed")),
+            (Some(b"SSH-2.0-OpenSSH\r\n"), Err("not HTTP")),
+            (None, Err("timeout")),
+        ] {
+            let addr = server(answer, false).await;
+            let got = probe(addr, &http).await;
+            assert_eq!(got, want.map_err(String::from), "{answer:?}");
+        }
+        // A TCP check of a server that would fail the HTTP one passes.
+        let addr = server(Some(b"HTTP/1.1 503 Busy\r\n\r\n"), false).await;
+        assert_eq!(probe(addr, &of(CheckKind::Tcp)).await, Ok(AgentReport::UP));
+    }
+
+    #[tokio::test]
+    async fn an_agent_check_reads_the_agents_port() {
+        let agent = |port| HealthConfig {
+            agent_port: port,
+            ..of(CheckKind::Agent)
+        };
+        // The service port itself is closed: only the agent's is asked.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let service = closed.local_addr().unwrap();
+        drop(closed);
+        let up = server(Some(b"up 75%\n"), true).await;
+        let got = probe(service, &agent(up.port())).await.expect("up");
+        assert_eq!(got.percent, 75);
+        let down = server(Some(b"MAINT drain\n"), true).await;
+        let got = probe(service, &agent(down.port())).await;
+        assert_eq!(got, Err("agent: maint".into()));
+    }
+
+    #[test]
+    fn io_failures_are_named_in_a_word_or_two() {
+        use std::io::{Error, ErrorKind::*};
+        for (kind, word) in [
+            (ConnectionRefused, "refused"),
+            (ConnectionReset, "reset"),
+            (TimedOut, "timeout"),
+            (HostUnreachable, "host unreachable"),
+            (NetworkUnreachable, "network unreachable"),
+            (UnexpectedEof, "closed"),
+        ] {
+            assert_eq!(io_reason(&Error::from(kind)), word);
+        }
+        assert_eq!(io_reason(&Error::other("odd")), "odd");
+    }
 }
