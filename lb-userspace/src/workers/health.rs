@@ -489,4 +489,33 @@ mod tests {
         }
         assert_eq!(io_reason(&Error::other("odd")), "odd");
     }
+
+    #[test]
+    fn the_board_keeps_streaks_failures_and_when_the_state_changed() {
+        let board = HealthBoard::default();
+        let key = ("web".to_string(), SocketAddr::from(([10, 0, 0, 2], 80)));
+        let c = cfg();
+        let check = |ok: bool, reason: &str, at_ms: u64| CheckResult {
+            ok,
+            reason: reason.into(),
+            duration_ms: 1.0,
+            at_ms,
+        };
+        let seen = || board.lock().unwrap()[&key].clone();
+        record(&board, &key, &c, check(false, "refused", 10), true);
+        record(&board, &key, &c, check(false, "refused", 20), true);
+        let d = seen();
+        assert_eq!((d.up, d.since_ms, d.checks), (true, 10, 2));
+        assert_eq!((d.consecutive_failed, d.consecutive_ok), (2, 0));
+        record(&board, &key, &c, check(false, "timeout", 30), false);
+        let d = seen();
+        assert_eq!((d.up, d.since_ms, d.consecutive_failed), (false, 30, 3));
+        assert_eq!(d.failures.get("refused"), Some(&2));
+        assert_eq!(d.failures.get("timeout"), Some(&1));
+        record(&board, &key, &c, check(true, "ok", 40), false);
+        let d = seen();
+        assert_eq!((d.up, d.since_ms, d.checks), (false, 30, 4));
+        assert_eq!((d.consecutive_failed, d.consecutive_ok), (0, 1));
+        assert_eq!(d.last.map(|l| l.at_ms), Some(40));
+    }
 }
