@@ -517,5 +517,13 @@ mod tests {
         assert_eq!((d.up, d.since_ms, d.checks), (false, 30, 4));
         assert_eq!((d.consecutive_failed, d.consecutive_ok), (0, 1));
         assert_eq!(d.last.map(|l| l.at_ms), Some(40));
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(
+            now_ms().abs_diff(wall) < 1000,
+            "results are stamped in Unix ms"
+        );
     }
 }
