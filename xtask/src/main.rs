@@ -57,8 +57,8 @@ enum Task {
         debug: bool,
     },
     /// How many realistic bugs the tests catch: cargo-mutants over the pure userspace modules
-    /// (unit + Tier 1 tests) and hand-written data-path mutants (Tier 2, root). About an hour;
-    /// not part of CI. Prints caught/survived per file.
+    /// (unit + Tier 1 tests) and hand-written data-path mutants (Tier 2, root). Hours (the
+    /// userspace part alone about 2.5 here); not part of CI. Prints caught/survived per file.
     Mutants {
         /// Only these parts (userspace, datapath).
         parts: Vec<String>,
