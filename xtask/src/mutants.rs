@@ -21,7 +21,8 @@ const USERSPACE_FILES: &[&str] = &[
     "lb-userspace/src/balance/plan.rs",
     "lb-userspace/src/balance/weights.rs",
     "lb-userspace/src/model/validate.rs",
-    "lb-userspace/src/workers/health.rs",
+    "lb-userspace/src/workers/health/mod.rs",
+    "lb-userspace/src/workers/health/probe.rs",
 ];
 
 /// One hand-written data-path bug: `old` (found exactly once in `file`) becomes `new`.
