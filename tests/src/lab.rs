@@ -1,12 +1,12 @@
 //! A running lab for Tier 3 tests: namespaces, backend servers and `lbd`, torn down on drop.
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{path::PathBuf, process::Command, sync::atomic::Ordering, time::Duration};
 
 use lb_userspace::model::config::AttachMode;
 
 use lb_lab::{
     lbd_log,
     netns::{unique_name, Netns},
-    start_lbd_in, state_file, tail, OneArmed, PinGuard, TempFile, Topology,
+    start_lbd_in, state_file, tail, Load, OneArmed, PinGuard, TempFile, Topology,
 };
 
 /// Namespaces with `lb-backend` in every VM and `lbd` in the balancer.
@@ -253,8 +253,8 @@ impl PoolRunning {
     /// Turns `load` down to light traffic and waits (up to 60 s) for the pool to scale in
     /// to 2 active VMs; asserts that it drained before deleting and that no request failed
     /// while it scaled (so a broken drain shows as failures).
-    pub fn scale_in_to_two(&self, load: lb_lab::Load) -> lb_userspace::model::wire::PoolView {
-        load.rate.store(10, std::sync::atomic::Ordering::Relaxed);
+    pub fn scale_in_to_two(&self, load: Load) -> lb_userspace::model::wire::PoolView {
+        load.rate.store(10, Ordering::Relaxed);
         let back = self.wait_for(Duration::from_secs(60), "scale in to 2", |p| {
             p.vms.len() == 2 && Self::active(p).len() == 2
         });
@@ -265,8 +265,8 @@ impl PoolRunning {
             "scale-in drains before deleting: {:?}",
             back.events
         );
-        let ok = load.tally.ok.load(std::sync::atomic::Ordering::Relaxed);
-        let failed = load.tally.failed.load(std::sync::atomic::Ordering::Relaxed);
+        let ok = load.tally.ok.load(Ordering::Relaxed);
+        let failed = load.tally.failed.load(Ordering::Relaxed);
         drop(load);
         assert_eq!(failed, 0, "requests failed during scaling ({ok} answered)");
         assert!(ok > 200, "the load ran: {ok} answered");

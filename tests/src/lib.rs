@@ -1,7 +1,8 @@
 //! Helpers for the test tiers: packet building, independent checksum checks, a per-test
-//! network namespace with a loaded balancer, filling flow tables, and locating the built
-//! binaries.
+//! network namespace with a loaded balancer, filling flow tables, the validation tables'
+//! config, and locating the built binaries.
 pub mod chaos;
+pub mod config;
 pub mod flows;
 pub mod harness;
 pub mod lab;
